@@ -1,0 +1,155 @@
+/* fl-admin: tenants and credentials, behind `./factorline tenant|key`.
+ * Connects as the schema owner (FL_ADMIN_DATABASE_URL); secrets are printed
+ * once and stored only as sha256. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+#include "crypto.h"
+
+static PGconn *conn;
+
+static int die(const char *what)
+{
+    fprintf(stderr, "fl-admin: %s\n", what);
+    return 2;
+}
+
+static PGresult *call(const char *sql, int n, const char *const *params)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        fprintf(stderr, "fl-admin: %s\n", m ? m : PQerrorMessage(conn));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+static const char *opt(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+static int tenant_add(const char *name)
+{
+    char factor[17];
+    if (crypto_random_hex(factor, 8) < 0)
+        return die("no randomness");
+    for (char *p = factor; *p; p++)
+        if (*p >= 'a' && *p <= 'f') *p = (char) (*p - 32);
+    const char *params[2] = { name, factor };
+    PGresult *res = call("SELECT fl_tenant_add($1, $2)::text", 2, params);
+    if (res == NULL)
+        return 1;
+    printf("{\"tenant\":");
+    json_str(name);
+    printf(",\"id\":\"%s\",\"factor_id\":\"%s\"}\n", PQgetvalue(res, 0, 0), factor);
+    PQclear(res);
+    return 0;
+}
+
+/* The headers a client of each family sends, as the vendor documents them. */
+static void print_headers(const char *family, const char *factor_id, const char *public_id,
+                          const char *secret)
+{
+    if (strcmp(family, "posting") == 0) {
+        printf("{\"Auth-FactorID\":");
+        json_str(factor_id);
+        printf(",\"Auth-SystemKey\":");
+        json_str(public_id);
+        printf(",\"Auth-APIKey\":");
+        json_str(secret);
+        printf("}");
+    } else {
+        /* single-token families: the token carries its public id */
+        printf("{\"Authorization\":\"Bearer %s.%s\"}", public_id, secret);
+    }
+}
+
+static int key_add(int argc, char **argv)
+{
+    const char *tenant = opt(argc, argv, "--tenant");
+    const char *family = opt(argc, argv, "--family");
+    const char *base = opt(argc, argv, "--base-url");
+    const char *label = opt(argc, argv, "--label");
+    char public_id[25], secret[65], hex[65], bytea[67];
+    unsigned char h[32];
+
+    if (tenant == NULL || family == NULL)
+        return die("usage: key add --tenant NAME --family FAMILY [--base-url URL] [--label TEXT]");
+    if (crypto_random_hex(public_id, 12) < 0 || crypto_random_hex(secret, 32) < 0)
+        return die("no randomness");
+    crypto_sha256(secret, strlen(secret), h);
+    crypto_hex(h, 32, hex);
+    snprintf(bytea, sizeof(bytea), "\\x%s", hex);     /* bytea hex input */
+    const char *params[5] = { tenant, family, public_id, bytea, label ? label : "" };
+    PGresult *res = call("SELECT k::text, t.factor_id FROM fl_key_add($1, $2, $3, $4::bytea, $5) k"
+                         " JOIN tenants t ON t.name = $1", 5, params);
+    if (res == NULL)
+        return 1;
+    printf("{\"base_url\":");
+    json_str(base ? base : "");
+    printf(",\"headers\":");
+    print_headers(family, PQgetvalue(res, 0, 1), public_id, secret);
+    printf("}\n");
+    PQclear(res);
+    return 0;
+}
+
+static int key_revoke(int argc, char **argv)
+{
+    const char *family = opt(argc, argv, "--family");
+    const char *public_id = opt(argc, argv, "--public-id");
+    if (family == NULL || public_id == NULL)
+        return die("usage: key revoke --family FAMILY --public-id ID");
+    const char *params[2] = { family, public_id };
+    PGresult *res = call("SELECT fl_key_revoke($1, $2)", 2, params);
+    if (res == NULL)
+        return 1;
+    int ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!ok)
+        return die("no such active key");
+    printf("revoked\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = getenv("FL_ADMIN_DATABASE_URL");
+    int rc;
+
+    if (argc < 3)
+        return die("usage: fl-admin tenant add NAME | key add ... | key revoke ...");
+    conn = PQconnectdb(url ? url : "");
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "fl-admin: %s", PQerrorMessage(conn));
+        return 2;
+    }
+    if (strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "add") == 0 && argc >= 4)
+        rc = tenant_add(argv[3]);
+    else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "add") == 0)
+        rc = key_add(argc - 3, argv + 3);
+    else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "revoke") == 0)
+        rc = key_revoke(argc - 3, argv + 3);
+    else
+        rc = die("unknown command");
+    PQfinish(conn);
+    return rc;
+}

@@ -1,0 +1,158 @@
+#include "crypto.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+static unsigned char pii_key[32];
+static char pii_key_id[9];
+static int pii_loaded;
+
+void crypto_sha256(const void *data, size_t n, unsigned char out[32])
+{
+    SHA256(data, n, out);
+}
+
+void crypto_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void crypto_sha256_hex(const void *data, size_t n, char out[65])
+{
+    unsigned char h[32];
+    crypto_sha256(data, n, h);
+    crypto_hex(h, 32, out);
+}
+
+int crypto_equal(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int crypto_random_hex(char *out, size_t nbytes)
+{
+    unsigned char buf[64];
+    if (nbytes > sizeof(buf) || RAND_bytes(buf, (int) nbytes) != 1)
+        return -1;
+    crypto_hex(buf, nbytes, out);
+    return 0;
+}
+
+static int unhex(const char *s, unsigned char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned int v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char) v;
+    }
+    return 0;
+}
+
+int crypto_pii_load(const char *path)
+{
+    char text[80] = {0};
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    if (n != 64 || unhex(text, pii_key, 32) < 0)
+        return -1;
+    char idhex[65];
+    crypto_sha256_hex(pii_key, 32, idhex);
+    memcpy(pii_key_id, idhex, 8);
+    pii_key_id[8] = '\0';
+    pii_loaded = 1;
+    OPENSSL_cleanse(text, sizeof(text));
+    return 0;
+}
+
+int crypto_pii_ready(void)
+{
+    return pii_loaded;
+}
+
+char *crypto_pii_encrypt(fl_arena *a, const char *plain)
+{
+    size_t n = strlen(plain);
+    unsigned char *raw = arena_alloc(a, 12 + n + 16);
+    char *out = NULL;
+    int len = 0, fin = 0;
+    EVP_CIPHER_CTX *ctx = NULL;
+
+    if (!pii_loaded || raw == NULL || RAND_bytes(raw, 12) != 1)
+        return NULL;
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL
+        || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, pii_key, raw) != 1
+        || EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *) pii_key_id, 8) != 1
+        || EVP_EncryptUpdate(ctx, raw + 12, &len, (const unsigned char *) plain, (int) n) != 1
+        || EVP_EncryptFinal_ex(ctx, raw + 12 + len, &fin) != 1
+        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, raw + 12 + n) != 1)
+        goto out;
+    size_t rawlen = 12 + n + 16;
+    size_t b64 = 4 * ((rawlen + 2) / 3);
+    out = arena_alloc(a, 3 + 8 + 1 + b64 + 1);
+    if (out == NULL)
+        goto out;
+    memcpy(out, "v1:", 3);
+    memcpy(out + 3, pii_key_id, 8);
+    out[11] = ':';
+    EVP_EncodeBlock((unsigned char *) out + 12, raw, (int) rawlen);
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    return out;
+}
+
+char *crypto_pii_decrypt(fl_arena *a, const char *sealed)
+{
+    size_t n = strlen(sealed);
+    char *out = NULL;
+    EVP_CIPHER_CTX *ctx = NULL;
+    int len = 0, fin = 0;
+
+    if (!pii_loaded || n < 12 || memcmp(sealed, "v1:", 3) != 0 || sealed[11] != ':'
+        || memcmp(sealed + 3, pii_key_id, 8) != 0)
+        return NULL;
+    const char *b64 = sealed + 12;
+    size_t blen = n - 12;
+    if (blen % 4 != 0)
+        return NULL;
+    unsigned char *raw = arena_alloc(a, blen / 4 * 3 + 1);
+    if (raw == NULL)
+        return NULL;
+    int rawlen = EVP_DecodeBlock(raw, (const unsigned char *) b64, (int) blen);
+    if (rawlen < 0)
+        return NULL;
+    if (blen >= 1 && b64[blen - 1] == '=') rawlen--;
+    if (blen >= 2 && b64[blen - 2] == '=') rawlen--;
+    if (rawlen < 28)
+        return NULL;
+    size_t ctlen = (size_t) rawlen - 28;
+    out = arena_alloc(a, ctlen + 1);
+    ctx = EVP_CIPHER_CTX_new();
+    if (out == NULL || ctx == NULL
+        || EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, pii_key, raw) != 1
+        || EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *) pii_key_id, 8) != 1
+        || EVP_DecryptUpdate(ctx, (unsigned char *) out, &len, raw + 12, (int) ctlen) != 1
+        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, raw + 12 + ctlen) != 1
+        || EVP_DecryptFinal_ex(ctx, (unsigned char *) out + len, &fin) != 1) {
+        out = NULL;
+    } else {
+        out[ctlen] = '\0';
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    return out;
+}

@@ -1,0 +1,174 @@
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+
+#define DB_MAX_STMTS 128
+
+static PGconn *conn;
+static char *conninfo_saved;
+static const fl_stmt *prepared[DB_MAX_STMTS];
+static size_t nprepared;
+
+PGconn *db_conn(void)
+{
+    return conn;
+}
+
+static int connect_now(void)
+{
+    if (conn != NULL)
+        PQfinish(conn);
+    nprepared = 0;
+    conn = PQconnectdb(conninfo_saved);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        log_msg("error", NULL, "database connection failed: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        conn = NULL;
+        return -1;
+    }
+    const char *ms = getenv("FL_STATEMENT_TIMEOUT_MS");
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT set_config('statement_timeout', $1, false)");
+    const char *p[1] = { ms && *ms ? ms : "5000" };
+    PGresult *res = PQexecParams(conn, sql, 1, NULL, p, NULL, NULL, 0);
+    PQclear(res);
+    return 0;
+}
+
+int db_open(const char *conninfo)
+{
+    free(conninfo_saved);
+    conninfo_saved = strdup(conninfo ? conninfo : "");
+    return connect_now();
+}
+
+void db_close(void)
+{
+    if (conn != NULL)
+        PQfinish(conn);
+    conn = NULL;
+    nprepared = 0;
+}
+
+int db_ok(void)
+{
+    return conn != NULL && PQstatus(conn) == CONNECTION_OK;
+}
+
+/* One table maps SQLSTATEs to HTTP; classes first, then exact codes. */
+int db_sqlstate_http(const char *s)
+{
+    static const struct { const char *code; int http; } map[] = {
+        { "23505", 409 },        /* unique_violation */
+        { "23503", 422 },        /* foreign_key_violation */
+        { "23514", 422 },        /* check_violation */
+        { "23502", 422 },        /* not_null_violation */
+        { "57014", 503 },        /* query_canceled: statement_timeout */
+        { "40001", 503 },        /* serialization_failure */
+        { "40P01", 503 },        /* deadlock_detected */
+        { "55P03", 503 },        /* lock_not_available */
+        { "57P01", 503 },        /* admin_shutdown */
+        { "42501", 500 },        /* insufficient_privilege: our bug, not the client's */
+    };
+    if (s == NULL || strlen(s) != 5)
+        return 500;
+    /* our own class: FLnnn means HTTP nnn */
+    if (s[0] == 'F' && s[1] == 'L') {
+        int v = atoi(s + 2);
+        return v >= 400 && v <= 599 ? v : 500;
+    }
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(map[i].code, s) == 0)
+            return map[i].http;
+    if (strncmp(s, "08", 2) == 0)        /* connection exceptions */
+        return 503;
+    if (strncmp(s, "22", 2) == 0)        /* data exceptions: bad input reached SQL */
+        return 400;
+    return 500;
+}
+
+static int ensure_prepared(const fl_stmt *st)
+{
+    for (size_t i = 0; i < nprepared; i++)
+        if (prepared[i] == st)
+            return 0;
+    PGresult *res = PQprepare(conn, st->name, st->sql, st->nparams, NULL);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        log_msg("error", NULL, "prepare %s failed: %s", st->name, PQresultErrorMessage(res));
+    PQclear(res);
+    if (!ok)
+        return -1;
+    if (nprepared < DB_MAX_STMTS)
+        prepared[nprepared++] = st;
+    return 0;
+}
+
+static int fail(fl_req *r, int status, const char *reason)
+{
+    if (r != NULL) {
+        r->err_status = status;
+        r->err_reason = reason;
+    }
+    return -status;
+}
+
+int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **res)
+{
+    *res = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!db_ok() && connect_now() < 0)
+            return fail(r, 503, NULL);
+        if (ensure_prepared(st) < 0) {
+            if (PQstatus(conn) != CONNECTION_OK)
+                continue;
+            return fail(r, 500, NULL);
+        }
+        PGresult *pr = PQexecPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0);
+        ExecStatusType est = PQresultStatus(pr);
+        if (est == PGRES_TUPLES_OK || est == PGRES_COMMAND_OK) {
+            *res = pr;
+            return 0;
+        }
+        if (PQstatus(conn) != CONNECTION_OK) {
+            /* the connection broke: reconnect once, and retry only reads */
+            PQclear(pr);
+            log_msg("warn", r ? r->request_id : NULL, "database connection lost; reconnecting");
+            if (connect_now() < 0 || !st->read_only)
+                return fail(r, 503, NULL);
+            continue;
+        }
+        const char *state = PQresultErrorField(pr, PG_DIAG_SQLSTATE);
+        int http = db_sqlstate_http(state);
+        const char *reason = NULL;
+        if (http < 500 && r != NULL) {
+            const char *m = PQresultErrorField(pr, PG_DIAG_MESSAGE_PRIMARY);
+            reason = m ? arena_strdup(r->arena, m) : NULL;
+        } else {
+            log_msg("error", r ? r->request_id : NULL, "%s failed (%s): %s", st->name,
+                    state ? state : "?", PQresultErrorMessage(pr));
+        }
+        PQclear(pr);
+        return fail(r, http, reason);
+    }
+    return fail(r, 503, NULL);
+}
+
+int db_call(fl_req *r, const fl_stmt *st, const char *doc, char **out)
+{
+    PGresult *res;
+    const char *params[2] = { r->tenant_id, doc };
+    int rc = db_exec(r, st, params, &res);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return fail(r, 500, NULL);
+    }
+    *out = arena_strdup(r->arena, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* PostgreSQL access for a worker: one connection, opened after fork, with
+ * prepared statements that are prepared again after a reconnect. */
+#ifndef FL_DB_H
+#define FL_DB_H
+#include <libpq-fe.h>
+#include "req.h"
+
+/* A statement known at compile time.  Use DB_FN(name) for the usual call of a
+ * stored API function "name(tenant uuid, doc jsonb) RETURNS jsonb". */
+typedef struct fl_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+    int read_only;             /* safe to retry once after a reconnect */
+} fl_stmt;
+
+#define DB_FN(fn, ro) { #fn, "SELECT " #fn "($1::uuid, $2::jsonb)::text", 2, ro }
+
+/* Connects with conninfo (statement_timeout from FL_STATEMENT_TIMEOUT_MS,
+ * default 5000).  Returns 0, or -1 and keeps trying later on demand. */
+int db_open(const char *conninfo);
+void db_close(void);
+int db_ok(void);
+
+/* Runs st with params.  Returns 0 and *res (caller PQclear()s) on success.
+ * On failure returns the HTTP status it maps to (negative), sets
+ * r->err_status/err_reason, and *res is NULL.  r may be NULL outside requests. */
+int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **res);
+/* Calls a DB_FN statement with the request's tenant and doc; *out is the
+ * function's JSON text in the arena. */
+int db_call(fl_req *r, const fl_stmt *st, const char *doc, char **out);
+/* Maps a SQLSTATE to an HTTP status (0 when it is not a client error). */
+int db_sqlstate_http(const char *sqlstate);
+PGconn *db_conn(void);
+
+#endif

@@ -1,0 +1,345 @@
+#include "json.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int json_parse_strict(const char *s, size_t len, json_object **out)
+{
+    struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+    if (tok == NULL)
+        return -1;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = json_tokener_parse_ex(tok, s, (int) len);
+    enum json_tokener_error err = json_tokener_get_error(tok);
+    /* trailing bytes other than white space make the document malformed */
+    size_t used = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (o == NULL || err != json_tokener_success) {
+        json_object_put(o);
+        return -1;
+    }
+    for (size_t i = used; i < len; i++)
+        if (!isspace((unsigned char) s[i])) {
+            json_object_put(o);
+            return -1;
+        }
+    *out = o;
+    return 0;
+}
+
+json_object *json_get_ci(json_object *obj, const char *name)
+{
+    if (obj == NULL || !json_object_is_type(obj, json_type_object))
+        return NULL;
+    json_object *v;
+    if (json_object_object_get_ex(obj, name, &v))
+        return v;
+    json_object_object_foreach(obj, key, val) {
+        if (strcasecmp(key, name) == 0)
+            return val;
+    }
+    return NULL;
+}
+
+int json_money_norm(const char *s, int allow_zero, char *out, size_t outsz)
+{
+    const char *p = s;
+    size_t ilen = 0, flen = 0;
+    char ip[32], fp[3] = "00";
+
+    while (*p == ' ') p++;
+    if (*p == '+') p++;
+    const char *istart = p;
+    while (isdigit((unsigned char) *p)) p++;
+    ilen = (size_t) (p - istart);
+    if (*p == '.') {
+        p++;
+        const char *fstart = p;
+        while (isdigit((unsigned char) *p)) p++;
+        flen = (size_t) (p - fstart);
+        if (flen > 2 || (flen == 0 && ilen == 0))
+            return -1;
+        memcpy(fp, fstart, flen);
+    }
+    while (*p == ' ') p++;
+    if (*p != '\0' || (ilen == 0 && flen == 0))
+        return -1;
+    while (ilen > 1 && *istart == '0') { istart++; ilen--; }
+    if (ilen == 0) { istart = "0"; ilen = 1; }
+    if (ilen > 16)                      /* numeric(18,2) */
+        return -1;
+    memcpy(ip, istart, ilen);
+    ip[ilen] = '\0';
+    if (!allow_zero && strcmp(ip, "0") == 0 && strcmp(fp, "00") == 0)
+        return -1;
+    if ((size_t) snprintf(out, outsz, "%s.%s", ip, fp) >= outsz)
+        return -1;
+    return 0;
+}
+
+static int is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+static int real_date(int y, int m, int d)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1900 || y > 2999 || m < 1 || m > 12 || d < 1)
+        return 0;
+    return d <= mdays[m - 1] + (m == 2 && is_leap(y));
+}
+
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char) s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int json_date_norm(const char *s, char out[11])
+{
+    size_t n = strlen(s);
+    int y, m, d;
+    if (n == 10 && s[4] == '-' && s[7] == '-') {                 /* YYYY-MM-DD */
+        y = digits(s, 4); m = digits(s + 5, 2); d = digits(s + 8, 2);
+    } else if (n == 10 && (s[2] == '-' || s[2] == '/') && s[5] == s[2]) { /* MM-DD-YYYY */
+        m = digits(s, 2); d = digits(s + 3, 2); y = digits(s + 6, 4);
+    } else if (n == 8 && (s[2] == '-' || s[2] == '/') && s[5] == s[2]) {  /* MM-DD-YY */
+        m = digits(s, 2); d = digits(s + 3, 2); y = digits(s + 6, 2);
+        if (y >= 0)
+            y += 2000;
+    } else {
+        return -1;
+    }
+    if (y < 0 || m < 0 || d < 0 || !real_date(y, m, d))
+        return -1;
+    out[0] = (char) ('0' + y / 1000); out[1] = (char) ('0' + y / 100 % 10);
+    out[2] = (char) ('0' + y / 10 % 10); out[3] = (char) ('0' + y % 10); out[4] = '-';
+    out[5] = (char) ('0' + m / 10); out[6] = (char) ('0' + m % 10); out[7] = '-';
+    out[8] = (char) ('0' + d / 10); out[9] = (char) ('0' + d % 10); out[10] = '\0';
+    return 0;
+}
+
+int json_base64_valid(const char *s, size_t *decoded_len)
+{
+    size_t n = 0, pad = 0;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (c == '=') {
+            pad++;
+        } else if (pad || !(isalnum(c) || c == '+' || c == '/')) {
+            return -1;
+        }
+        n++;
+    }
+    if (n % 4 != 0 || pad > 2)
+        return -1;
+    if (decoded_len)
+        *decoded_len = n / 4 * 3 - pad;
+    return 0;
+}
+
+int json_email_valid(const char *s)
+{
+    const char *at = strchr(s, '@');
+    if (at == NULL || at == s || strchr(at + 1, '@') != NULL)
+        return 0;
+    const char *dot = strrchr(at, '.');
+    if (dot == NULL || dot == at + 1 || dot[1] == '\0')
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (isspace((unsigned char) *p) || iscntrl((unsigned char) *p))
+            return 0;
+    return 1;
+}
+
+static void add_err(fl_ferrs *errs, fl_arena *a, const char *prefix, const char *field,
+                    const char *code, const char *message)
+{
+    if (errs->n == JSON_MAX_ERRORS)
+        return;
+    fl_ferr *e = &errs->e[errs->n++];
+    e->field = prefix[0] ? arena_printf(a, "%s.%s", prefix, field) : field;
+    e->code = code;
+    e->message = message;
+}
+
+/* Text of a scalar: strings as they are, numbers as their original JSON text. */
+static const char *scalar_text(json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+    case json_type_int:
+    case json_type_double:
+        return json_object_get_string(v);
+    default:
+        return NULL;
+    }
+}
+
+static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_object *out,
+                    fl_ferrs *errs, const char *prefix)
+{
+    for (const fl_field *f = spec; f->name != NULL; f++) {
+        json_object *v = json_get_ci(in, f->name);
+        const char *txt = NULL;
+        int empty = v == NULL || json_object_is_type(v, json_type_null);
+
+        if (!empty && f->type != FT_ARRAY && f->type != FT_BOOL) {
+            txt = scalar_text(v);
+            if (txt == NULL) {
+                add_err(errs, a, prefix, f->name, "invalid", "must be a string");
+                continue;
+            }
+            while (*txt == ' ' || *txt == '\t') txt++;
+            size_t tl = strlen(txt);
+            while (tl > 0 && (txt[tl - 1] == ' ' || txt[tl - 1] == '\t')) tl--;
+            txt = arena_strndup(a, txt, tl);
+            empty = tl == 0;
+        }
+        if (empty) {
+            if (f->flags & F_REQ)
+                add_err(errs, a, prefix, f->name, "missing", "is required");
+            continue;
+        }
+        switch (f->type) {
+        case FT_STR:
+        case FT_EMAIL: {
+            size_t max = f->maxlen ? (size_t) f->maxlen : 255;
+            if (strlen(txt) > max) {
+                add_err(errs, a, prefix, f->name, "too_long", "is too long");
+                break;
+            }
+            if (f->type == FT_EMAIL && !json_email_valid(txt)) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not a valid email");
+                break;
+            }
+            for (const char *p = txt; *p; p++)
+                if (iscntrl((unsigned char) *p)) {
+                    txt = NULL;
+                    break;
+                }
+            if (txt == NULL) {
+                add_err(errs, a, prefix, f->name, "invalid", "contains control characters");
+                break;
+            }
+            if (f->flags & F_UPPER) {
+                char *u = arena_strdup(a, txt);
+                for (char *p = u; *p; p++) *p = (char) toupper((unsigned char) *p);
+                txt = u;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(txt));
+            break;
+        }
+        case FT_MONEY:
+        case FT_MONEY0: {
+            char norm[40];
+            if (json_object_is_type(v, json_type_int) && strlen(txt) > 16) {
+                add_err(errs, a, prefix, f->name, "invalid", "is out of range");
+                break;
+            }
+            if (json_money_norm(txt, f->type == FT_MONEY0, norm, sizeof(norm)) < 0) {
+                add_err(errs, a, prefix, f->name, "invalid", "must be a positive amount with at most 2 decimals");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(norm));
+            break;
+        }
+        case FT_DATE: {
+            char d[11];
+            if (json_date_norm(txt, d) < 0) {
+                add_err(errs, a, prefix, f->name, "invalid", "must be a date (YYYY-MM-DD or MM-DD-YY)");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(d));
+            break;
+        }
+        case FT_INT: {
+            char *end;
+            errno = 0;
+            long n = strtol(txt, &end, 10);
+            if (errno || *end != '\0' || strlen(txt) > 12 || n < f->min || n > f->max) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not an allowed number");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_int64(n));
+            break;
+        }
+        case FT_BOOL:
+            if (!json_object_is_type(v, json_type_boolean)) {
+                add_err(errs, a, prefix, f->name, "invalid", "must be true or false");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_boolean(json_object_get_boolean(v)));
+            break;
+        case FT_ENUM: {
+            const char *hit = NULL;
+            for (const char *const *e = f->enumv; *e; e++)
+                if (strcasecmp(*e, txt) == 0)
+                    hit = *e;
+            if (hit == NULL) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not an allowed value");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(hit));
+            break;
+        }
+        case FT_BASE64:
+            if (json_base64_valid(txt, NULL) < 0) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not valid base64");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(txt));
+            break;
+        case FT_ARRAY: {
+            long max = f->max ? f->max : 10000;
+            if (!json_object_is_type(v, json_type_array)) {
+                add_err(errs, a, prefix, f->name, "invalid", "must be an array");
+                break;
+            }
+            size_t n = json_object_array_length(v);
+            if ((long) n < f->min || (long) n > max) {
+                add_err(errs, a, prefix, f->name, "invalid", "has a wrong number of items");
+                break;
+            }
+            json_object *arr = json_object_new_array_ext((int) n);
+            for (size_t i = 0; i < n; i++) {
+                json_object *item = json_object_array_get_idx(v, i);
+                const char *p = prefix[0] ? arena_printf(a, "%s.%s[%zu]", prefix, f->name, i)
+                                          : arena_printf(a, "%s[%zu]", f->name, i);
+                if (!json_object_is_type(item, json_type_object)) {
+                    add_err(errs, a, "", p, "invalid", "must be an object");
+                    continue;
+                }
+                json_object *o = json_object_new_object();
+                validate(a, item, f->sub, o, errs, p);
+                json_object_array_add(arr, o);
+            }
+            json_object_object_add(out, f->name, arr);
+            break;
+        }
+        }
+    }
+    return errs->n ? -1 : 0;
+}
+
+int json_validate(fl_arena *a, json_object *in, const fl_field *spec, json_object **out,
+                  fl_ferrs *errs)
+{
+    json_object *o = json_object_new_object();
+    errs->n = 0;
+    if (in == NULL || !json_object_is_type(in, json_type_object)) {
+        add_err(errs, a, "", "body", "invalid", "must be a JSON object");
+        *out = o;
+        return -1;
+    }
+    int rc = validate(a, in, spec, o, errs, "");
+    *out = o;
+    return rc;
+}

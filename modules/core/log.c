@@ -1,0 +1,73 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *log_family = "-";
+
+void log_init(const char *family)
+{
+    log_family = family;
+    /* one write(2) per line, so lines from several workers never interleave */
+    setvbuf(stderr, NULL, _IOLBF, 8192);
+}
+
+static void stamp(char *out, size_t n)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t k = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + k, n - k, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Writes s as JSON string content (no quotes) into f. */
+static void put_escaped(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char) *s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+}
+
+void log_request(const fl_req *r, int status)
+{
+    char ts[40];
+    stamp(ts, sizeof(ts));
+    long us = req_now_us() - r->start_us;
+    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"info\",\"family\":\"%s\",\"pid\":%d,\"request_id\":\"",
+            ts, log_family, (int) getpid());
+    put_escaped(stderr, r->request_id);
+    fputs("\",\"tenant\":\"", stderr);
+    put_escaped(stderr, r->tenant_id ? r->tenant_id : "-");
+    fputs("\",\"method\":\"", stderr);
+    put_escaped(stderr, r->method);
+    fputs("\",\"route\":\"", stderr);
+    put_escaped(stderr, r->route ? r->route : r->path);
+    fprintf(stderr, "\",\"status\":%d,\"duration_ms\":%.3f}\n", status, us / 1000.0);
+}
+
+void log_msg(const char *level, const char *request_id, const char *fmt, ...)
+{
+    char ts[40], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    stamp(ts, sizeof(ts));
+    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"family\":\"%s\",\"pid\":%d,\"request_id\":\"",
+            ts, level, log_family, (int) getpid());
+    put_escaped(stderr, request_id ? request_id : "-");
+    fputs("\",\"msg\":\"", stderr);
+    put_escaped(stderr, msg);
+    fputs("\"}\n", stderr);
+}

@@ -1,0 +1,132 @@
+#include "serve.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "crypto.h"
+#include "db.h"
+#include "log.h"
+
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig)
+{
+    (void) sig;
+    stopping = 1;
+    FCGX_ShutdownPending();
+}
+
+int serve_fail(fl_req *r, int status, const char *reason)
+{
+    r->err_status = status;
+    r->err_reason = reason;
+    if (status == 503)
+        resp_header(r->resp, "Retry-After", "5");
+    r->family->error(r, status, reason);
+    return -status;
+}
+
+int serve_fail_pending(fl_req *r)
+{
+    return serve_fail(r, r->err_status ? r->err_status : 500, r->err_reason);
+}
+
+static void handle(const fl_family *fam, fl_req *r, size_t body_max)
+{
+    const fl_route *route = NULL;
+    char allow[64];
+    int rc;
+
+    rc = route_match(fam->routes, fam->nroutes, r, &route, allow, sizeof(allow));
+    if (rc == -404) {
+        serve_fail(r, 404, NULL);
+        return;
+    }
+    if (rc == -405) {
+        resp_header(r->resp, "Allow", allow);
+        serve_fail(r, 405, NULL);
+        return;
+    }
+    if (!(route->flags & ROUTE_PUBLIC)) {
+        rc = fam->authenticate(r);
+        if (rc < 0) {
+            serve_fail(r, -rc, NULL);
+            return;
+        }
+    }
+    rc = req_read_body(r, body_max);
+    if (rc < 0) {
+        serve_fail(r, -rc, NULL);
+        return;
+    }
+    route->handler(r, route);
+    if (r->resp->status == 500 && r->resp->body.len == 0)
+        serve_fail(r, 500, NULL);
+}
+
+int serve_main(const fl_family *fam, int argc, char **argv)
+{
+    FCGX_Request fcgi;
+    struct sigaction sa;
+    const char *listen = getenv("FL_LISTEN");
+    const char *dburl = getenv("FL_DATABASE_URL");
+    const char *keyfile = getenv("FL_DATA_KEY_FILE");
+    const char *bm = getenv("FL_BODY_MAX");
+    size_t body_max = bm && *bm ? (size_t) strtoull(bm, NULL, 10) : fam->body_max;
+    int sock = 0;
+
+    (void) argc;
+    (void) argv;
+    log_init(fam->name);
+    if (FCGX_Init() != 0)
+        return 1;
+    if (listen != NULL && *listen) {
+        sock = FCGX_OpenSocket(listen, 128);
+        if (sock < 0) {
+            log_msg("error", NULL, "cannot listen on %s", listen);
+            return 1;
+        }
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;            /* no SA_RESTART: accept() must see EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (keyfile != NULL && *keyfile && crypto_pii_load(keyfile) < 0)
+        log_msg("warn", NULL, "data key %s not loaded: PII endpoints will fail", keyfile);
+    if (db_open(dburl) < 0)
+        log_msg("warn", NULL, "database not reachable at start; answering 503 until it is");
+
+    fl_arena *arena = arena_new(64 * 1024);
+    if (arena == NULL || FCGX_InitRequest(&fcgi, sock, 0) != 0)
+        return 1;
+    log_msg("info", NULL, "worker ready");
+    while (!stopping) {
+        if (FCGX_Accept_r(&fcgi) < 0)
+            break;
+        fl_req r;
+        fl_resp resp;
+        int rc = req_init(&r, &fcgi, arena);
+        r.family = fam;
+        r.resp = &resp;
+        resp_init(&resp, arena);
+        if (rc < 0)
+            serve_fail(&r, 400, "malformed query string");
+        else
+            handle(fam, &r, body_max);
+        resp_send(&resp, fcgi.out);
+        log_request(&r, resp.status);
+        FCGX_Finish_r(&fcgi);
+        arena_reset(arena);
+    }
+    log_msg("info", NULL, "worker stopping");
+    db_close();
+    arena_free(arena);
+    return 0;
+}

@@ -1,0 +1,30 @@
+/* The FastCGI worker: accept loop, routing, authentication, the family's
+ * error format, logging and graceful shutdown.  A family's main.c fills one
+ * fl_family and calls serve_main(). */
+#ifndef FL_SERVE_H
+#define FL_SERVE_H
+#include <stddef.h>
+#include "req.h"
+#include "resp.h"
+#include "route.h"
+
+typedef struct fl_family {
+    const char *name;                      /* "posting" */
+    const fl_route *routes;
+    size_t nroutes;
+    size_t body_max;                       /* default cap; FL_BODY_MAX overrides */
+    /* Authenticates r (sets r->tenant_id); 0, or a negative HTTP status. */
+    int (*authenticate)(fl_req *r);
+    /* Writes the family's error body for status into r->resp. */
+    void (*error)(fl_req *r, int status, const char *reason);
+} fl_family;
+
+/* Runs the worker until SIGTERM/SIGUSR1/SIGINT; returns the exit code. */
+int serve_main(const fl_family *fam, int argc, char **argv);
+/* Answers status with the family's error format; reason may be NULL.
+ * Returns -status so handlers can `return serve_fail(...)`. */
+int serve_fail(fl_req *r, int status, const char *reason);
+/* Answers a failure a core call left in r->err_status / r->err_reason. */
+int serve_fail_pending(fl_req *r);
+
+#endif

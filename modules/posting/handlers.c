@@ -1,0 +1,353 @@
+/* posting handlers: validate with a field spec, call one stored function,
+ * answer in FactorCloud's {"message": "..."} format. */
+#include "posting.h"
+
+#include <string.h>
+#include <strings.h>
+
+static const char *const yes_countries[] = { "USA", "MEX", "CAN", NULL };
+static const char *const pay_methods[] = { "A", "W", "C", NULL };
+static const char *const pay_types[] = { "ACH", "CHECK", "WIRE", NULL };
+
+#define ADDRESS_FIELDS \
+    { "Address1", FT_STR, 0, 100, 0, 0, NULL, NULL }, \
+    { "Address2", FT_STR, 0, 100, 0, 0, NULL, NULL }, \
+    { "City", FT_STR, 0, 60, 0, 0, NULL, NULL }, \
+    { "State", FT_STR, F_UPPER, 2, 0, 0, NULL, NULL }
+
+static const fl_field client_spec[] = {
+    { "ClientKey", FT_STR, F_REQ, 50, 0, 0, NULL, NULL },
+    { "Name", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { "CompCode", FT_STR, F_UPPER, 20, 0, 0, NULL, NULL },
+    ADDRESS_FIELDS,
+    { "ZipCode", FT_STR, 0, 10, 0, 0, NULL, NULL },
+    { "Country", FT_STR, F_UPPER, 3, 0, 0, NULL, NULL },
+    { "Phone", FT_STR, 0, 30, 0, 0, NULL, NULL },
+    { "PhoneAlt", FT_STR, 0, 30, 0, 0, NULL, NULL },
+    { "Fax", FT_STR, 0, 30, 0, 0, NULL, NULL },
+    { "Email", FT_EMAIL, 0, 120, 0, 0, NULL, NULL },
+    { "UccDate", FT_DATE, 0, 0, 0, 0, NULL, NULL },
+    { "UccDate2", FT_DATE, 0, 0, 0, 0, NULL, NULL },
+    { "UccSignedDate", FT_DATE, 0, 0, 0, 0, NULL, NULL },
+    { "Type", FT_INT, 0, 0, 0, 1, NULL, NULL },
+    { "Industry", FT_INT, 0, 0, 1, 5, NULL, NULL },
+    { "AltName", FT_STR, 0, 100, 0, 0, NULL, NULL },
+    { "EdiID", FT_STR, 0, 50, 0, 0, NULL, NULL },
+    { "FedTaxNum", FT_STR, 0, 20, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field debtor_spec[] = {
+    { "ClientKey", FT_STR, F_REQ, 50, 0, 0, NULL, NULL },
+    { "DebtorKey", FT_STR, F_REQ, 50, 0, 0, NULL, NULL },
+    { "Name", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { "CompCode", FT_STR, F_UPPER, 20, 0, 0, NULL, NULL },
+    ADDRESS_FIELDS,
+    { "Zipcode", FT_STR, 0, 10, 0, 0, NULL, NULL },
+    { "Country", FT_ENUM, 0, 0, 0, 0, yes_countries, NULL },
+    { "Phone", FT_STR, 0, 30, 0, 0, NULL, NULL },
+    { "Fax", FT_STR, 0, 30, 0, 0, NULL, NULL },
+    { "Email", FT_EMAIL, 0, 120, 0, 0, NULL, NULL },
+    { "McNumber", FT_STR, 0, 20, 0, 0, NULL, NULL },
+    { "DOTNumber", FT_STR, 0, 20, 0, 0, NULL, NULL },
+    { "Notes", FT_STR, 0, 2000, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+#define INVOICE_FIELDS \
+    { "DebtorKey", FT_STR, F_REQ, 50, 0, 0, NULL, NULL }, \
+    { "InvoiceNumber", FT_STR, F_REQ, 50, 0, 0, NULL, NULL }, \
+    { "InvoiceAr", FT_MONEY, F_REQ, 0, 0, 0, NULL, NULL }, \
+    { "InvoiceIntegrationId", FT_STR, F_REQ, 100, 0, 0, NULL, NULL }, \
+    { "InvoiceDate", FT_DATE, 0, 0, 0, 0, NULL, NULL }, \
+    { "DueDate", FT_DATE, 0, 0, 0, 0, NULL, NULL }, \
+    { "RefNum", FT_STR, 0, 100, 0, 0, NULL, NULL }, \
+    { "DocBase64", FT_BASE64, 0, 0, 0, 0, NULL, NULL }
+
+static const fl_field invoice_spec[] = {
+    INVOICE_FIELDS,
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field broker_invoice_spec[] = {
+    INVOICE_FIELDS,
+    { "VendorKey", FT_STR, F_REQ, 50, 0, 0, NULL, NULL },
+    { "AdvanceAmount", FT_MONEY0, F_REQ, 0, 0, 0, NULL, NULL },
+    { "VendorInvoiceNumber", FT_STR, 0, 50, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+#define SCHED_FIELDS \
+    { "ClientKey", FT_STR, F_REQ, 50, 0, 0, NULL, NULL }, \
+    { "Amount", FT_MONEY, F_REQ, 0, 0, 0, NULL, NULL }, \
+    { "Label", FT_STR, 0, 100, 0, 0, NULL, NULL }, \
+    { "Notes", FT_STR, 0, 2000, 0, 0, NULL, NULL }, \
+    { "PaymentMethod", FT_ENUM, 0, 0, 0, 0, pay_methods, NULL }, \
+    { "IntegrationBatchId", FT_STR, F_REQ, 100, 0, 0, NULL, NULL }
+
+static const fl_field sched_spec[] = {
+    SCHED_FIELDS,
+    { "InvoiceArray", FT_ARRAY, F_REQ, 0, 1, 5000, NULL, invoice_spec },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field broker_sched_spec[] = {
+    SCHED_FIELDS,
+    { "InvoiceArray", FT_ARRAY, F_REQ, 0, 1, 5000, NULL, broker_invoice_spec },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field payment_spec[] = {
+    { "PaymentDate", FT_DATE, F_REQ, 0, 0, 0, NULL, NULL },
+    { "BankBatchItem", FT_STR, 0, 50, 0, 0, NULL, NULL },
+    { "PaymentType", FT_ENUM, F_REQ, 0, 0, 0, pay_types, NULL },
+    { "Amount", FT_MONEY, F_REQ, 0, 0, 0, NULL, NULL },
+    { "BankRefNumber", FT_STR, 0, 50, 0, 0, NULL, NULL },
+    { "AccountNumber", FT_STR, 0, 50, 0, 0, NULL, NULL },
+    { "TransactionNumber", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { "RemitterName", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "MemoLine", FT_STR, 0, 500, 0, 0, NULL, NULL },
+    { "InvoiceRefNumber", FT_STR, 0, 100, 0, 0, NULL, NULL },
+    { "ClientCode", FT_STR, 0, 50, 0, 0, NULL, NULL },
+    { "FinancialDocs", FT_BASE64, 0, 0, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field batch_spec[] = {
+    { "BatchReference", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { "BatchTotal", FT_MONEY, F_REQ, 0, 0, 0, NULL, NULL },
+    { "AccountNumber", FT_STR, F_REQ, 50, 0, 0, NULL, NULL },
+    { "PaymentDetails", FT_ARRAY, F_REQ, 0, 1, 10000, NULL, payment_spec },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field test_spec[] = {
+    { "TestValue", FT_STR, F_REQ, 255, 0, 0, NULL, NULL },
+    { "TestLabel", FT_STR, 0, 255, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const posting_qparam q_client[] = { { "clientkey", "ClientKey" }, { NULL, NULL } };
+static const posting_qparam q_client_debtor[] = {
+    { "clientkey", "ClientKey" }, { "debtorkey", "DebtorKey" }, { NULL, NULL } };
+static const posting_qparam q_debtor[] = { { "debtorkey", "DebtorKey" }, { NULL, NULL } };
+static const posting_qparam q_sched[] = {
+    { "integrationbatchid", "IntegrationBatchId" }, { NULL, NULL } };
+static const posting_qparam q_invoice[] = {
+    { "invoiceintegrationid", "InvoiceIntegrationId" }, { NULL, NULL } };
+
+const posting_op op_create_client = { client_spec, NULL, DB_FN(posting_create_client, 0), OP_PII };
+const posting_op op_get_client = { NULL, q_client, DB_FN(posting_get_client, 1), OP_PII };
+const posting_op op_create_debtor = { debtor_spec, NULL, DB_FN(posting_create_debtor, 0), 0 };
+const posting_op op_create_vendor = { debtor_spec, NULL, DB_FN(posting_create_vendor, 0), 0 };
+const posting_op op_get_client_debtor = { NULL, q_client_debtor, DB_FN(posting_get_client_debtor, 1), 0 };
+const posting_op op_get_debtor_master = { NULL, q_debtor, DB_FN(posting_get_debtor_master, 1), 0 };
+const posting_op op_create_sched = { sched_spec, NULL, DB_FN(posting_create_sched, 0), OP_HASH_BODY | OP_DOCS };
+const posting_op op_create_sched_broker = { broker_sched_spec, NULL, DB_FN(posting_create_sched_broker, 0),
+                                            OP_HASH_BODY | OP_DOCS };
+const posting_op op_get_sched = { NULL, q_sched, DB_FN(posting_get_sched, 1), 0 };
+const posting_op op_get_broker_sched = { NULL, q_sched, DB_FN(posting_get_broker_sched, 1), 0 };
+const posting_op op_get_invoice = { NULL, q_invoice, DB_FN(posting_get_invoice, 1), 0 };
+const posting_op op_post_payments = { batch_spec, NULL, DB_FN(posting_post_payments, 0), OP_HASH_BODY };
+
+int posting_auth(fl_req *r)
+{
+    const char *factor = req_header(r, "Auth-FactorID");
+    const char *system = req_header(r, "Auth-SystemKey");
+    const char *key = req_header(r, "Auth-APIKey");
+    fl_cred cred;
+
+    int rc = auth_check(r, "posting", system, key, &cred);
+    if (rc < 0)
+        return rc;
+    /* the factor id names the tenant; it must be the credential's own */
+    size_t n = strlen(cred.factor_id);
+    if (factor == NULL || strlen(factor) != n || !crypto_equal(factor, cred.factor_id, n)) {
+        r->tenant_id = NULL;
+        return -401;
+    }
+    return 0;
+}
+
+void posting_error(fl_req *r, int status, const char *reason)
+{
+    fl_buf b;
+    buf_init(&b, r->arena, 128);
+    const char *msg = reason && *reason
+        ? arena_printf(r->arena, "%d %s %s", status, resp_reason(status), reason)
+        : arena_printf(r->arena, "%d %s", status, resp_reason(status));
+    buf_puts(&b, "{\"message\":");
+    buf_json_str(&b, msg);
+    buf_puts(&b, "}");
+    resp_json(r->resp, status, b.data);
+}
+
+/* Answers status with {"message": "<status> <reason> - v2.01.00", ...fields of obj}. */
+static void answer(fl_req *r, int status, const char *obj_json)
+{
+    fl_buf b;
+    size_t n = strlen(obj_json);
+    buf_init(&b, r->arena, n + 64);
+    buf_printf(&b, "{\"message\":\"%d %s - " POSTING_VERSION "\"", status, resp_reason(status));
+    /* splice the object's members after ours: obj_json is "{...}" */
+    const char *p = obj_json + 1;
+    while (*p == ' ' || *p == '\n') p++;
+    if (n >= 2 && obj_json[0] == '{' && *p != '}') {
+        buf_puts(&b, ",");
+        buf_puts(&b, p);
+    } else {
+        buf_puts(&b, "}");
+    }
+    resp_json(r->resp, status, b.data);
+}
+
+static int first_error(fl_req *r, const fl_ferrs *errs)
+{
+    const fl_ferr *e = &errs->e[0];
+    const char *reason = strcmp(e->code, "missing") == 0
+        ? arena_printf(r->arena, "Missing %s", e->field)
+        : arena_printf(r->arena, "Invalid %s", e->field);
+    return serve_fail(r, 400, reason);
+}
+
+int posting_test_post(fl_req *r, const fl_route *route)
+{
+    json_object *in = NULL, *doc = NULL;
+    fl_ferrs errs;
+    int rc;
+
+    (void) route;
+    r->resp->status = 400;
+    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
+        rc = serve_fail(r, 400, "Malformed JSON");
+        goto out;
+    }
+    if (json_validate(r->arena, in, test_spec, &doc, &errs) < 0) {
+        rc = first_error(r, &errs);
+        goto out;
+    }
+    answer(r, 201, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
+    rc = 0;
+out:
+    json_object_put(in);
+    json_object_put(doc);
+    return rc;
+}
+
+/* FedTaxNum is PII: encrypted before it reaches the database. */
+static int seal_pii(fl_req *r, json_object *doc)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(doc, "FedTaxNum", &v))
+        return 0;
+    const char *plain = json_object_get_string(v);
+    char *sealed = crypto_pii_encrypt(r->arena, plain);
+    if (sealed == NULL)
+        return -1;
+    size_t n = strlen(plain);
+    json_object_object_add(doc, "FedTaxNumLast4", json_object_new_string(n > 4 ? plain + n - 4 : plain));
+    json_object_object_add(doc, "FedTaxNum", json_object_new_string(sealed));
+    return 0;
+}
+
+/* Replaces the stored ciphertext in an answer with the clear value. */
+static const char *reveal_pii(fl_req *r, const char *text)
+{
+    json_object *o = NULL, *v;
+    const char *out = text;
+    if (json_parse_strict(text, strlen(text), &o) < 0)
+        return text;
+    if (json_object_object_get_ex(o, "FedTaxNum", &v) && json_object_is_type(v, json_type_string)) {
+        char *plain = crypto_pii_decrypt(r->arena, json_object_get_string(v));
+        json_object_object_add(o, "FedTaxNum", plain ? json_object_new_string(plain) : NULL);
+        json_object_object_del(o, "FedTaxNumLast4");
+        out = arena_strdup(r->arena, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    }
+    json_object_put(o);
+    return out;
+}
+
+/* DocBase64 documents are checked as base64 by the spec; the echo reports
+ * their decoded length, as FactorCloud does. */
+static void doc_lengths(json_object *doc)
+{
+    json_object *arr;
+    if (!json_object_object_get_ex(doc, "InvoiceArray", &arr))
+        return;
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        json_object *inv = json_object_array_get_idx(arr, i), *d;
+        size_t len = 0;
+        if (json_object_object_get_ex(inv, "DocBase64", &d))
+            json_base64_valid(json_object_get_string(d), &len);
+        json_object_object_add(inv, "DocLength", json_object_new_int64((int64_t) len));
+    }
+}
+
+int posting_create(fl_req *r, const fl_route *route)
+{
+    const posting_op *op = route->data;
+    json_object *in = NULL, *doc = NULL;
+    fl_ferrs errs;
+    char *out;
+    int rc;
+
+    r->resp->status = 400;
+    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
+        rc = serve_fail(r, 400, "Malformed JSON");
+        goto out;
+    }
+    if (json_validate(r->arena, in, op->spec, &doc, &errs) < 0) {
+        rc = first_error(r, &errs);
+        goto out;
+    }
+    if (op->opts & OP_HASH_BODY) {
+        char hash[65];
+        crypto_sha256_hex(r->body, r->body_len, hash);
+        json_object_object_add(doc, "RequestHash", json_object_new_string(hash));
+    }
+    if ((op->opts & OP_PII) && seal_pii(r, doc) < 0) {
+        log_msg("error", r->request_id, "PII encryption unavailable (data key not loaded)");
+        rc = serve_fail(r, 500, NULL);
+        goto out;
+    }
+    if (op->opts & OP_DOCS)
+        doc_lengths(doc);
+    rc = db_call(r, &op->stmt, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
+    if (rc < 0) {
+        rc = serve_fail_pending(r);
+        goto out;
+    }
+    answer(r, 201, (op->opts & OP_PII) ? reveal_pii(r, out) : out);
+out:
+    json_object_put(in);
+    json_object_put(doc);
+    return rc;
+}
+
+int posting_get(fl_req *r, const fl_route *route)
+{
+    const posting_op *op = route->data;
+    fl_buf doc;
+    char *out;
+
+    r->resp->status = 400;
+    buf_init(&doc, r->arena, 128);
+    buf_puts(&doc, "{");
+    for (const posting_qparam *q = op->params; q->query != NULL; q++) {
+        const char *v = req_query(r, q->query);
+        if (v == NULL || *v == '\0')
+            return serve_fail(r, 400, arena_printf(r->arena, "Missing %s", q->query));
+        if (strlen(v) > 100)
+            return serve_fail(r, 400, arena_printf(r->arena, "Invalid %s", q->query));
+        if (q != op->params)
+            buf_puts(&doc, ",");
+        buf_json_str(&doc, q->field);
+        buf_puts(&doc, ":");
+        buf_json_str(&doc, v);
+    }
+    buf_puts(&doc, "}");
+    if (db_call(r, &op->stmt, doc.data, &out) < 0)
+        return serve_fail_pending(r);
+    answer(r, 200, (op->opts & OP_PII) ? reveal_pii(r, out) : out);
+    return 0;
+}

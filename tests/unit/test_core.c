@@ -1,0 +1,273 @@
+/* Unit tests of the core's pure logic: arena, decoding, routing, JSON field
+ * validation, money and dates, SQLSTATE mapping, crypto.  Like h2o, the test
+ * reaches static helpers by including what it needs from the library. */
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "fl.h"
+
+static fl_arena *A;
+
+static void test_arena(void)
+{
+    fl_arena *a = arena_new(1024);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    char *s = arena_strdup(a, "hello");
+    CU_ASSERT_STRING_EQUAL(s, "hello");
+    /* a large allocation takes its own block; reset gives it back */
+    void *big = arena_alloc(a, 100000);
+    CU_ASSERT_PTR_NOT_NULL(big);
+    CU_ASSERT(arena_reserved(a) > 100000);
+    arena_reset(a);
+    CU_ASSERT_EQUAL(arena_reserved(a), 1024);
+    CU_ASSERT_STRING_EQUAL(arena_printf(a, "%d-%s", 7, "x"), "7-x");
+    fl_buf b;
+    buf_init(&b, a, 4);
+    for (int i = 0; i < 100; i++)
+        buf_puts(&b, "ab");
+    CU_ASSERT_EQUAL(b.len, 200);
+    b.len = 0;
+    buf_json_str(&b, "a\"b\\c\n\x01");
+    CU_ASSERT_STRING_EQUAL(b.data, "\"a\\\"b\\\\c\\n\\u0001\"");
+    arena_free(a);
+}
+
+static void test_decode(void)
+{
+    CU_ASSERT_STRING_EQUAL(req_decode(A, "a%20b+c", 7, 1), "a b c");
+    CU_ASSERT_STRING_EQUAL(req_decode(A, "a+b", 3, 0), "a+b");
+    CU_ASSERT_PTR_NULL(req_decode(A, "bad%2", 5, 1));
+    CU_ASSERT_PTR_NULL(req_decode(A, "bad%zz", 6, 1));
+    CU_ASSERT_PTR_NULL(req_decode(A, "nul%00", 6, 1));
+    fl_req r;
+    memset(&r, 0, sizeof(r));
+    r.arena = A;
+    CU_ASSERT_EQUAL(req_parse_query(&r, "clientkey=C%201&x=&flag"), 0);
+    CU_ASSERT_EQUAL(r.nquery, 3);
+    CU_ASSERT_STRING_EQUAL(req_query(&r, "ClientKey"), "C 1");
+    CU_ASSERT_STRING_EQUAL(req_query(&r, "x"), "");
+    CU_ASSERT_PTR_NULL(req_query(&r, "missing"));
+    CU_ASSERT_EQUAL(req_parse_query(&r, "a=%G1"), -400);
+}
+
+static int h_dummy(fl_req *r, const fl_route *route) { (void) r; (void) route; return 0; }
+
+static void test_route(void)
+{
+    static const fl_route routes[] = {
+        { "GET", "/clients/{ClientKey}", h_dummy, 0, NULL },
+        { "POST", "/clients", h_dummy, 0, NULL },
+        { "GET", "/clients", h_dummy, 0, NULL },
+        { "POST", "/api_factor/test-post/", h_dummy, 0, NULL },
+    };
+    fl_req r;
+    const fl_route *out;
+    char allow[64];
+    memset(&r, 0, sizeof(r));
+    r.arena = A;
+    r.method = "GET";
+    r.path = "/clients/AB%2FC";
+    CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), 0);
+    CU_ASSERT_PTR_EQUAL(out, &routes[0]);
+    CU_ASSERT_STRING_EQUAL(req_path_param(&r, "ClientKey"), "AB/C");
+    r.path = "/clients/";
+    CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), 0);
+    CU_ASSERT_PTR_EQUAL(out, &routes[2]);
+    r.method = "DELETE";
+    CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), -405);
+    CU_ASSERT_STRING_EQUAL(allow, "POST, GET");
+    r.method = "POST";
+    r.path = "/api_factor/test-post";          /* trailing slash optional */
+    CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), 0);
+    r.path = "/api_factor/test-post/extra";
+    CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), -404);
+    r.path = "/nothing";
+    CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), -404);
+}
+
+static void test_money(void)
+{
+    char out[40];
+    CU_ASSERT_EQUAL(json_money_norm("1500.00", 0, out, sizeof(out)), 0);
+    CU_ASSERT_STRING_EQUAL(out, "1500.00");
+    CU_ASSERT_EQUAL(json_money_norm("12.5", 0, out, sizeof(out)), 0);
+    CU_ASSERT_STRING_EQUAL(out, "12.50");
+    CU_ASSERT_EQUAL(json_money_norm("007", 0, out, sizeof(out)), 0);
+    CU_ASSERT_STRING_EQUAL(out, "7.00");
+    CU_ASSERT_EQUAL(json_money_norm(".5", 0, out, sizeof(out)), 0);
+    CU_ASSERT_STRING_EQUAL(out, "0.50");
+    CU_ASSERT_EQUAL(json_money_norm("0", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm("0.00", 1, out, sizeof(out)), 0);
+    CU_ASSERT_EQUAL(json_money_norm("-1", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm("1.234", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm("1e3", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm("abc", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm("", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm(".", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm("12345678901234567", 0, out, sizeof(out)), -1);
+    CU_ASSERT_EQUAL(json_money_norm("1234567890123456.99", 0, out, sizeof(out)), 0);
+}
+
+static void test_dates(void)
+{
+    char d[11];
+    CU_ASSERT_EQUAL(json_date_norm("03-31-21", d), 0);
+    CU_ASSERT_STRING_EQUAL(d, "2021-03-31");
+    CU_ASSERT_EQUAL(json_date_norm("2024-02-29", d), 0);
+    CU_ASSERT_STRING_EQUAL(d, "2024-02-29");
+    CU_ASSERT_EQUAL(json_date_norm("02/28/2023", d), 0);
+    CU_ASSERT_STRING_EQUAL(d, "2023-02-28");
+    CU_ASSERT_EQUAL(json_date_norm("2023-02-29", d), -1);
+    CU_ASSERT_EQUAL(json_date_norm("13-01-21", d), -1);
+    CU_ASSERT_EQUAL(json_date_norm("2021-3-1", d), -1);
+    CU_ASSERT_EQUAL(json_date_norm("garbage!!", d), -1);
+}
+
+static void test_parse_and_validate(void)
+{
+    json_object *in = NULL, *out = NULL;
+    fl_ferrs errs;
+    static const char *const types[] = { "ACH", "CHECK", "WIRE", NULL };
+    static const fl_field line[] = {
+        { "Amount", FT_MONEY, F_REQ, 0, 0, 0, NULL, NULL },
+        { "PaymentType", FT_ENUM, F_REQ, 0, 0, 0, types, NULL },
+        { NULL, 0, 0, 0, 0, 0, NULL, NULL },
+    };
+    static const fl_field spec[] = {
+        { "BatchReference", FT_STR, F_REQ, 10, 0, 0, NULL, NULL },
+        { "BatchTotal", FT_MONEY, F_REQ, 0, 0, 0, NULL, NULL },
+        { "PaymentDate", FT_DATE, 0, 0, 0, 0, NULL, NULL },
+        { "Type", FT_INT, 0, 0, 0, 1, NULL, NULL },
+        { "Email", FT_EMAIL, 0, 0, 0, 0, NULL, NULL },
+        { "PaymentDetails", FT_ARRAY, F_REQ, 0, 1, 3, NULL, line },
+        { NULL, 0, 0, 0, 0, 0, NULL, NULL },
+    };
+    const char *good = "{\"batchreference\":\" b1 \",\"BatchTotal\":1500.10,\"PaymentDate\":\"03-31-21\","
+                       "\"Type\":\"1\",\"PaymentDetails\":[{\"Amount\":\"1500.1\",\"PaymentType\":\"ach\"}]}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(good, strlen(good), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, spec, &out, &errs), 0);
+    CU_ASSERT_STRING_EQUAL(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN),
+        "{\"BatchReference\":\"b1\",\"BatchTotal\":\"1500.10\",\"PaymentDate\":\"2021-03-31\","
+        "\"Type\":1,\"PaymentDetails\":[{\"Amount\":\"1500.10\",\"PaymentType\":\"ACH\"}]}");
+    json_object_put(in);
+    json_object_put(out);
+
+    const char *bad = "{\"BatchReference\":\"far-too-long-ref\",\"BatchTotal\":\"1.001\",\"Type\":2,"
+                      "\"Email\":\"nope\",\"PaymentDetails\":[{\"PaymentType\":\"CASH\"}]}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(bad, strlen(bad), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, spec, &out, &errs), -1);
+    CU_ASSERT_EQUAL(errs.n, 6);
+    CU_ASSERT_STRING_EQUAL(errs.e[0].field, "BatchReference");
+    CU_ASSERT_STRING_EQUAL(errs.e[0].code, "too_long");
+    CU_ASSERT_STRING_EQUAL(errs.e[1].field, "BatchTotal");
+    CU_ASSERT_STRING_EQUAL(errs.e[4].field, "PaymentDetails[0].Amount");
+    CU_ASSERT_STRING_EQUAL(errs.e[4].code, "missing");
+    CU_ASSERT_STRING_EQUAL(errs.e[5].field, "PaymentDetails[0].PaymentType");
+    json_object_put(in);
+    json_object_put(out);
+
+    /* malformed, trailing garbage, too deep, not strict */
+    CU_ASSERT_EQUAL(json_parse_strict("{\"a\":", 5, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("{} x", 4, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("[1,]", 4, &in), -1);          /* strict: no trailing comma */
+    char deep[64] = "";
+    for (int i = 0; i < 20; i++) strcat(deep, "[");
+    for (int i = 0; i < 20; i++) strcat(deep, "]");
+    CU_ASSERT_EQUAL(json_parse_strict(deep, strlen(deep), &in), -1);
+    /* an oversized integer is never silently clamped into money */
+    const char *huge = "{\"BatchReference\":\"x\",\"BatchTotal\":99999999999999999999999,\"PaymentDetails\":[]}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(huge, strlen(huge), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, spec, &out, &errs), -1);
+    CU_ASSERT_STRING_EQUAL(errs.e[0].field, "BatchTotal");
+    json_object_put(in);
+    json_object_put(out);
+}
+
+static void test_base64_email(void)
+{
+    size_t n;
+    CU_ASSERT_EQUAL(json_base64_valid("aGVsbG8=", &n), 0);
+    CU_ASSERT_EQUAL(n, 5);
+    CU_ASSERT_EQUAL(json_base64_valid("aGVsbG8", &n), -1);
+    CU_ASSERT_EQUAL(json_base64_valid("aGV=sbG8", &n), -1);
+    CU_ASSERT_EQUAL(json_base64_valid("a!==", &n), -1);
+    CU_ASSERT(json_email_valid("ap@example.com"));
+    CU_ASSERT(!json_email_valid("ap@example"));
+    CU_ASSERT(!json_email_valid("a p@example.com"));
+    CU_ASSERT(!json_email_valid("@example.com"));
+}
+
+static void test_sqlstate(void)
+{
+    CU_ASSERT_EQUAL(db_sqlstate_http("FL400"), 400);
+    CU_ASSERT_EQUAL(db_sqlstate_http("FL404"), 404);
+    CU_ASSERT_EQUAL(db_sqlstate_http("FL409"), 409);
+    CU_ASSERT_EQUAL(db_sqlstate_http("23505"), 409);
+    CU_ASSERT_EQUAL(db_sqlstate_http("23503"), 422);
+    CU_ASSERT_EQUAL(db_sqlstate_http("08006"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("57014"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("22P02"), 400);
+    CU_ASSERT_EQUAL(db_sqlstate_http("XX000"), 500);
+    CU_ASSERT_EQUAL(db_sqlstate_http(NULL), 500);
+}
+
+static void test_crypto(void)
+{
+    char hex[65];
+    crypto_sha256_hex("abc", 3, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CU_ASSERT(crypto_equal("abcd", "abcd", 4));
+    CU_ASSERT(!crypto_equal("abcd", "abce", 4));
+    char r1[33], r2[33];
+    CU_ASSERT_EQUAL(crypto_random_hex(r1, 16), 0);
+    CU_ASSERT_EQUAL(crypto_random_hex(r2, 16), 0);
+    CU_ASSERT_EQUAL(strlen(r1), 32);
+    CU_ASSERT_STRING_NOT_EQUAL(r1, r2);
+
+    char path[] = "/tmp/fl-unit-keyXXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+    CU_ASSERT_EQUAL(write(fd, key, strlen(key)), (ssize_t) strlen(key));
+    close(fd);
+    CU_ASSERT_PTR_NULL(crypto_pii_encrypt(A, "123456789"));     /* no key yet */
+    CU_ASSERT_EQUAL_FATAL(crypto_pii_load(path), 0);
+    unlink(path);
+    char *sealed = crypto_pii_encrypt(A, "123456789");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sealed);
+    CU_ASSERT(strncmp(sealed, "v1:", 3) == 0);
+    CU_ASSERT_PTR_NULL(strstr(sealed, "123456789"));
+    CU_ASSERT_STRING_NOT_EQUAL(sealed, crypto_pii_encrypt(A, "123456789"));  /* fresh IV */
+    CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed), "123456789");
+    /* any flipped byte is detected by the GCM tag */
+    char *tampered = arena_strdup(A, sealed);
+    size_t n = strlen(tampered);
+    tampered[n - 6] = tampered[n - 6] == 'A' ? 'B' : 'A';
+    CU_ASSERT_PTR_NULL(crypto_pii_decrypt(A, tampered));
+    CU_ASSERT_PTR_NULL(crypto_pii_decrypt(A, "v1:00000000:AAAA"));
+}
+
+int main(void)
+{
+    A = arena_new(64 * 1024);
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite s = CU_add_suite("core", NULL, NULL);
+    CU_add_test(s, "arena and buffers", test_arena);
+    CU_add_test(s, "percent-decoding and query strings", test_decode);
+    CU_add_test(s, "routing, 404 and 405", test_route);
+    CU_add_test(s, "money normalisation", test_money);
+    CU_add_test(s, "dates", test_dates);
+    CU_add_test(s, "strict JSON and field specs", test_parse_and_validate);
+    CU_add_test(s, "base64 and email", test_base64_email);
+    CU_add_test(s, "SQLSTATE to HTTP", test_sqlstate);
+    CU_add_test(s, "hashing, random, PII encryption", test_crypto);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failures = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    arena_free(A);
+    return failures > 0 ? 1 : 0;
+}
