@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
-#include "crypto.h"
+#include <ctype.h>
+#include "fl.h"
 
 static PGconn *conn;
 
@@ -130,6 +131,51 @@ static int key_revoke(int argc, char **argv)
     return 0;
 }
 
+/* A webhook subscription made from the command line; its signing secret is
+ * printed once and stored sealed with the data key (FL_DATA_KEY_FILE). */
+static int webhook_add(int argc, char **argv)
+{
+    const char *tenant = opt(argc, argv, "--tenant");
+    const char *family = opt(argc, argv, "--family");
+    const char *url = opt(argc, argv, "--url");
+    const char *events = opt(argc, argv, "--events");
+    const char *name = opt(argc, argv, "--name");
+    const char *sigs = opt(argc, argv, "--signature");
+    const char *keyfile = getenv("FL_DATA_KEY_FILE");
+    char secret[65], *arr = NULL;
+
+    if (tenant == NULL || family == NULL || url == NULL)
+        return die("usage: webhook add --tenant NAME --family FAMILY --url URL [--events a,b] [--name N] [--signature factorline|isoamp]");
+    if (keyfile == NULL || crypto_pii_load(keyfile) < 0)
+        return die("the data key (FL_DATA_KEY_FILE) cannot be read");
+    if (crypto_random_hex(secret, 32) < 0)
+        return die("no randomness");
+    fl_arena *a = arena_new(4096);
+    char *sealed = crypto_pii_encrypt(a, secret);
+    if (events != NULL) {
+        /* a,b,c -> {"a","b","c"}; event names are [A-Za-z0-9._-] */
+        fl_buf b;
+        buf_init(&b, a, 128);
+        buf_puts(&b, "{");
+        for (const char *p = events; *p; p++) {
+            if (*p == ',') { buf_puts(&b, ","); continue; }
+            if (!(isalnum((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-'))
+                return die("bad event type list");
+            buf_append(&b, p, 1);
+        }
+        buf_puts(&b, "}");
+        arr = b.data;
+    }
+    const char *params[7] = { tenant, family, name, url, arr, sealed, sigs };
+    PGresult *res = call("SELECT webhook_subscription_add($1, $2, $3, $4, $5::text[], $6, $7)::text", 7, params);
+    if (res == NULL)
+        return 1;
+    printf("{\"id\":\"%s\",\"secret\":\"%s\"}\n", PQgetvalue(res, 0, 0), secret);
+    PQclear(res);
+    arena_free(a);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *url = getenv("FL_ADMIN_DATABASE_URL");
@@ -148,6 +194,8 @@ int main(int argc, char **argv)
         rc = key_add(argc - 3, argv + 3);
     else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "revoke") == 0)
         rc = key_revoke(argc - 3, argv + 3);
+    else if (strcmp(argv[1], "webhook") == 0 && strcmp(argv[2], "add") == 0)
+        rc = webhook_add(argc - 3, argv + 3);
     else
         rc = die("unknown command");
     PQfinish(conn);

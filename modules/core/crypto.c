@@ -1,9 +1,11 @@
 #include "crypto.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -45,6 +47,25 @@ int crypto_random_hex(char *out, size_t nbytes)
         return -1;
     crypto_hex(buf, nbytes, out);
     return 0;
+}
+
+void crypto_hmac_sha256_hex(const void *key, size_t keylen, const char *a, const char *b,
+                            const char *c, size_t clen, char out[65])
+{
+    unsigned char mac[32];
+    unsigned int maclen = 32;
+    size_t al = a ? strlen(a) : 0, bl = b ? strlen(b) : 0;
+    unsigned char *msg = malloc(al + bl + (c ? clen : 0) + 1);
+    if (msg == NULL) {
+        out[0] = '\0';
+        return;
+    }
+    if (al) memcpy(msg, a, al);
+    if (bl) memcpy(msg + al, b, bl);
+    if (c && clen) memcpy(msg + al + bl, c, clen);
+    HMAC(EVP_sha256(), key, (int) keylen, msg, al + bl + (c ? clen : 0), mac, &maclen);
+    free(msg);
+    crypto_hex(mac, 32, out);
 }
 
 static int unhex(const char *s, unsigned char *out, size_t n)

@@ -15,6 +15,11 @@ int crypto_equal(const void *a, const void *b, size_t n);
 /* n random bytes as 2n hex characters (out holds 2n+1); 0 or -1. */
 int crypto_random_hex(char *out, size_t nbytes);
 
+/* Lower-case hex HMAC-SHA256(key, a || b || c) into out[65]; b and c may be
+ * NULL.  The parts are hashed back to back, with nothing between them. */
+void crypto_hmac_sha256_hex(const void *key, size_t keylen, const char *a, const char *b,
+                            const char *c, size_t clen, char out[65]);
+
 /* Loads the 32-byte data key from a file holding 64 hex characters; the key id
  * is the first 8 hex characters of sha256(key).  0 or -1. */
 int crypto_pii_load(const char *path);

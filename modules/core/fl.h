@@ -10,5 +10,6 @@
 #include "auth.h"
 #include "crypto.h"
 #include "log.h"
+#include "net.h"
 #include "serve.h"
 #endif

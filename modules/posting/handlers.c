@@ -260,9 +260,10 @@ static const char *reveal_pii(fl_req *r, const char *text)
     if (json_object_object_get_ex(o, "FedTaxNum", &v) && json_object_is_type(v, json_type_string)) {
         char *plain = crypto_pii_decrypt(r->arena, json_object_get_string(v));
         json_object_object_add(o, "FedTaxNum", plain ? json_object_new_string(plain) : NULL);
-        json_object_object_del(o, "FedTaxNumLast4");
-        out = arena_strdup(r->arena, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     }
+    /* the last four digits are for DBA views, not part of the FactorCloud shape */
+    json_object_object_del(o, "FedTaxNumLast4");
+    out = arena_strdup(r->arena, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     json_object_put(o);
     return out;
 }

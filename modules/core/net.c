@@ -1,0 +1,137 @@
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+static int v4_private(const unsigned char a[4])
+{
+    return a[0] == 0                                    /* 0.0.0.0/8 "this network" */
+        || a[0] == 10                                   /* 10/8 */
+        || a[0] == 127                                  /* loopback */
+        || (a[0] == 100 && (a[1] & 0xc0) == 64)         /* 100.64/10 CGNAT */
+        || (a[0] == 169 && a[1] == 254)                 /* link-local, cloud metadata */
+        || (a[0] == 172 && (a[1] & 0xf0) == 16)         /* 172.16/12 */
+        || (a[0] == 192 && a[1] == 168)                 /* 192.168/16 */
+        || (a[0] == 192 && a[1] == 0 && a[2] == 0)      /* 192.0.0/24 IETF */
+        || (a[0] == 198 && (a[1] & 0xfe) == 18)         /* 198.18/15 benchmarking */
+        || a[0] >= 224;                                 /* multicast, reserved, broadcast */
+}
+
+static int v6_private(const unsigned char a[16])
+{
+    static const unsigned char zero[16];
+    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1))  /* :: and ::1 */
+        return 1;
+    if (memcmp(a, mapped, 12) == 0)                     /* ::ffff:a.b.c.d */
+        return v4_private(a + 12);
+    if (memcmp(a, zero, 12) == 0)                       /* deprecated ::a.b.c.d */
+        return v4_private(a + 12);
+    if (a[0] == 0x64 && a[1] == 0xff && a[2] == 0x9b)   /* 64:ff9b::/96 NAT64 */
+        return v4_private(a + 12);
+    return (a[0] & 0xfe) == 0xfc                        /* fc00::/7 unique-local (and fd00:ec2::254) */
+        || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)      /* fe80::/10 link-local */
+        || (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)      /* fec0::/10 site-local */
+        || a[0] == 0xff                                 /* multicast */
+        || (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8); /* documentation */
+}
+
+int net_addr_private(const char *addr)
+{
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, addr, buf) == 1)
+        return v4_private(buf);
+    if (inet_pton(AF_INET6, addr, buf) == 1)
+        return v6_private(buf);
+    return 1;                                           /* not an address: refuse */
+}
+
+static int fail(char *err, size_t errsz, const char *msg)
+{
+    snprintf(err, errsz, "%s", msg);
+    return -1;
+}
+
+int net_url_check(const char *url, int allow_private, fl_url *out, char *err, size_t errsz)
+{
+    const char *p;
+    memset(out, 0, sizeof(*out));
+    if (strncasecmp(url, "http://", 7) == 0) {
+        strcpy(out->scheme, "http");
+        out->port = 80;
+        p = url + 7;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        strcpy(out->scheme, "https");
+        out->port = 443;
+        p = url + 8;
+    } else {
+        return fail(err, errsz, "only http and https URLs are allowed");
+    }
+    size_t alen = strcspn(p, "/?#");
+    if (alen == 0 || memchr(p, '@', alen) != NULL)
+        return fail(err, errsz, "the URL has no host, or carries credentials");
+    for (const char *c = url; *c; c++)
+        if ((unsigned char) *c <= 0x20 || *c == 0x7f || *c == '\\')
+            return fail(err, errsz, "the URL contains spaces or control characters");
+    const char *host = p, *hend;
+    const char *portp = NULL;
+    if (*p == '[') {
+        hend = memchr(p, ']', alen);
+        if (hend == NULL)
+            return fail(err, errsz, "malformed IPv6 address");
+        host = p + 1;
+        if (hend + 1 < p + alen) {
+            if (hend[1] != ':')
+                return fail(err, errsz, "malformed authority");
+            portp = hend + 2;
+        }
+    } else {
+        hend = memchr(p, ':', alen);
+        if (hend != NULL)
+            portp = hend + 1;
+        else
+            hend = p + alen;
+    }
+    size_t hlen = (size_t) (hend - host);
+    if (hlen == 0 || hlen >= sizeof(out->host))
+        return fail(err, errsz, "bad host");
+    memcpy(out->host, host, hlen);
+    if (portp != NULL) {
+        char *end;
+        long port = strtol(portp, &end, 10);
+        if (end != p + alen || port < 1 || port > 65535)
+            return fail(err, errsz, "bad port");
+        out->port = (int) port;
+    }
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(out->host, NULL, &hints, &res) != 0 || res == NULL)
+        return fail(err, errsz, "the host does not resolve");
+    int refused = 0;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        char a[64];
+        const void *src = ai->ai_family == AF_INET
+            ? (const void *) &((struct sockaddr_in *) ai->ai_addr)->sin_addr
+            : (const void *) &((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr;
+        if (inet_ntop(ai->ai_family, src, a, sizeof(a)) == NULL)
+            continue;
+        if (!allow_private && net_addr_private(a))
+            refused = 1;
+        if (out->addr[0] == '\0')
+            snprintf(out->addr, sizeof(out->addr), "%s", a);
+    }
+    freeaddrinfo(res);
+    if (refused)
+        return fail(err, errsz, "the host resolves to a private, loopback or link-local address");
+    if (out->addr[0] == '\0')
+        return fail(err, errsz, "the host does not resolve");
+    return 0;
+}

@@ -1,0 +1,24 @@
+/* Outbound URL checks (the SSRF guard) shared by every outbound fetch:
+ * webhook deliveries, attachment downloads. */
+#ifndef FL_NET_H
+#define FL_NET_H
+#include <stddef.h>
+
+typedef struct fl_url {
+    char scheme[8];            /* "http" or "https" */
+    char host[256];            /* without brackets for IPv6 literals */
+    int port;
+    char addr[64];             /* the resolved address that was checked */
+} fl_url;
+
+/* Parses url (http or https only, no user-info), resolves the host and
+ * refuses loopback, private, link-local, unique-local, CGNAT, multicast,
+ * unspecified and cloud-metadata addresses unless allow_private.  Every
+ * address the name resolves to must pass.  0 and *out filled (connect to
+ * out->addr, not to the name, so a second lookup cannot rebind it), or -1
+ * with a short reason in err. */
+int net_url_check(const char *url, int allow_private, fl_url *out, char *err, size_t errsz);
+/* 1 when the textual address is not publicly routable (see above). */
+int net_addr_private(const char *addr);
+
+#endif

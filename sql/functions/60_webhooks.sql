@@ -1,0 +1,200 @@
+-- Webhooks: fan-out of events into deliveries, the worker's claim and record
+-- functions (the retry schedule lives here), DBA views and a re-queue function.
+
+-- One delivery per active subscription of the event's tenant and family whose
+-- event_types include the event (NULL: all).  Runs in the event's transaction.
+CREATE OR REPLACE FUNCTION webhook_fanout() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+BEGIN
+    INSERT INTO webhook_deliveries (tenant_id, event_id, subscription_id, url)
+    SELECT NEW.tenant_id, NEW.id, s.id, s.url
+      FROM webhook_subscriptions s
+     WHERE s.tenant_id = NEW.tenant_id
+       AND s.family = NEW.family
+       AND s.active
+       AND (s.event_types IS NULL OR NEW.type = ANY (s.event_types));
+    IF FOUND THEN
+        PERFORM pg_notify('fl_webhooks', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION webhook_fanout() FROM PUBLIC;
+
+DROP TRIGGER IF EXISTS events_webhook_fanout ON events;
+CREATE TRIGGER events_webhook_fanout AFTER INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION webhook_fanout();
+
+-- A delivery of an event to a URL of the caller's choosing (leads' trigger_webhook),
+-- signed with the family subscription's secret.  For the API role, in its tenant.
+CREATE OR REPLACE FUNCTION webhook_enqueue(p_event_id bigint, p_subscription uuid, p_url text)
+RETURNS bigint
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    INSERT INTO webhook_deliveries (tenant_id, event_id, subscription_id, url)
+    VALUES (fl_current_tenant(), p_event_id, p_subscription, p_url)
+    RETURNING id INTO v_id;
+    PERFORM pg_notify('fl_webhooks', '');
+    RETURN v_id;
+END
+$$;
+REVOKE ALL ON FUNCTION webhook_enqueue(bigint, uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_enqueue(bigint, uuid, text) TO fl_api;
+
+-- The retry schedule: base * 2^(attempt-1), at most 6 hours, with +-20 % jitter
+-- (jitter in [-1, 1]).  With the default base of 30 s the first retry comes
+-- within a minute.
+CREATE OR REPLACE FUNCTION webhook_backoff(p_attempt int, p_base_ms int, p_jitter double precision)
+RETURNS interval
+    LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT make_interval(secs => least(p_base_ms::double precision * 2 ^ least(greatest(p_attempt, 1) - 1, 30),
+                                       6 * 3600 * 1000.0)
+                                 * (1 + 0.2 * greatest(-1, least(1, p_jitter))) / 1000.0)
+$$;
+GRANT EXECUTE ON FUNCTION webhook_backoff(int, int, double precision) TO fl_worker, fl_report;
+
+-- Claims up to p_limit due deliveries for p_lease_ms.  SKIP LOCKED: concurrent
+-- workers on any host never claim the same row; an expired lease (a killed
+-- worker) makes the row due again.
+CREATE OR REPLACE FUNCTION webhook_claim(p_limit int, p_lease_ms int)
+RETURNS TABLE (delivery_id bigint, event_id bigint, event_type text, family text, url text,
+               body text, secret_enc text, signature text, attempts int)
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+    WITH due AS (
+        SELECT d.id
+          FROM webhook_deliveries d
+         WHERE d.state IN ('pending','delivering')
+           AND d.next_attempt_at <= now()
+         ORDER BY d.next_attempt_at
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE webhook_deliveries d
+           SET state = 'delivering',
+               attempts = d.attempts + 1,
+               next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
+          FROM due
+         WHERE d.id = due.id
+        RETURNING d.id, d.event_id, d.subscription_id, d.url, d.attempts
+    )
+    SELECT c.id, c.event_id, e.type, e.family, c.url, e.payload::text, s.secret_enc,
+           coalesce(s.signature, 'factorline'), c.attempts
+      FROM claimed c
+      JOIN events e ON e.id = c.event_id
+      LEFT JOIN webhook_subscriptions s ON s.id = c.subscription_id
+$$;
+REVOKE ALL ON FUNCTION webhook_claim(int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_claim(int, int) TO fl_worker;
+
+-- Records one attempt: 2xx is delivered; anything else is retried on the
+-- backoff schedule until p_max_age_s after window_start, then the delivery is
+-- dead.  Returns the new state.
+CREATE OR REPLACE FUNCTION webhook_record(p_delivery bigint, p_status int, p_latency_ms int,
+                                          p_error text, p_base_ms int, p_max_age_s int)
+RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+DECLARE
+    d webhook_deliveries;
+    v_next timestamptz;
+    v_state text;
+BEGIN
+    SELECT * INTO d FROM webhook_deliveries WHERE id = p_delivery FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Delivery not found';
+    END IF;
+    INSERT INTO webhook_attempts (tenant_id, delivery_id, status_code, latency_ms, error)
+    VALUES (d.tenant_id, d.id, p_status, greatest(p_latency_ms, 0), left(p_error, 500));
+
+    IF p_status BETWEEN 200 AND 299 THEN
+        v_state := 'delivered';
+        UPDATE webhook_deliveries
+           SET state = 'delivered', delivered_at = now(), last_status = p_status, last_error = NULL
+         WHERE id = d.id;
+        RETURN v_state;
+    END IF;
+    IF d.state <> 'delivering' THEN
+        -- another worker finished it after our lease ran out: keep its outcome
+        RETURN d.state;
+    END IF;
+    v_next := now() + webhook_backoff(d.attempts, p_base_ms, 2 * random() - 1);
+    v_state := CASE WHEN v_next > d.window_start + make_interval(secs => p_max_age_s)
+                    THEN 'dead' ELSE 'pending' END;
+    UPDATE webhook_deliveries
+       SET state = v_state, next_attempt_at = v_next, last_status = p_status,
+           last_error = left(p_error, 500)
+     WHERE id = d.id;
+    RETURN v_state;
+END
+$$;
+REVOKE ALL ON FUNCTION webhook_record(bigint, int, int, text, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_record(bigint, int, int, text, int, int) TO fl_worker;
+
+-- DBA: give a dead (or any undelivered) delivery a fresh 3-day window, due now.
+CREATE OR REPLACE FUNCTION webhook_requeue(p_delivery bigint) RETURNS boolean
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE webhook_deliveries
+       SET state = 'pending', next_attempt_at = now(), window_start = now()
+     WHERE id = p_delivery AND state <> 'delivered';
+    IF FOUND THEN
+        PERFORM pg_notify('fl_webhooks', '');
+    END IF;
+    RETURN FOUND;
+END
+$$;
+REVOKE ALL ON FUNCTION webhook_requeue(bigint) FROM PUBLIC;
+
+-- Owner-only: a subscription made from the command line (the families make
+-- theirs through their own API functions).
+CREATE OR REPLACE FUNCTION webhook_subscription_add(p_tenant_name text, p_family text, p_name text,
+                                                    p_url text, p_event_types text[],
+                                                    p_secret_enc text, p_signature text)
+RETURNS uuid
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_tenant uuid;
+    v_id uuid;
+BEGIN
+    SELECT id INTO v_tenant FROM tenants WHERE name = p_tenant_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Tenant not found';
+    END IF;
+    INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc, signature)
+    VALUES (v_tenant, p_family, p_name, p_url, p_event_types, p_secret_enc, coalesce(p_signature, 'factorline'))
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+REVOKE ALL ON FUNCTION webhook_subscription_add(text, text, text, text, text[], text, text) FROM PUBLIC;
+
+-- Deliveries by state, per subscription: the queue at a glance.
+CREATE OR REPLACE VIEW webhook_delivery_stats AS
+SELECT d.tenant_id, t.name AS tenant, s.family, d.subscription_id, s.name AS subscription,
+       d.state, count(*) AS deliveries, min(d.created_at) AS oldest,
+       max(d.delivered_at) AS last_delivered, sum(d.attempts) AS attempts
+  FROM webhook_deliveries d
+  JOIN tenants t ON t.id = d.tenant_id
+  LEFT JOIN webhook_subscriptions s ON s.id = d.subscription_id
+ GROUP BY d.tenant_id, t.name, s.family, d.subscription_id, s.name, d.state;
+
+-- The latest deliveries with their last attempt (./factorline webhooks).
+CREATE OR REPLACE VIEW webhook_recent AS
+SELECT d.id, t.name AS tenant, e.family, e.type AS event_type, d.event_id, d.url, d.state,
+       d.attempts, d.last_status, d.last_error, d.created_at, d.next_attempt_at, d.delivered_at
+  FROM webhook_deliveries d
+  JOIN tenants t ON t.id = d.tenant_id
+  JOIN events e ON e.id = d.event_id;
+
+GRANT SELECT ON webhook_delivery_stats, webhook_recent TO fl_report;
