@@ -1,0 +1,90 @@
+-- Core: authentication lookup for the API role, admin functions for the CLI (owner only).
+
+-- Credentials are not readable by fl_api; this returns only what auth needs for one key.
+CREATE OR REPLACE FUNCTION fl_auth_lookup(p_family text, p_public_id text)
+RETURNS TABLE (credential_id uuid, tenant_id uuid, factor_id text, secret_hash bytea,
+               rate_per_sec numeric, burst int)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+    SELECT c.id, c.tenant_id, t.factor_id, c.secret_hash, c.rate_per_sec, c.burst
+      FROM credentials c
+      JOIN tenants t ON t.id = c.tenant_id
+     WHERE c.family = p_family
+       AND c.public_id = p_public_id
+       AND c.revoked_at IS NULL
+$$;
+REVOKE ALL ON FUNCTION fl_auth_lookup(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_auth_lookup(text, text) TO fl_api;
+
+CREATE OR REPLACE FUNCTION fl_tenant_add(p_name text, p_factor_id text) RETURNS uuid
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    IF p_name IS NULL OR btrim(p_name) = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid tenant name';
+    END IF;
+    IF p_factor_id IS NULL OR btrim(p_factor_id) = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid FactorID';
+    END IF;
+    IF EXISTS (SELECT 1 FROM tenants WHERE name = p_name) THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Tenant exists',
+            DETAIL = format('A tenant named %s already exists.', p_name);
+    END IF;
+    IF EXISTS (SELECT 1 FROM tenants WHERE factor_id = p_factor_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'FactorID exists',
+            DETAIL = format('FactorID %s is used by another tenant.', p_factor_id);
+    END IF;
+    INSERT INTO tenants (name, factor_id) VALUES (p_name, p_factor_id) RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_tenant_add(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION fl_key_add(p_tenant_name text, p_family text, p_public_id text,
+                                      p_secret_hash bytea, p_label text) RETURNS uuid
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_tenant uuid;
+    v_id uuid;
+BEGIN
+    SELECT id INTO v_tenant FROM tenants WHERE name = p_tenant_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Tenant not found',
+            DETAIL = format('No tenant named %s.', p_tenant_name);
+    END IF;
+    IF p_family IS NULL OR p_family NOT IN ('posting','factoring','leads','quotes','financing') THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid family',
+            HINT = 'One of posting, factoring, leads, quotes, financing.';
+    END IF;
+    IF p_secret_hash IS NULL OR octet_length(p_secret_hash) <> 32 THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid secret hash',
+            HINT = 'Expected the 32-byte sha256 of the secret.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM credentials WHERE family = p_family AND public_id = p_public_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Key exists',
+            DETAIL = format('Family %s already has a key %s.', p_family, p_public_id);
+    END IF;
+    INSERT INTO credentials (tenant_id, family, public_id, secret_hash, label)
+    VALUES (v_tenant, p_family, p_public_id, p_secret_hash, p_label)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_key_add(text, text, text, bytea, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION fl_key_revoke(p_family text, p_public_id text) RETURNS boolean
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE credentials SET revoked_at = now()
+     WHERE family = p_family AND public_id = p_public_id AND revoked_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_key_revoke(text, text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION fl_events_notify() FROM PUBLIC;

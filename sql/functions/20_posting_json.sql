@@ -1,0 +1,184 @@
+-- posting: small helpers and the JSON shapes shared by create/get/echo.
+-- Money out: decimal strings with 2 decimals; dates: YYYY-MM-DD (jsonb encodes dates in ISO).
+
+-- Text field from the request document: trimmed, '' -> NULL.
+CREATE OR REPLACE FUNCTION fl_txt(p_doc jsonb, p_key text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT nullif(btrim(p_doc ->> p_key), '') $$;
+
+CREATE OR REPLACE FUNCTION fl_money(p numeric) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT round(p, 2)::numeric(18,2)::text $$;
+
+CREATE OR REPLACE FUNCTION fl_event(p_tenant uuid, p_family text, p_type text, p_payload jsonb)
+RETURNS void
+    LANGUAGE sql
+AS $$ INSERT INTO events (tenant_id, family, type, payload) VALUES (p_tenant, p_family, p_type, p_payload) $$;
+
+CREATE OR REPLACE FUNCTION fl_client_json(c clients) RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'UUID', c.id,
+        'ClientKey', c.client_key,
+        'Name', c.name,
+        'CompCode', c.comp_code,
+        'Address1', c.address1,
+        'Address2', c.address2,
+        'City', c.city,
+        'State', c.state,
+        'ZipCode', c.zip_code,
+        'Country', c.country,
+        'Phone', c.phone,
+        'PhoneAlt', c.phone_alt,
+        'Fax', c.fax,
+        'Email', c.email,
+        'UccDate', c.ucc_date,
+        'UccDate2', c.ucc_date2,
+        'UccSignedDate', c.ucc_signed_date,
+        'Type', c.type,
+        'Industry', c.industry,
+        'AltName', c.alt_name,
+        'EdiID', c.edi_id,
+        'FedTaxNum', c.fed_tax_num_enc,
+        'FedTaxNumLast4', c.fed_tax_num_last4,
+        'DunsNum', c.duns_num,
+        'MCNumber', c.mc_number,
+        'DOTNumber', c.dot_number,
+        'CreditLimit', fl_money(c.credit_limit))
+$$;
+
+-- A sub-debtor (client link given) or the master debtor (cd NULL: ClientKey null, link fields
+-- taken from the master).
+CREATE OR REPLACE FUNCTION fl_debtor_json(p_client_key text, d debtors, cd client_debtors) RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'ClientKey', p_client_key,
+        'DebtorKey', d.debtor_key,
+        'CompCode', CASE WHEN cd.id IS NULL THEN d.comp_code ELSE cd.comp_code END,
+        'Name', d.name,
+        'Address1', d.address1,
+        'Address2', d.address2,
+        'City', d.city,
+        'State', d.state,
+        'ZipCode', d.zip_code,
+        'Country', d.country,
+        'Phone', d.phone,
+        'Fax', d.fax,
+        'Email', d.email,
+        'MCNumber', d.mc_number,
+        'DOTNumber', d.dot_number,
+        'Notes', CASE WHEN cd.id IS NULL THEN d.notes ELSE cd.notes END,
+        'CreditLimit', fl_money(CASE WHEN cd.id IS NULL THEN d.credit_limit ELSE cd.credit_limit END),
+        'BuyStatus', CASE WHEN cd.id IS NULL THEN d.buy_status ELSE cd.buy_status END)
+$$;
+
+CREATE OR REPLACE FUNCTION fl_invoice_json(i invoices, p_client_key text, p_debtor_key text,
+                                           p_vendor_key text, p_broker boolean) RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'InvoiceIntegrationId', i.invoice_integration_id,
+        'ClientKey', p_client_key,
+        'DebtorKey', p_debtor_key,
+        'InvoiceNumber', i.invoice_number,
+        'InvoiceAmount', fl_money(i.amount),
+        'InvoiceDate', i.invoice_date,
+        'InvoiceDueDate', i.due_date,
+        'InvoiceStatus', i.status,
+        'RefNumber', i.ref_num,
+        'InvoicePurchaseDate', i.purchase_date,
+        'InvoiceFundDate', i.fund_date,
+        'EscrowReserveAmount', fl_money(i.escrow_reserve_amount),
+        'OpenBalance', fl_money(i.open_balance),
+        'PaymentMade', fl_money(i.amount - i.open_balance),
+        'LastPaymentMadeOn', i.last_payment_on,
+        'PaidInFull', i.open_balance = 0,
+        'PaidInFullOn', i.paid_in_full_on,
+        'DocLength', octet_length(i.doc))
+      || CASE WHEN p_broker THEN jsonb_build_object(
+        'VendorKey', p_vendor_key,
+        'AdvanceAmount', fl_money(i.advance_amount),
+        'VendorInvoiceNumber', i.vendor_invoice_number) ELSE '{}'::jsonb END
+$$;
+
+CREATE OR REPLACE FUNCTION fl_sched_json(p_schedule_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'IntegrationBatchId', s.integration_batch_id,
+        'ClientKey', c.client_key,
+        'Amount', fl_money(s.amount),
+        'Label', s.label,
+        'Notes', s.notes,
+        'PaymentMethod', s.payment_method,
+        'Invoices', coalesce((
+            SELECT jsonb_agg(fl_invoice_json(i, c.client_key, d.debtor_key, v.debtor_key, s.kind = 'broker')
+                             ORDER BY i.seq)
+              FROM invoices i
+              JOIN debtors d ON d.id = i.debtor_id
+              LEFT JOIN debtors v ON v.id = i.vendor_id
+             WHERE i.schedule_id = s.id), '[]'::jsonb))
+      FROM schedules s
+      JOIN clients c ON c.id = s.client_id
+     WHERE s.id = p_schedule_id
+$$;
+
+-- Echo of a posted payment batch, with what reconciliation did to each line.
+CREATE OR REPLACE FUNCTION fl_batch_json(p_batch_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'BatchReference', b.batch_reference,
+        'BatchTotal', fl_money(b.batch_total),
+        'AccountNumber', b.account_number,
+        'PaymentDetails', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'PaymentDate', l.payment_date,
+                       'BankBatchItem', l.bank_batch_item,
+                       'PaymentType', l.payment_type,
+                       'Amount', fl_money(l.amount),
+                       'BankRefNumber', l.bank_ref_number,
+                       'AccountNumber', l.account_number,
+                       'TransactionNumber', l.transaction_number,
+                       'RemitterName', l.remitter_name,
+                       'MemoLine', l.memo_line,
+                       'InvoiceRefNumber', l.invoice_ref_number,
+                       'ClientCode', l.client_code,
+                       'FinancialDocs', l.financial_docs,
+                       'AppliedAmount', fl_money(l.applied_amount),
+                       'UnappliedAmount', fl_money(l.unapplied_amount),
+                       'Status', l.status,
+                       'ExceptionReason', l.exception_reason,
+                       'Applications', coalesce((
+                           SELECT jsonb_agg(jsonb_build_object(
+                                      'InvoiceIntegrationId', i.invoice_integration_id,
+                                      'InvoiceNumber', i.invoice_number,
+                                      'ClientKey', c.client_key,
+                                      'Amount', fl_money(a.amount)) ORDER BY a.id)
+                             FROM payment_applications a
+                             JOIN invoices i ON i.id = a.invoice_id
+                             JOIN clients c ON c.id = i.client_id
+                            WHERE a.line_id = l.id), '[]'::jsonb))
+                   ORDER BY l.line_no)
+              FROM payment_lines l
+             WHERE l.batch_id = b.id), '[]'::jsonb))
+      FROM payment_batches b
+     WHERE b.id = p_batch_id
+$$;
+
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['fl_txt(jsonb, text)', 'fl_money(numeric)', 'fl_event(uuid, text, text, jsonb)',
+                             'fl_client_json(clients)', 'fl_debtor_json(text, debtors, client_debtors)',
+                             'fl_invoice_json(invoices, text, text, text, boolean)',
+                             'fl_sched_json(uuid)', 'fl_batch_json(uuid)']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO fl_api', f);
+    END LOOP;
+END
+$$;

@@ -1,0 +1,566 @@
+-- posting: one function per api_factor endpoint, called by the C handlers with one statement.
+-- Errors: ERRCODE 'FLnnn' -> HTTP nnn, MESSAGE is the short reason ("Invalid ClientKey").
+-- The C side has validated formats; these functions enforce the business rules.
+
+------------------------------------------------------------------------------ clients
+CREATE OR REPLACE FUNCTION posting_create_client(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    c clients;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    IF fl_txt(p_doc, 'ClientKey') IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid ClientKey';
+    END IF;
+    IF fl_txt(p_doc, 'Name') IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid Name';
+    END IF;
+    IF (p_doc ->> 'Type') IS NOT NULL AND (p_doc ->> 'Type') NOT IN ('0', '1') THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid Type';
+    END IF;
+    IF (p_doc ->> 'Industry') IS NOT NULL AND (p_doc ->> 'Industry') NOT IN ('1', '2', '3', '4', '5') THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid Industry';
+    END IF;
+
+    -- Upsert: a field present in the document replaces the stored value (null clears it),
+    -- an absent field keeps it.
+    INSERT INTO clients AS t (tenant_id, client_key, name, comp_code, address1, address2, city, state,
+                         zip_code, country, phone, phone_alt, fax, email, ucc_date, ucc_date2,
+                         ucc_signed_date, type, industry, alt_name, edi_id, fed_tax_num_enc,
+                         fed_tax_num_last4)
+    VALUES (p_tenant, fl_txt(p_doc, 'ClientKey'), fl_txt(p_doc, 'Name'), fl_txt(p_doc, 'CompCode'),
+            fl_txt(p_doc, 'Address1'), fl_txt(p_doc, 'Address2'), fl_txt(p_doc, 'City'),
+            upper(fl_txt(p_doc, 'State')), fl_txt(p_doc, 'ZipCode'), fl_txt(p_doc, 'Country'),
+            fl_txt(p_doc, 'Phone'), fl_txt(p_doc, 'PhoneAlt'), fl_txt(p_doc, 'Fax'),
+            fl_txt(p_doc, 'Email'), fl_txt(p_doc, 'UccDate')::date, fl_txt(p_doc, 'UccDate2')::date,
+            fl_txt(p_doc, 'UccSignedDate')::date, (p_doc ->> 'Type')::smallint,
+            (p_doc ->> 'Industry')::smallint, fl_txt(p_doc, 'AltName'), fl_txt(p_doc, 'EdiID'),
+            fl_txt(p_doc, 'FedTaxNum'), fl_txt(p_doc, 'FedTaxNumLast4'))
+    ON CONFLICT (tenant_id, client_key) DO UPDATE SET
+        name              = EXCLUDED.name,
+        comp_code         = CASE WHEN p_doc ? 'CompCode' THEN EXCLUDED.comp_code ELSE t.comp_code END,
+        address1          = CASE WHEN p_doc ? 'Address1' THEN EXCLUDED.address1 ELSE t.address1 END,
+        address2          = CASE WHEN p_doc ? 'Address2' THEN EXCLUDED.address2 ELSE t.address2 END,
+        city              = CASE WHEN p_doc ? 'City' THEN EXCLUDED.city ELSE t.city END,
+        state             = CASE WHEN p_doc ? 'State' THEN EXCLUDED.state ELSE t.state END,
+        zip_code          = CASE WHEN p_doc ? 'ZipCode' THEN EXCLUDED.zip_code ELSE t.zip_code END,
+        country           = CASE WHEN p_doc ? 'Country' THEN EXCLUDED.country ELSE t.country END,
+        phone             = CASE WHEN p_doc ? 'Phone' THEN EXCLUDED.phone ELSE t.phone END,
+        phone_alt         = CASE WHEN p_doc ? 'PhoneAlt' THEN EXCLUDED.phone_alt ELSE t.phone_alt END,
+        fax               = CASE WHEN p_doc ? 'Fax' THEN EXCLUDED.fax ELSE t.fax END,
+        email             = CASE WHEN p_doc ? 'Email' THEN EXCLUDED.email ELSE t.email END,
+        ucc_date          = CASE WHEN p_doc ? 'UccDate' THEN EXCLUDED.ucc_date ELSE t.ucc_date END,
+        ucc_date2         = CASE WHEN p_doc ? 'UccDate2' THEN EXCLUDED.ucc_date2 ELSE t.ucc_date2 END,
+        ucc_signed_date   = CASE WHEN p_doc ? 'UccSignedDate' THEN EXCLUDED.ucc_signed_date ELSE t.ucc_signed_date END,
+        type              = CASE WHEN p_doc ? 'Type' THEN EXCLUDED.type ELSE t.type END,
+        industry          = CASE WHEN p_doc ? 'Industry' THEN EXCLUDED.industry ELSE t.industry END,
+        alt_name          = CASE WHEN p_doc ? 'AltName' THEN EXCLUDED.alt_name ELSE t.alt_name END,
+        edi_id            = CASE WHEN p_doc ? 'EdiID' THEN EXCLUDED.edi_id ELSE t.edi_id END,
+        fed_tax_num_enc   = CASE WHEN p_doc ? 'FedTaxNum' THEN EXCLUDED.fed_tax_num_enc ELSE t.fed_tax_num_enc END,
+        fed_tax_num_last4 = CASE WHEN p_doc ? 'FedTaxNum' OR p_doc ? 'FedTaxNumLast4'
+                                 THEN EXCLUDED.fed_tax_num_last4 ELSE t.fed_tax_num_last4 END,
+        updated_at        = now()
+    RETURNING * INTO c;
+
+    -- The webhook payload never carries the (encrypted) tax number.
+    PERFORM fl_event(p_tenant, 'posting', 'client.upserted', fl_client_json(c) - 'FedTaxNum');
+    RETURN fl_client_json(c);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_get_client(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    c clients;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    SELECT * INTO c FROM clients WHERE tenant_id = p_tenant AND client_key = fl_txt(p_doc, 'ClientKey');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Client not found';
+    END IF;
+    RETURN fl_client_json(c);
+END
+$$;
+
+------------------------------------------------------------------------------ debtors
+-- Shared by create-debtor and create-vendor (p_relation 'debtor' / 'vendor').
+CREATE OR REPLACE FUNCTION fl_posting_upsert_debtor(p_tenant uuid, p_doc jsonb, p_relation text)
+RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_client    clients;
+    v_debtor    debtors;
+    v_link      client_debtors;
+    v_key       text := fl_txt(p_doc, 'DebtorKey');
+    v_zip_key   text := CASE WHEN p_doc ? 'Zipcode' THEN 'Zipcode' ELSE 'ZipCode' END;
+    v_mc_key    text := CASE WHEN p_doc ? 'McNumber' THEN 'McNumber' ELSE 'MCNumber' END;
+    v_comp      text := upper(fl_txt(p_doc, 'CompCode'));
+    v_base      text;
+    v_out       jsonb;
+BEGIN
+    SELECT * INTO v_client FROM clients WHERE tenant_id = p_tenant AND client_key = fl_txt(p_doc, 'ClientKey');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid ClientKey';
+    END IF;
+    IF v_key IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid DebtorKey';
+    END IF;
+    IF fl_txt(p_doc, 'Name') IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid Name';
+    END IF;
+    IF upper(fl_txt(p_doc, 'Country')) NOT IN ('USA', 'MEX', 'CAN') THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid Country';
+    END IF;
+
+    -- Master: created on a new key; otherwise present fields replace, absent fields are kept.
+    INSERT INTO debtors AS t (tenant_id, debtor_key, name, comp_code, address1, address2, city, state,
+                         zip_code, country, phone, fax, email, mc_number, dot_number, notes)
+    VALUES (p_tenant, v_key, fl_txt(p_doc, 'Name'), v_comp, fl_txt(p_doc, 'Address1'),
+            fl_txt(p_doc, 'Address2'), fl_txt(p_doc, 'City'), upper(fl_txt(p_doc, 'State')),
+            fl_txt(p_doc, v_zip_key), upper(fl_txt(p_doc, 'Country')), fl_txt(p_doc, 'Phone'),
+            fl_txt(p_doc, 'Fax'), fl_txt(p_doc, 'Email'), fl_txt(p_doc, v_mc_key),
+            fl_txt(p_doc, 'DOTNumber'), fl_txt(p_doc, 'Notes'))
+    ON CONFLICT (tenant_id, debtor_key) DO UPDATE SET
+        name       = EXCLUDED.name,
+        address1   = CASE WHEN p_doc ? 'Address1' THEN EXCLUDED.address1 ELSE t.address1 END,
+        address2   = CASE WHEN p_doc ? 'Address2' THEN EXCLUDED.address2 ELSE t.address2 END,
+        city       = CASE WHEN p_doc ? 'City' THEN EXCLUDED.city ELSE t.city END,
+        state      = CASE WHEN p_doc ? 'State' THEN EXCLUDED.state ELSE t.state END,
+        zip_code   = CASE WHEN p_doc ? v_zip_key THEN EXCLUDED.zip_code ELSE t.zip_code END,
+        country    = CASE WHEN p_doc ? 'Country' THEN EXCLUDED.country ELSE t.country END,
+        phone      = CASE WHEN p_doc ? 'Phone' THEN EXCLUDED.phone ELSE t.phone END,
+        fax        = CASE WHEN p_doc ? 'Fax' THEN EXCLUDED.fax ELSE t.fax END,
+        email      = CASE WHEN p_doc ? 'Email' THEN EXCLUDED.email ELSE t.email END,
+        mc_number  = CASE WHEN p_doc ? v_mc_key THEN EXCLUDED.mc_number ELSE t.mc_number END,
+        dot_number = CASE WHEN p_doc ? 'DOTNumber' THEN EXCLUDED.dot_number ELSE t.dot_number END,
+        comp_code  = coalesce(t.comp_code, EXCLUDED.comp_code),
+        updated_at = now()
+    RETURNING * INTO v_debtor;
+
+    SELECT * INTO v_link FROM client_debtors
+     WHERE client_id = v_client.id AND debtor_id = v_debtor.id AND relation = p_relation
+       FOR UPDATE;
+
+    -- CompCode of the link: the requested one when free for this client, else kept (existing
+    -- link) or generated: up to 6 upper-case letters/digits of the name plus a counter.
+    IF v_comp IS NOT NULL AND EXISTS (SELECT 1 FROM client_debtors
+                                       WHERE client_id = v_client.id AND comp_code = v_comp
+                                         AND id IS DISTINCT FROM v_link.id) THEN
+        v_comp := NULL;
+    END IF;
+    IF v_comp IS NULL AND v_link.id IS NULL THEN
+        v_base := coalesce(nullif(left(upper(regexp_replace(v_debtor.name, '[^A-Za-z0-9]+', '', 'g')), 6), ''),
+                           'DEBTOR');
+        SELECT v_base || n INTO v_comp
+          FROM generate_series(1, 100000) n
+         WHERE NOT EXISTS (SELECT 1 FROM client_debtors
+                            WHERE client_id = v_client.id AND comp_code = v_base || n)
+         ORDER BY n LIMIT 1;
+    END IF;
+
+    IF v_link.id IS NULL THEN
+        INSERT INTO client_debtors (tenant_id, client_id, debtor_id, relation, comp_code, notes)
+        VALUES (p_tenant, v_client.id, v_debtor.id, p_relation, v_comp, fl_txt(p_doc, 'Notes'))
+        RETURNING * INTO v_link;
+        -- A master created without a CompCode takes its first link's code.
+        IF v_debtor.comp_code IS NULL THEN
+            UPDATE debtors SET comp_code = v_link.comp_code WHERE id = v_debtor.id RETURNING * INTO v_debtor;
+        END IF;
+    ELSE
+        UPDATE client_debtors SET
+            comp_code  = coalesce(v_comp, comp_code),
+            notes      = CASE WHEN p_doc ? 'Notes' THEN fl_txt(p_doc, 'Notes') ELSE notes END,
+            updated_at = now()
+         WHERE id = v_link.id
+        RETURNING * INTO v_link;
+    END IF;
+
+    v_out := fl_debtor_json(v_client.client_key, v_debtor, v_link);
+    PERFORM fl_event(p_tenant, 'posting', 'debtor.upserted', v_out || jsonb_build_object('Relation', p_relation));
+    RETURN v_out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_create_debtor(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    RETURN fl_posting_upsert_debtor(p_tenant, p_doc, 'debtor');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_create_vendor(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    RETURN fl_posting_upsert_debtor(p_tenant, p_doc, 'vendor');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_get_client_debtor(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_out jsonb;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    SELECT fl_debtor_json(c.client_key, d, cd) INTO v_out
+      FROM clients c
+      JOIN client_debtors cd ON cd.client_id = c.id
+      JOIN debtors d ON d.id = cd.debtor_id
+     WHERE c.tenant_id = p_tenant AND c.client_key = fl_txt(p_doc, 'ClientKey')
+       AND d.debtor_key = fl_txt(p_doc, 'DebtorKey')
+     ORDER BY cd.relation          -- 'debtor' before 'vendor'
+     LIMIT 1;
+    IF v_out IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Debtor not found';
+    END IF;
+    RETURN v_out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_get_debtor_master(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_out jsonb;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    SELECT fl_debtor_json(NULL, d, NULL) INTO v_out
+      FROM debtors d
+     WHERE d.tenant_id = p_tenant AND d.debtor_key = fl_txt(p_doc, 'DebtorKey');
+    IF v_out IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Debtor not found';
+    END IF;
+    RETURN v_out;
+END
+$$;
+
+------------------------------------------------------------------------------ schedules
+-- Shared by create-sched (p_kind 'standard') and create-sched-broker ('broker').
+CREATE OR REPLACE FUNCTION fl_posting_create_sched(p_tenant uuid, p_doc jsonb, p_kind text) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_batch_id  text := fl_txt(p_doc, 'IntegrationBatchId');
+    v_hash      text := fl_txt(p_doc, 'RequestHash');
+    v_amount    numeric(18,2) := fl_txt(p_doc, 'Amount')::numeric(18,2);
+    v_arr       jsonb := p_doc -> 'InvoiceArray';
+    v_broker    boolean := p_kind = 'broker';
+    v_old       schedules;
+    v_client    clients;
+    v_sched_id  uuid;
+    v_bad       text;
+    v_sum       numeric;
+    v_out       jsonb;
+BEGIN
+    IF v_batch_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid IntegrationBatchId';
+    END IF;
+
+    -- Idempotent retry: same IntegrationBatchId and same body -> the stored answer, nothing written.
+    SELECT * INTO v_old FROM schedules WHERE tenant_id = p_tenant AND integration_batch_id = v_batch_id;
+    IF FOUND THEN
+        IF v_hash IS NOT NULL AND v_old.request_hash = v_hash AND v_old.kind = p_kind THEN
+            RETURN v_old.response;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate IntegrationBatchId',
+            DETAIL = format('IntegrationBatchId %s was already posted with a different body.', v_batch_id);
+    END IF;
+
+    SELECT * INTO v_client FROM clients WHERE tenant_id = p_tenant AND client_key = fl_txt(p_doc, 'ClientKey');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid ClientKey';
+    END IF;
+    IF v_amount IS NULL OR v_amount <= 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid Amount';
+    END IF;
+    IF jsonb_typeof(v_arr) IS DISTINCT FROM 'array' OR jsonb_array_length(v_arr) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid InvoiceArray';
+    END IF;
+    IF fl_txt(p_doc, 'PaymentMethod') NOT IN ('A', 'W', 'C') THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid PaymentMethod';
+    END IF;
+
+    -- Required invoice fields, first offender in array order.
+    SELECT CASE WHEN fl_txt(e, 'InvoiceIntegrationId') IS NULL THEN 'Invalid InvoiceIntegrationId'
+                WHEN fl_txt(e, 'InvoiceNumber') IS NULL THEN 'Invalid InvoiceNumber'
+                WHEN fl_txt(e, 'DebtorKey') IS NULL THEN 'Invalid DebtorKey'
+                WHEN coalesce(fl_txt(e, 'InvoiceAr')::numeric, 0) <= 0 THEN 'Invalid InvoiceAr'
+                WHEN v_broker AND fl_txt(e, 'VendorKey') IS NULL THEN 'Invalid VendorKey'
+                WHEN v_broker AND coalesce(fl_txt(e, 'AdvanceAmount')::numeric, -1) < 0 THEN 'Invalid AdvanceAmount'
+           END INTO v_bad
+      FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
+     WHERE jsonb_typeof(e) IS DISTINCT FROM 'object'
+        OR fl_txt(e, 'InvoiceIntegrationId') IS NULL OR fl_txt(e, 'InvoiceNumber') IS NULL
+        OR fl_txt(e, 'DebtorKey') IS NULL OR coalesce(fl_txt(e, 'InvoiceAr')::numeric, 0) <= 0
+        OR (v_broker AND (fl_txt(e, 'VendorKey') IS NULL
+                          OR coalesce(fl_txt(e, 'AdvanceAmount')::numeric, -1) < 0))
+     ORDER BY n LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = coalesce(v_bad, 'Invalid InvoiceArray');
+    END IF;
+
+    SELECT sum(fl_txt(e, 'InvoiceAr')::numeric(18,2)) INTO v_sum FROM jsonb_array_elements(v_arr) e;
+    IF v_sum <> v_amount THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid Amount',
+            DETAIL = format('Amount %s, sum of InvoiceAr %s.', v_amount, v_sum);
+    END IF;
+
+    SELECT fl_txt(e, 'DebtorKey') INTO v_bad
+      FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
+     WHERE NOT EXISTS (SELECT 1 FROM debtors d JOIN client_debtors cd ON cd.debtor_id = d.id
+                        WHERE d.tenant_id = p_tenant AND d.debtor_key = fl_txt(e, 'DebtorKey')
+                          AND cd.client_id = v_client.id AND cd.relation = 'debtor')
+     ORDER BY n LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid DebtorKey ' || v_bad,
+            HINT = 'Create the debtor for this client first (create-debtor).';
+    END IF;
+
+    IF v_broker THEN
+        SELECT fl_txt(e, 'VendorKey') INTO v_bad
+          FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
+         WHERE NOT EXISTS (SELECT 1 FROM debtors d JOIN client_debtors cd ON cd.debtor_id = d.id
+                            WHERE d.tenant_id = p_tenant AND d.debtor_key = fl_txt(e, 'VendorKey')
+                              AND cd.client_id = v_client.id AND cd.relation = 'vendor')
+         ORDER BY n LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid VendorKey ' || v_bad,
+                HINT = 'Create the vendor for this client first (create-vendor).';
+        END IF;
+        IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_arr) e
+                    WHERE fl_txt(e, 'AdvanceAmount')::numeric(18,2)
+                          > fl_txt(e, 'InvoiceAr')::numeric(18,2) * v_client.advance_rate) THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid AdvanceAmount',
+                DETAIL = format('AdvanceAmount is capped at %s of InvoiceAr.', v_client.advance_rate);
+        END IF;
+    END IF;
+
+    SELECT id INTO v_bad FROM (
+        SELECT fl_txt(e, 'InvoiceIntegrationId') AS id, n,
+               count(*) OVER (PARTITION BY fl_txt(e, 'InvoiceIntegrationId')) AS k
+          FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)) s
+     WHERE k > 1 OR EXISTS (SELECT 1 FROM invoices i
+                             WHERE i.tenant_id = p_tenant AND i.invoice_integration_id = s.id)
+     ORDER BY n LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate InvoiceIntegrationId ' || v_bad;
+    END IF;
+
+    INSERT INTO schedules (tenant_id, integration_batch_id, client_id, kind, amount, label, notes,
+                           payment_method, request_hash)
+    VALUES (p_tenant, v_batch_id, v_client.id, p_kind, v_amount, fl_txt(p_doc, 'Label'),
+            fl_txt(p_doc, 'Notes'), fl_txt(p_doc, 'PaymentMethod'), v_hash)
+    RETURNING id INTO v_sched_id;
+
+    INSERT INTO invoices (tenant_id, schedule_id, seq, client_id, debtor_id, vendor_id,
+                          invoice_integration_id, invoice_number, amount, open_balance, invoice_date,
+                          due_date, ref_num, advance_amount, vendor_invoice_number, doc)
+    SELECT p_tenant, v_sched_id, x.n, v_client.id, d.id, v.id,
+           fl_txt(e, 'InvoiceIntegrationId'), fl_txt(e, 'InvoiceNumber'),
+           fl_txt(e, 'InvoiceAr')::numeric(18,2), fl_txt(e, 'InvoiceAr')::numeric(18,2),
+           coalesce(fl_txt(e, 'InvoiceDate')::date, current_date),
+           coalesce(fl_txt(e, 'DueDate')::date, current_date),
+           fl_txt(e, 'RefNum'),
+           CASE WHEN v_broker THEN fl_txt(e, 'AdvanceAmount')::numeric(18,2) END,
+           CASE WHEN v_broker THEN fl_txt(e, 'VendorInvoiceNumber') END,
+           decode(fl_txt(e, 'DocBase64'), 'base64')
+      FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
+      JOIN debtors d ON d.tenant_id = p_tenant AND d.debtor_key = fl_txt(e, 'DebtorKey')
+      LEFT JOIN debtors v ON v_broker AND v.tenant_id = p_tenant AND v.debtor_key = fl_txt(e, 'VendorKey');
+
+    v_out := fl_sched_json(v_sched_id);
+    UPDATE schedules SET response = v_out WHERE id = v_sched_id;
+    PERFORM fl_event(p_tenant, 'posting', 'schedule.created',
+                     jsonb_build_object('IntegrationBatchId', v_batch_id, 'ClientKey', v_client.client_key,
+                                        'Kind', p_kind, 'Amount', fl_money(v_amount),
+                                        'InvoiceCount', jsonb_array_length(v_arr)));
+    RETURN v_out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_create_sched(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    RETURN fl_posting_create_sched(p_tenant, p_doc, 'standard');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_create_sched_broker(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    RETURN fl_posting_create_sched(p_tenant, p_doc, 'broker');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_get_sched(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    SELECT id INTO v_id FROM schedules
+     WHERE tenant_id = p_tenant AND integration_batch_id = fl_txt(p_doc, 'IntegrationBatchId')
+       AND kind = 'standard';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Schedule not found';
+    END IF;
+    RETURN fl_sched_json(v_id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_get_broker_sched(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    SELECT id INTO v_id FROM schedules
+     WHERE tenant_id = p_tenant AND integration_batch_id = fl_txt(p_doc, 'IntegrationBatchId')
+       AND kind = 'broker';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Schedule not found';
+    END IF;
+    RETURN fl_sched_json(v_id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION posting_get_invoice(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_out jsonb;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    SELECT fl_invoice_json(i, c.client_key, d.debtor_key, v.debtor_key, s.kind = 'broker') INTO v_out
+      FROM invoices i
+      JOIN schedules s ON s.id = i.schedule_id
+      JOIN clients c ON c.id = i.client_id
+      JOIN debtors d ON d.id = i.debtor_id
+      LEFT JOIN debtors v ON v.id = i.vendor_id
+     WHERE i.tenant_id = p_tenant AND i.invoice_integration_id = fl_txt(p_doc, 'InvoiceIntegrationId');
+    IF v_out IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Invoice not found';
+    END IF;
+    RETURN v_out;
+END
+$$;
+
+------------------------------------------------------------------------------ payments
+CREATE OR REPLACE FUNCTION posting_post_payments(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_ref       text := fl_txt(p_doc, 'BatchReference');
+    v_hash      text := fl_txt(p_doc, 'RequestHash');
+    v_total     numeric(18,2) := fl_txt(p_doc, 'BatchTotal')::numeric(18,2);
+    v_lines     jsonb := p_doc -> 'PaymentDetails';
+    v_old       payment_batches;
+    v_batch_id  uuid;
+    v_bad       text;
+    v_sum       numeric;
+    v_out       jsonb;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    IF v_ref IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid BatchReference';
+    END IF;
+
+    SELECT * INTO v_old FROM payment_batches WHERE tenant_id = p_tenant AND batch_reference = v_ref;
+    IF FOUND THEN
+        IF v_hash IS NOT NULL AND v_old.request_hash = v_hash THEN
+            RETURN v_old.response;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate BatchReference',
+            DETAIL = format('BatchReference %s was already posted with a different body.', v_ref);
+    END IF;
+
+    IF v_total IS NULL OR v_total <= 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid batchTotal';
+    END IF;
+    IF jsonb_typeof(v_lines) IS DISTINCT FROM 'array' OR jsonb_array_length(v_lines) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid PaymentDetails';
+    END IF;
+
+    SELECT CASE WHEN jsonb_typeof(e) IS DISTINCT FROM 'object' THEN 'Invalid PaymentDetails'
+                WHEN fl_txt(e, 'PaymentDate') IS NULL THEN 'Invalid PaymentDate'
+                WHEN fl_txt(e, 'PaymentType') IS NULL
+                  OR upper(fl_txt(e, 'PaymentType')) NOT IN ('ACH', 'CHECK', 'WIRE') THEN 'Invalid PaymentType'
+                ELSE 'Invalid Amount'
+           END INTO v_bad
+      FROM jsonb_array_elements(v_lines) WITH ORDINALITY x(e, n)
+     WHERE jsonb_typeof(e) IS DISTINCT FROM 'object'
+        OR fl_txt(e, 'PaymentDate') IS NULL
+        OR fl_txt(e, 'PaymentType') IS NULL
+        OR upper(fl_txt(e, 'PaymentType')) NOT IN ('ACH', 'CHECK', 'WIRE')
+        OR coalesce(fl_txt(e, 'Amount')::numeric, 0) <= 0
+     ORDER BY n LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = v_bad;
+    END IF;
+
+    SELECT sum(fl_txt(e, 'Amount')::numeric(18,2)) INTO v_sum FROM jsonb_array_elements(v_lines) e;
+    IF v_sum <> v_total THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid batchTotal',
+            DETAIL = format('BatchTotal %s, sum of Amount %s.', v_total, v_sum);
+    END IF;
+
+    INSERT INTO payment_batches (tenant_id, batch_reference, batch_total, account_number, request_hash)
+    VALUES (p_tenant, v_ref, v_total, fl_txt(p_doc, 'AccountNumber'), v_hash)
+    RETURNING id INTO v_batch_id;
+
+    INSERT INTO payment_lines (tenant_id, batch_id, line_no, payment_date, bank_batch_item, payment_type,
+                               amount, bank_ref_number, account_number, transaction_number, remitter_name,
+                               memo_line, invoice_ref_number, client_code, financial_docs, unapplied_amount)
+    SELECT p_tenant, v_batch_id, n, fl_txt(e, 'PaymentDate')::date, fl_txt(e, 'BankBatchItem'),
+           upper(fl_txt(e, 'PaymentType')), fl_txt(e, 'Amount')::numeric(18,2), fl_txt(e, 'BankRefNumber'),
+           fl_txt(e, 'AccountNumber'), fl_txt(e, 'TransactionNumber'), fl_txt(e, 'RemitterName'),
+           fl_txt(e, 'MemoLine'), fl_txt(e, 'InvoiceRefNumber'), fl_txt(e, 'ClientCode'),
+           fl_txt(e, 'FinancialDocs'), fl_txt(e, 'Amount')::numeric(18,2)
+      FROM jsonb_array_elements(v_lines) WITH ORDINALITY x(e, n);
+
+    PERFORM reconcile_batch(v_batch_id);
+
+    v_out := fl_batch_json(v_batch_id);
+    UPDATE payment_batches SET response = v_out WHERE id = v_batch_id;
+    PERFORM fl_event(p_tenant, 'posting', 'payment_batch.posted',
+        (SELECT jsonb_build_object('BatchReference', v_ref, 'BatchTotal', fl_money(v_total),
+                                   'Lines', count(*),
+                                   'AppliedAmount', fl_money(coalesce(sum(applied_amount), 0)),
+                                   'UnappliedAmount', fl_money(coalesce(sum(unapplied_amount), 0)),
+                                   'Exceptions', count(*) FILTER (WHERE status = 'exception'))
+           FROM payment_lines WHERE batch_id = v_batch_id));
+    RETURN v_out;
+END
+$$;
+
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['posting_create_client', 'posting_get_client', 'posting_create_debtor',
+                             'posting_create_vendor', 'posting_get_client_debtor', 'posting_get_debtor_master',
+                             'posting_create_sched', 'posting_create_sched_broker', 'posting_get_sched',
+                             'posting_get_broker_sched', 'posting_get_invoice', 'posting_post_payments']
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %I(uuid, jsonb) FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I(uuid, jsonb) TO fl_api', f);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_posting_upsert_debtor(uuid, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_posting_upsert_debtor(uuid, jsonb, text) TO fl_api;
+REVOKE ALL ON FUNCTION fl_posting_create_sched(uuid, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_posting_create_sched(uuid, jsonb, text) TO fl_api;

@@ -1,0 +1,94 @@
+-- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
+BEGIN;
+SELECT plan(22);
+
+SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+              AND a.attname = 'tenant_id' AND NOT a.attisdropped),
+          'the tenant tables are found (sanity for the next test)');
+
+SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname)
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+              AND a.attname = 'tenant_id' AND NOT a.attisdropped
+              AND NOT (c.relrowsecurity AND c.relforcerowsecurity)),
+          NULL, 'every table with a tenant_id column has RLS enabled and forced');
+
+SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname)
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+              AND a.attname = 'tenant_id' AND NOT a.attisdropped AND c.relname <> 'credentials'
+              AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid
+                                 AND 'fl_api'::regrole = ANY (p.polroles)
+                                 AND p.polqual IS NOT NULL AND p.polwithcheck IS NOT NULL)),
+          NULL, 'every tenant table has an fl_api policy with USING and WITH CHECK');
+
+SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname)
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+              AND a.attname = 'tenant_id' AND NOT a.attisdropped
+              AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid
+                                 AND 'fl_report'::regrole = ANY (p.polroles) AND p.polcmd = 'r')),
+          NULL, 'every tenant table has an fl_report select policy');
+
+SELECT is((SELECT count(*) FROM pg_class WHERE relowner IN ('fl_api'::regrole, 'fl_report'::regrole))
+        + (SELECT count(*) FROM pg_proc WHERE proowner IN ('fl_api'::regrole, 'fl_report'::regrole))
+        + (SELECT count(*) FROM pg_type WHERE typowner IN ('fl_api'::regrole, 'fl_report'::regrole))
+        + (SELECT count(*) FROM pg_namespace WHERE nspowner IN ('fl_api'::regrole, 'fl_report'::regrole)),
+          0::bigint, 'fl_api and fl_report own nothing');
+
+SELECT ok((SELECT rolcanlogin AND NOT rolsuper AND NOT rolbypassrls FROM pg_roles WHERE rolname = 'fl_api'),
+          'fl_api can log in, is no superuser, does not bypass RLS');
+SELECT ok((SELECT rolcanlogin AND NOT rolsuper AND NOT rolbypassrls FROM pg_roles WHERE rolname = 'fl_report'),
+          'fl_report can log in, is no superuser, does not bypass RLS');
+
+SELECT ok(NOT has_table_privilege('fl_api', 'tenants', 'SELECT')
+          AND NOT has_table_privilege('fl_api', 'credentials', 'SELECT'),
+          'fl_api cannot read tenants or credentials');
+SELECT ok(NOT has_column_privilege('fl_report', 'credentials', 'secret_hash', 'SELECT'),
+          'fl_report cannot read secret hashes');
+SELECT ok(NOT has_table_privilege('fl_report', 'invoices', 'INSERT')
+          AND NOT has_table_privilege('fl_report', 'invoices', 'UPDATE')
+          AND NOT has_table_privilege('fl_report', 'payment_lines', 'DELETE'),
+          'fl_report is read-only');
+SELECT ok(NOT has_table_privilege('fl_api', 'invoices', 'DELETE')
+          AND NOT has_table_privilege('fl_api', 'payment_applications', 'DELETE'),
+          'fl_api cannot delete money rows');
+SELECT ok(has_table_privilege('fl_report', 'unapplied_cash', 'SELECT')
+          AND has_table_privilege('fl_report', 'payment_exceptions', 'SELECT')
+          AND has_table_privilege('fl_report', 'debtor_aging', 'SELECT')
+          AND has_table_privilege('fl_report', 'client_aging', 'SELECT'),
+          'fl_report reads the DBA views');
+
+SELECT ok(NOT has_function_privilege('fl_api', 'fl_tenant_add(text, text)', 'EXECUTE')
+          AND NOT has_function_privilege('fl_api', 'fl_key_add(text, text, text, bytea, text)', 'EXECUTE')
+          AND NOT has_function_privilege('fl_api', 'fl_key_revoke(text, text)', 'EXECUTE'),
+          'admin functions are not executable by fl_api');
+SELECT ok(has_function_privilege('fl_api', 'fl_auth_lookup(text, text)', 'EXECUTE')
+          AND NOT has_function_privilege('fl_report', 'fl_auth_lookup(text, text)', 'EXECUTE'),
+          'fl_auth_lookup is executable by fl_api only');
+SELECT ok((SELECT prosecdef AND proconfig::text LIKE '%search_path=public, pg_temp%'
+             FROM pg_proc WHERE oid = 'fl_auth_lookup(text, text)'::regprocedure),
+          'fl_auth_lookup is SECURITY DEFINER with a fixed search_path');
+SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'posting\_%'
+              AND (p.prosecdef OR NOT has_function_privilege('fl_api', p.oid, 'EXECUTE'))),
+          NULL, 'posting_* functions are SECURITY INVOKER and executable by fl_api');
+
+-- Auth lookup and admin functions.
+SELECT fl_tenant_add('Schema Test Factor', 'SCHEMA-T1') IS NOT NULL AS t \gset
+SELECT throws_ok($$SELECT fl_tenant_add('Schema Test Factor', 'SCHEMA-T2')$$, 'FL409', 'Tenant exists',
+                 'fl_tenant_add refuses an existing name');
+SELECT ok(fl_key_add('Schema Test Factor', 'posting', 'SYS-1', sha256('secret'), 'test key') IS NOT NULL,
+          'fl_key_add adds a key');
+SET LOCAL ROLE fl_api;
+SELECT is((SELECT array_agg(factor_id || ':' || encode(secret_hash, 'hex'))
+             FROM fl_auth_lookup('posting', 'SYS-1')),
+          ARRAY['SCHEMA-T1:' || encode(sha256('secret'), 'hex')], 'fl_api looks a key up');
+SELECT is((SELECT count(*) FROM fl_auth_lookup('leads', 'SYS-1')), 0::bigint, 'the family is part of the key');
+RESET ROLE;
+SELECT ok(fl_key_revoke('posting', 'SYS-1'), 'fl_key_revoke revokes');
+SELECT is((SELECT count(*) FROM fl_auth_lookup('posting', 'SYS-1')), 0::bigint, 'a revoked key is not found');
+
+SELECT * FROM finish();
+ROLLBACK;

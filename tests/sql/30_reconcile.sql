@@ -1,0 +1,136 @@
+-- Reconciliation rules on a hand-made batch.
+BEGIN;
+SELECT plan(37);
+
+SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
+SET LOCAL ROLE fl_api;
+SELECT posting_create_client(:'t', '{"ClientKey":"C1","Name":"One","CompCode":"ONE"}') IS NOT NULL AS x \gset
+SELECT posting_create_client(:'t', '{"ClientKey":"C2","Name":"Two","CompCode":"TWO"}') IS NOT NULL AS x \gset
+SELECT posting_create_debtor(:'t', '{"ClientKey":"C1","DebtorKey":"D1","Name":"Alpha Foods Inc"}') IS NOT NULL AS x \gset
+SELECT posting_create_debtor(:'t', '{"ClientKey":"C1","DebtorKey":"D2","Name":"Beta Logistics"}') IS NOT NULL AS x \gset
+SELECT posting_create_debtor(:'t', '{"ClientKey":"C2","DebtorKey":"D1","Name":"Alpha Foods Inc"}') IS NOT NULL AS x \gset
+SELECT posting_create_sched(:'t', '{"ClientKey":"C1","Amount":"3730.00","PaymentMethod":"A","IntegrationBatchId":"S1","InvoiceArray":[
+  {"DebtorKey":"D1","InvoiceNumber":"100","InvoiceAr":"1000.00","InvoiceIntegrationId":"I100"},
+  {"DebtorKey":"D1","InvoiceNumber":"101","InvoiceAr":"500.00","InvoiceIntegrationId":"I101"},
+  {"DebtorKey":"D1","InvoiceNumber":"102","InvoiceAr":"300.00","InvoiceIntegrationId":"I102"},
+  {"DebtorKey":"D1","InvoiceNumber":"103","InvoiceAr":"200.00","InvoiceIntegrationId":"I103"},
+  {"DebtorKey":"D2","InvoiceNumber":"104","InvoiceAr":"750.00","InvoiceIntegrationId":"I104"},
+  {"DebtorKey":"D2","InvoiceNumber":"105","InvoiceAr":"50.00","InvoiceIntegrationId":"I105"},
+  {"DebtorKey":"D1","InvoiceNumber":"200","InvoiceAr":"400.00","InvoiceIntegrationId":"I200-1"},
+  {"DebtorKey":"D2","InvoiceNumber":"106","InvoiceAr":"350.00","InvoiceIntegrationId":"I106"},
+  {"DebtorKey":"D1","InvoiceNumber":"300","InvoiceAr":"100.00","InvoiceIntegrationId":"I300-1"},
+  {"DebtorKey":"D2","InvoiceNumber":"107","InvoiceAr":"80.00","InvoiceIntegrationId":"I107-1"}]}') IS NOT NULL AS x \gset
+SELECT posting_create_sched(:'t', '{"ClientKey":"C2","Amount":"580.00","PaymentMethod":"A","IntegrationBatchId":"S2","InvoiceArray":[
+  {"DebtorKey":"D1","InvoiceNumber":"200","InvoiceAr":"400.00","InvoiceIntegrationId":"I200-2"},
+  {"DebtorKey":"D1","InvoiceNumber":"300","InvoiceAr":"100.00","InvoiceIntegrationId":"I300-2"},
+  {"DebtorKey":"D1","InvoiceNumber":"107","InvoiceAr":"80.00","InvoiceIntegrationId":"I107-2"}]}') IS NOT NULL AS x \gset
+
+SELECT posting_post_payments(:'t', '{"BatchReference":"B1","BatchTotal":"4162.34","AccountNumber":"999","RequestHash":"rh1",
+  "PaymentDetails":[
+  {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"1000.00","InvoiceRefNumber":"100"},
+  {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"200.00","InvoiceRefNumber":" 101 "},
+  {"PaymentDate":"2024-03-02","PaymentType":"CHECK","Amount":"500.00","InvoiceRefNumber":"101"},
+  {"PaymentDate":"2024-03-02","PaymentType":"CHECK","Amount":"500.00","MemoLine":"Payment for inv 102 and 103"},
+  {"PaymentDate":"2024-03-02","PaymentType":"WIRE","Amount":"400.00","InvoiceRefNumber":"200"},
+  {"PaymentDate":"2024-03-02","PaymentType":"WIRE","Amount":"400.00","InvoiceRefNumber":"200","ClientCode":"two"},
+  {"PaymentDate":"2024-03-03","PaymentType":"ACH","Amount":"50.00","InvoiceRefNumber":"105","AccountNumber":"ACC-D2"},
+  {"PaymentDate":"2024-03-03","PaymentType":"ACH","Amount":"750.00","AccountNumber":"ACC-D2","MemoLine":"thanks"},
+  {"PaymentDate":"2024-03-03","PaymentType":"ACH","Amount":"12.34","MemoLine":"hello world"},
+  {"PaymentDate":"2024-03-03","PaymentType":"ACH","Amount":"350.00","RemitterName":"BETA LOGISTICS"}]}') AS r1 \gset
+
+SELECT is(:'r1'::jsonb #>> '{PaymentDetails,0,Status}', 'applied', 'line 1: exact match by InvoiceRefNumber');
+SELECT is(posting_get_invoice(:'t', '{"InvoiceIntegrationId":"I100"}') ->> 'PaidInFullOn', '2024-03-01',
+          'the invoice is paid in full on the payment date');
+SELECT is((SELECT count(*) FROM events WHERE type = 'invoice.paid' AND payload ->> 'InvoiceIntegrationId' = 'I100'),
+          1::bigint, 'an invoice.paid event is written');
+SELECT is(:'r1'::jsonb #>> '{PaymentDetails,1,Status}', 'applied', 'line 2: partial payment of an invoice');
+SELECT is((:'r1'::jsonb #> '{PaymentDetails,2}') - 'Applications' - 'PaymentDate' - 'PaymentType' - 'BankBatchItem'
+          - 'BankRefNumber' - 'TransactionNumber' - 'RemitterName' - 'MemoLine' - 'ClientCode' - 'FinancialDocs',
+          '{"Amount":"500.00","AccountNumber":null,"InvoiceRefNumber":"101","AppliedAmount":"300.00",
+            "UnappliedAmount":"200.00","Status":"partial","ExceptionReason":null}'::jsonb,
+          'line 3: overpayment applies the balance and leaves the rest unapplied');
+SELECT is(posting_get_invoice(:'t', '{"InvoiceIntegrationId":"I101"}') ->> 'OpenBalance', '0.00', 'invoice 101 is paid');
+SELECT is(:'r1'::jsonb #> '{PaymentDetails,3,Applications}',
+          '[{"InvoiceIntegrationId":"I102","InvoiceNumber":"102","ClientKey":"C1","Amount":"300.00"},
+            {"InvoiceIntegrationId":"I103","InvoiceNumber":"103","ClientKey":"C1","Amount":"200.00"}]'::jsonb,
+          'line 4: one memo line pays two invoices in memo order');
+SELECT is(:'r1'::jsonb #>> '{PaymentDetails,4,Status}', 'exception', 'line 5: invoice number at two clients');
+SELECT is(:'r1'::jsonb #>> '{PaymentDetails,4,ExceptionReason}', 'Ambiguous invoice 200', 'line 5: reason');
+SELECT is(:'r1'::jsonb #>> '{PaymentDetails,4,AppliedAmount}', '0.00', 'line 5: nothing applied');
+SELECT is(:'r1'::jsonb #> '{PaymentDetails,5,Applications,0}' ->> 'InvoiceIntegrationId', 'I200-2',
+          'line 6: ClientCode resolves the ambiguity');
+SELECT is(posting_get_invoice(:'t', '{"InvoiceIntegrationId":"I200-1"}') ->> 'OpenBalance', '400.00',
+          'the other client''s invoice 200 is untouched');
+SELECT is((SELECT count(*) FROM debtor_accounts da JOIN debtors d ON d.id = da.debtor_id
+            WHERE da.account_number = 'ACC-D2' AND d.debtor_key = 'D2'), 1::bigint,
+          'line 7: applying by invoice number teaches the payer account');
+SELECT is(:'r1'::jsonb #> '{PaymentDetails,7,Applications,0}' ->> 'InvoiceIntegrationId', 'I104',
+          'line 8: amount match through the learned account');
+SELECT is(:'r1'::jsonb #>> '{PaymentDetails,8,Status}', 'unapplied', 'line 9: nothing matches');
+SELECT is(:'r1'::jsonb #>> '{PaymentDetails,8,UnappliedAmount}', '12.34', 'line 9: all unapplied');
+SELECT is(:'r1'::jsonb #> '{PaymentDetails,9,Applications,0}' ->> 'InvoiceIntegrationId', 'I106',
+          'line 10: amount match through the remitter name');
+
+-- Further rules in a second batch.
+SELECT posting_post_payments(:'t', '{"BatchReference":"B2","BatchTotal":"1330.00","RequestHash":"rh2","PaymentDetails":[
+  {"PaymentDate":"2024-03-04","PaymentType":"ACH","Amount":"1000.00","InvoiceRefNumber":"100","AccountNumber":"ACC-D2"},
+  {"PaymentDate":"2024-03-04","PaymentType":"ACH","Amount":"100.00","InvoiceRefNumber":"300","AccountNumber":"ACC-X"},
+  {"PaymentDate":"2024-03-04","PaymentType":"ACH","Amount":"100.00","InvoiceRefNumber":"none","AccountNumber":"ACC-D2"},
+  {"PaymentDate":"2024-03-04","PaymentType":"ACH","Amount":"50.00","MemoLine":"inv #300"},
+  {"PaymentDate":"2024-03-04","PaymentType":"ACH","Amount":"80.00","InvoiceRefNumber":"107","AccountNumber":"ACC-D2"}
+  ]}') AS r2 \gset
+SELECT is(:'r2'::jsonb #>> '{PaymentDetails,0,ExceptionReason}', 'Invoice 100 not open',
+          'a payment of a paid invoice is an exception, not re-routed by amount');
+SELECT is(:'r2'::jsonb #>> '{PaymentDetails,1,Status}', 'exception', 'an unknown account does not resolve an ambiguity');
+SELECT is(:'r2'::jsonb #>> '{PaymentDetails,2,Status}', 'unapplied', 'an unknown reference and no amount match');
+SELECT is(:'r2'::jsonb #>> '{PaymentDetails,3,ExceptionReason}', 'Ambiguous invoice 300', 'an ambiguous memo token');
+SELECT is(:'r2'::jsonb #> '{PaymentDetails,4,Applications,0}' ->> 'InvoiceIntegrationId', 'I107-1',
+          'the payer''s known account resolves an invoice number used at two clients');
+
+-- Idempotency and validation.
+SELECT is(posting_post_payments(:'t', '{"BatchReference":"B1","BatchTotal":"1.00","RequestHash":"rh1","PaymentDetails":[]}'),
+          :'r1'::jsonb, 'same BatchReference and RequestHash returns the stored response');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B1","BatchTotal":"1.00","RequestHash":"rh-other",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"1.00"}]}')$$, :'t'),
+                 'FL409', 'Duplicate BatchReference', 'same BatchReference with another body is 409');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B3","BatchTotal":"100.00","RequestHash":"x",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"60.00","InvoiceRefNumber":"106"},
+                                     {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"40.01"}]}')$$, :'t'),
+                 'FL400', 'Invalid batchTotal', 'BatchTotal must equal the sum of the amounts');
+SELECT is((SELECT count(*) FROM payment_batches WHERE batch_reference = 'B3'), 0::bigint, 'the refused batch stored nothing');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B3","BatchTotal":"0","PaymentDetails":[]}')$$, :'t'),
+                 'FL400', 'Invalid batchTotal', 'BatchTotal must be positive');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B3","BatchTotal":"1.00","PaymentDetails":[]}')$$, :'t'),
+                 'FL400', 'Invalid PaymentDetails', 'PaymentDetails must not be empty');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B3","BatchTotal":"1.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"-1.00"},
+                                     {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"2.00"}]}')$$, :'t'),
+                 'FL400', 'Invalid Amount', 'a line amount must be positive');
+SELECT is((SELECT count(*) FROM events WHERE type = 'payment_batch.posted'), 2::bigint, 'payment_batch.posted events');
+RESET ROLE;
+
+-- A DBA re-running reconciliation (as the owner) changes nothing.
+CREATE TEMP TABLE snap AS
+SELECT (SELECT count(*) FROM payment_applications) AS apps,
+       (SELECT sum(amount) FROM payment_applications) AS applied,
+       (SELECT sum(open_balance) FROM invoices WHERE tenant_id = :'t') AS open,
+       (SELECT string_agg(status || applied_amount, ',' ORDER BY id) FROM payment_lines WHERE tenant_id = :'t') AS lines;
+SELECT lives_ok(format($$SELECT reconcile_batch(%L)$$, (SELECT id FROM payment_batches WHERE batch_reference = 'B1' AND tenant_id = :'t')),
+                'reconcile_batch runs again on a reconciled batch');
+SELECT lives_ok(format($$SELECT reconcile_batch(%L)$$, (SELECT id FROM payment_batches WHERE batch_reference = 'B2' AND tenant_id = :'t')),
+                'and on the second one');
+SELECT is((SELECT count(*) FROM payment_applications), (SELECT apps FROM snap), 'no new applications');
+SELECT is((SELECT sum(open_balance) FROM invoices WHERE tenant_id = :'t'), (SELECT open FROM snap), 'balances unchanged');
+SELECT is((SELECT string_agg(status || applied_amount, ',' ORDER BY id) FROM payment_lines WHERE tenant_id = :'t'),
+          (SELECT lines FROM snap), 'lines unchanged');
+
+-- Invariants over everything above.
+SELECT is((SELECT count(*) FROM invoices i WHERE tenant_id = :'t' AND i.amount <> i.open_balance
+             + coalesce((SELECT sum(amount) FROM payment_applications a WHERE a.invoice_id = i.id), 0)),
+          0::bigint, 'per invoice: amount = open_balance + applications');
+SELECT is((SELECT count(*) FROM payment_lines l WHERE tenant_id = :'t' AND (l.applied_amount + l.unapplied_amount <> l.amount
+             OR l.applied_amount <> coalesce((SELECT sum(amount) FROM payment_applications a WHERE a.line_id = l.id), 0))),
+          0::bigint, 'per line: applied + unapplied = amount, applied = applications');
+
+SELECT * FROM finish();
+ROLLBACK;
