@@ -249,6 +249,58 @@ static void test_crypto(void)
     CU_ASSERT_PTR_NULL(crypto_pii_decrypt(A, "v1:00000000:AAAA"));
 }
 
+static void test_hmac(void)
+{
+    /* the example in ISO Amp's "Request Signatures": HMAC(secret, t + body) */
+    const char *secret = "f76fab345ce93a69aa77d68a08283400cd0b45cb0a0a16b61e20b4c1e626a115";
+    const char *body = "{\"id\":\"f9a6e449-e884-4726-973e-26d6bd99666a\",\"object\":\"event\",\"time\":1650654842,"
+                       "\"type\":\"statement_analysis.completed\",\"data\":{\"statementAnalysisId\":"
+                       "\"f472949d-8227-4514-aa1c-b40f1f00380c\",\"proposalId\":\"f9a4bb9c-d2b2-45fa-83fe-f895c74235ad\"}}";
+    char out[65];
+    crypto_hmac_sha256_hex(secret, strlen(secret), "1650654842", NULL, body, strlen(body), out);
+    CU_ASSERT_STRING_EQUAL(out, "143f3835f2bf090fa6fd78754517d51b1897f691682627d241c5ed309cad0515");
+    /* RFC 4231 test case 2, split across the parts */
+    crypto_hmac_sha256_hex("Jefe", 4, "what do ya ", "want ", "for nothing?", 12, out);
+    CU_ASSERT_STRING_EQUAL(out, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+static void test_ssrf(void)
+{
+    fl_url u;
+    char err[160];
+    static const char *const refused[] = {
+        "http://127.0.0.1/x", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:8080/", "http://localhost/", "http://172.16.5.4/", "http://192.168.1.1/",
+        "http://100.64.0.1/", "http://0.0.0.0/", "http://[fd00:ec2::254]/", "http://[fe80::1]/",
+        "http://[::ffff:127.0.0.1]/", "http://224.0.0.1/", NULL
+    };
+    for (const char *const *p = refused; *p; p++) {
+        int rc = net_url_check(*p, 0, &u, err, sizeof(err));
+        CU_ASSERT_EQUAL(rc, -1);
+        if (rc == 0)
+            fprintf(stderr, "not refused: %s\n", *p);
+    }
+    /* allowed explicitly, as the dev and test stacks do */
+    CU_ASSERT_EQUAL(net_url_check("http://127.0.0.1:9999/hook", 1, &u, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(u.host, "127.0.0.1");
+    CU_ASSERT_EQUAL(u.port, 9999);
+    CU_ASSERT_STRING_EQUAL(u.addr, "127.0.0.1");
+    CU_ASSERT_EQUAL(net_url_check("https://[::1]/x", 1, &u, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(u.port, 443);
+    CU_ASSERT_STRING_EQUAL(u.host, "::1");
+    /* public addresses pass (literals: no DNS needed) */
+    CU_ASSERT_EQUAL(net_url_check("https://93.184.216.34/hook", 0, &u, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(net_url_check("http://[2606:2800:220:1::1]:8443/", 0, &u, err, sizeof(err)), 0);
+    /* malformed or other schemes */
+    CU_ASSERT_EQUAL(net_url_check("ftp://93.184.216.34/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("file:///etc/passwd", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://user:pw@93.184.216.34/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34:99999/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http:///nohost", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://a b/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT(net_addr_private("not-an-address"));
+}
+
 int main(void)
 {
     A = arena_new(64 * 1024);
@@ -264,6 +316,8 @@ int main(void)
     CU_add_test(s, "base64 and email", test_base64_email);
     CU_add_test(s, "SQLSTATE to HTTP", test_sqlstate);
     CU_add_test(s, "hashing, random, PII encryption", test_crypto);
+    CU_add_test(s, "HMAC-SHA256 signatures", test_hmac);
+    CU_add_test(s, "SSRF guard", test_ssrf);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures();
