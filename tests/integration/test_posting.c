@@ -1,0 +1,1433 @@
+/* Integration tests of the posting family (FactorCloud api_factor) through
+ * real nginx, the FastCGI pool and PostgreSQL.  Run by ./factorline test,
+ * which starts the private stack and exports FL_TEST_*.
+ *
+ * Tenants a and b come from $FL_TEST_CREDENTIALS.  Keys are made unique per
+ * run with it_uniq(); the document's own example uses its literal values, so
+ * the suite expects a fresh stack (./factorline test always starts one). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <CUnit/Basic.h>
+#include "itest.h"
+
+#define OK_201 "201 Created - v2.01.00"
+#define OK_200 "200 OK - v2.01.00"
+#define E401 "{\"message\":\"401 Unauthorized\"}"
+#define E404 "{\"message\":\"404 Not Found\"}"
+#define E405 "{\"message\":\"405 Method Not Allowed\"}"
+#define E413 "{\"message\":\"413 Payload Too Large\"}"
+#define E503 "{\"message\":\"503 Service Unavailable\"}"
+
+static const it_cred *A, *B;
+
+/* JSON with single quotes for readability: J("{'a':'%s'}", v).  Values must
+ * not contain a single quote. */
+static char *J(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *J(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = it_alloc((size_t) n);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t) n + 1, fmt, ap);
+    va_end(ap);
+    for (char *p = s; *p; p++)
+        if (*p == '\'')
+            *p = '"';
+    return s;
+}
+
+static int expect_prefix(const char *got, const char *prefix, unsigned line)
+{
+    return it_check(got != NULL && strncmp(got, prefix, strlen(prefix)) == 0, line, __FILE__,
+                    "got \"%s\", expected a prefix \"%s\"", got ? got : "(null)", prefix);
+}
+#define IT_PREFIX(got, prefix) expect_prefix((got), (prefix), __LINE__)
+
+/* ------------------------------------------------------------ fixtures --- */
+
+static void mk_client(const it_cred *c, const char *key)
+{
+    it_resp *r = it_post(c, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Client %s'}", key, key));
+    IT_STATUS(r, 201);
+}
+
+static void mk_debtor(const it_cred *c, const char *client, const char *debtor, const char *name)
+{
+    it_resp *r = it_post(c, "/api_factor/create-debtor/",
+                         J("{'ClientKey':'%s','DebtorKey':'%s','Name':'%s','Country':'USA'}", client, debtor, name));
+    IT_STATUS(r, 201);
+}
+
+static void mk_vendor(const it_cred *c, const char *client, const char *vendor)
+{
+    it_resp *r = it_post(c, "/api_factor/create-vendor/",
+                         J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Vendor %s'}", client, vendor, vendor));
+    IT_STATUS(r, 201);
+}
+
+static const char *inv(const char *debtor, const char *number, const char *amount, const char *iid)
+{
+    return J("{'DebtorKey':'%s','InvoiceNumber':'%s','InvoiceAr':'%s','InvoiceIntegrationId':'%s',"
+             "'InvoiceDate':'2021-03-01','DueDate':'2021-03-31'}", debtor, number, amount, iid);
+}
+
+static it_resp *sched(const it_cred *c, const char *client, const char *batch, const char *amount,
+                      const char *invoices)
+{
+    return it_post(c, "/api_factor/create-sched/",
+                   J("{'ClientKey':'%s','Amount':'%s','IntegrationBatchId':'%s','PaymentMethod':'A',"
+                     "'InvoiceArray':[%s]}", client, amount, batch, invoices));
+}
+
+/* One client, one debtor, one schedule with one invoice of amount; returns the
+ * invoice integration id; *number gets the invoice number (letters/digits). */
+static const char *mk_invoice(const it_cred *c, const char *amount, const char **number)
+{
+    const char *ck = it_uniq("CL"), *dk = it_uniq("DB"), *iid = it_uniq("IID");
+    const char *num = it_uniq("N");
+    mk_client(c, ck);
+    mk_debtor(c, ck, dk, it_fmt("Debtor %s", dk));
+    it_resp *r = sched(c, ck, it_uniq("SB"), amount, inv(dk, num, amount, iid));
+    IT_STATUS(r, 201);
+    if (number)
+        *number = num;
+    return iid;
+}
+
+static it_resp *get_invoice(const it_cred *c, const char *iid)
+{
+    return it_get(c, it_fmt("/api_factor/get-invoice/?invoiceintegrationid=%s", iid));
+}
+
+/* The invoice's open balance, or "(none)". */
+static const char *balance(const it_cred *c, const char *iid)
+{
+    it_resp *r = get_invoice(c, iid);
+    const char *b = it_jstr(r->json, "OpenBalance");
+    return r->status == 200 && b ? b : "(none)";
+}
+
+/* A payment line; NULL fields are left out. */
+static const char *line(const char *amount, const char *ref, const char *memo, const char *client_code,
+                        const char *account, const char *remitter)
+{
+    char *s = J("{'PaymentDate':'03-31-21','PaymentType':'ACH','Amount':'%s','TransactionNumber':'%s'",
+                amount, it_uniq("T"));
+    if (ref) s = J("%s,'InvoiceRefNumber':'%s'", s, ref);
+    if (memo) s = J("%s,'MemoLine':'%s'", s, memo);
+    if (client_code) s = J("%s,'ClientCode':'%s'", s, client_code);
+    if (account) s = J("%s,'AccountNumber':'%s'", s, account);
+    if (remitter) s = J("%s,'RemitterName':'%s'", s, remitter);
+    return J("%s}", s);
+}
+
+static const char *batch(const char *ref, const char *total, const char *lines)
+{
+    return J("{'BatchReference':'%s','BatchTotal':'%s','AccountNumber':'861495268','PaymentDetails':[%s]}",
+             ref, total, lines);
+}
+
+static it_resp *pay(const it_cred *c, const char *body)
+{
+    return it_post(c, "/api_factor/post-payments/", body);
+}
+
+/* Every route, with a body that passes validation where one is needed. */
+typedef struct route { const char *method, *path; } route;
+static const route ROUTES[] = {
+    { "POST", "/api_factor/test-post/" },
+    { "POST", "/api_factor/create-client/" },
+    { "GET", "/api_factor/get-client/?clientkey=X" },
+    { "POST", "/api_factor/create-debtor/" },
+    { "GET", "/api_factor/get-client-debtor/?clientkey=X&debtorkey=Y" },
+    { "GET", "/api_factor/get-debtor-master/?debtorkey=Y" },
+    { "POST", "/api_factor/create-vendor/" },
+    { "POST", "/api_factor/create-sched/" },
+    { "GET", "/api_factor/get-sched/?integrationbatchid=Z" },
+    { "POST", "/api_factor/create-sched-broker/" },
+    { "GET", "/api_factor/get-broker-sched/?integrationbatchid=Z" },
+    { "GET", "/api_factor/get-invoice/?invoiceintegrationid=Z" },
+    { "POST", "/api_factor/post-payments/" },
+};
+#define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
+
+/* ------------------------------------------------------ document example --- */
+
+static void test_document_example(void)
+{
+    const char *ck = it_uniq("DOC"), *dk = it_uniq("XYZ");
+    const char *i31 = it_uniq("DOC31x"), *i32 = it_uniq("DOC32x");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "XYZ");
+    it_resp *r = sched(A, ck, it_uniq("DOCB"), "1500.00",
+                       J("%s,%s", inv(dk, "20212131", "1000.00", i31), inv(dk, "20212132", "500.00", i32)));
+    IT_STATUS(r, 201);
+
+    /* the document's curl: its header spellings, curl's default content type, its body */
+    const char *body =
+        "{\"BatchReference\":\"mmm-111\",\"BatchTotal\":\"1500.00\",\"AccountNumber\":\"861495268\","
+        "\"PaymentDetails\":[{\"PaymentDate\":\"03-31-21\",\"BankBatchItem\":\"\",\"PaymentType\":\"ACH\","
+        "\"Amount\":\"1000.00\",\"BankRefNumber\":\"111-222\",\"AccountNumber\":\"861495268\","
+        "\"TransactionNumber\":\"861495268-1\",\"RemitterName\":\"XYZ\",\"MemoLine\":\"abc\","
+        "\"InvoiceRefNumber\":\"20212131\",\"ClientCode\":\"\",\"FinancialDocs\":\"\"},"
+        "{\"PaymentDate\":\"03-31-21\",\"BankBatchItem\":\"\",\"PaymentType\":\"ACH\",\"Amount\":\"500.00\","
+        "\"BankRefNumber\":\"111-223\",\"AccountNumber\":\"861495268\",\"TransactionNumber\":\"861495268-2\","
+        "\"RemitterName\":\"XYZ\",\"MemoLine\":\"abc\",\"InvoiceRefNumber\":\"20212132\",\"ClientCode\":\"\","
+        "\"FinancialDocs\":\"\"}]}";
+    it_header h[] = {
+        { "Auth-FactorId", it_cred_header(A, "Auth-FactorID") },
+        { "Auth-SystemKey", it_cred_header(A, "Auth-SystemKey") },
+        { "Auth-ApiKey", it_cred_header(A, "Auth-APIKey") },
+        { "Content-Type", "application/x-www-form-urlencoded" },
+    };
+    r = it_request("POST", it_fmt("%s/api_factor/post-payments/", A->base_url), h, 4, body, strlen(body));
+    IT_STATUS(r, 201);
+    IT_MESSAGE(r, OK_201);
+    IT_JSTR(r->json, "BatchReference", "mmm-111");
+    IT_JSTR(r->json, "BatchTotal", "1500.00");
+    IT_JSTR(r->json, "AccountNumber", "861495268");
+    IT_CHECK(it_jlen(r->json, "PaymentDetails") == 2, "two payment lines echoed: %s", r->body);
+    IT_JSTR(r->json, "PaymentDetails[0].PaymentDate", "2021-03-31");
+    IT_JSTR(r->json, "PaymentDetails[0].PaymentType", "ACH");
+    IT_JSTR(r->json, "PaymentDetails[0].Amount", "1000.00");
+    IT_JSTR(r->json, "PaymentDetails[0].TransactionNumber", "861495268-1");
+    IT_JSTR(r->json, "PaymentDetails[0].InvoiceRefNumber", "20212131");
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "applied");
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[0].InvoiceIntegrationId", i31);
+    IT_JSTR(r->json, "PaymentDetails[1].Amount", "500.00");
+    IT_JSTR(r->json, "PaymentDetails[1].Status", "applied");
+    IT_JSTR(r->json, "PaymentDetails[1].Applications[0].InvoiceIntegrationId", i32);
+
+    const char *iids[2] = { i31, i32 }, *amounts[2] = { "1000.00", "500.00" };
+    for (int i = 0; i < 2; i++) {
+        r = get_invoice(A, iids[i]);
+        IT_STATUS(r, 200);
+        IT_MESSAGE(r, OK_200);
+        IT_JSTR(r->json, "PaidInFull", "true");
+        IT_JSTR(r->json, "PaymentMade", amounts[i]);
+        IT_JSTR(r->json, "InvoiceAmount", amounts[i]);
+        IT_JSTR(r->json, "OpenBalance", "0.00");
+        IT_JSTR(r->json, "LastPaymentMadeOn", "2021-03-31");
+        IT_JSTR(r->json, "PaidInFullOn", "2021-03-31");
+    }
+}
+
+/* ------------------------------------------------------------------ auth --- */
+
+static const char *valid_body(const char *path)
+{
+    if (strstr(path, "test-post")) return "{\"TestValue\":\"x\"}";
+    if (strstr(path, "create-client")) return J("{'ClientKey':'%s','Name':'n'}", it_uniq("AU"));
+    return "{}";
+}
+
+static void test_auth_missing_headers(void)
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        const char *b = strcmp(ROUTES[i].method, "POST") == 0 ? valid_body(ROUTES[i].path) : NULL;
+        it_resp *r = it_call_ex(NULL, ROUTES[i].method, ROUTES[i].path, NULL, 0, b, b ? strlen(b) : 0);
+        IT_CHECK(r->status == 401, "%s %s without auth: %ld %s", ROUTES[i].method, ROUTES[i].path,
+                 r->status, r->body);
+        IT_BODY(r, E401);
+    }
+    /* each header alone missing */
+    const char *names[] = { "Auth-FactorID", "Auth-SystemKey", "Auth-APIKey" };
+    for (int i = 0; i < 3; i++) {
+        it_resp *r = it_post(it_cred_with(A, names[i], NULL), "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+        IT_CHECK(r->status == 401, "without %s: %ld %s", names[i], r->status, r->body);
+        IT_BODY(r, E401);
+        r = it_post(it_cred_with(A, names[i], ""), "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+        IT_CHECK(r->status == 401, "empty %s: %ld %s", names[i], r->status, r->body);
+    }
+}
+
+static void test_auth_wrong_values(void)
+{
+    const char *key = it_cred_header(A, "Auth-APIKey");
+    char *bad = it_fmt("%s", key);
+    bad[strlen(bad) - 1] = bad[strlen(bad) - 1] == '0' ? '1' : '0';
+    const it_cred *wrong[] = {
+        it_cred_with(A, "Auth-APIKey", bad),                                   /* wrong APIKey */
+        it_cred_with(A, "Auth-APIKey", it_cred_header(B, "Auth-APIKey")),      /* b's secret, a's id */
+        it_cred_with(A, "Auth-FactorID", it_cred_header(B, "Auth-FactorID")), /* b's factor */
+        it_cred_with(A, "Auth-FactorID", "NOSUCHFACTOR"),
+        it_cred_with(A, "Auth-SystemKey", "000000000000000000000000"),
+        it_cred_with(A, "Auth-FactorID", it_fmt("%s0", it_cred_header(A, "Auth-FactorID"))),
+        it_cred_with(A, "Auth-FactorID", it_fmt("%.*s", (int) strlen(it_cred_header(A, "Auth-FactorID")) - 1,
+                                                it_cred_header(A, "Auth-FactorID"))),
+    };
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        it_resp *r = it_post(wrong[i], "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+        IT_CHECK(r->status == 401, "wrong credential #%zu: %ld %s", i, r->status, r->body);
+        IT_BODY(r, E401);
+    }
+    /* a refused create stores nothing */
+    const char *ck = it_uniq("AUTHX");
+    it_resp *r = it_post(wrong[0], "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'n'}", ck));
+    IT_STATUS(r, 401);
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    IT_STATUS(r, 404);
+    /* a's secret with a's factor works (the control) */
+    r = it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+    IT_STATUS(r, 201);
+}
+
+static void test_auth_header_case(void)
+{
+    const it_cred *c = it_cred_rename(A, "Auth-FactorID", "Auth-FactorId");
+    c = it_cred_rename(c, "Auth-APIKey", "Auth-ApiKey");
+    it_resp *r = it_post(c, "/api_factor/test-post/", "{\"TestValue\":\"case\"}");
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "TestValue", "case");
+    c = it_cred_rename(A, "Auth-FactorID", "auth-factorid");
+    c = it_cred_rename(c, "Auth-SystemKey", "AUTH-SYSTEMKEY");
+    c = it_cred_rename(c, "Auth-APIKey", "auth-apikey");
+    r = it_get(c, "/api_factor/get-client/?clientkey=nothing-here");
+    IT_STATUS(r, 404);
+}
+
+/* -------------------------------------------------------------- protocol --- */
+
+static void test_unknown_path(void)
+{
+    it_resp *r = it_get(A, "/api_factor/nope/");
+    IT_STATUS(r, 404);
+    IT_BODY(r, E404);
+    r = it_post(A, "/api_factor/post-payment/", "{}");
+    IT_STATUS(r, 404);
+    IT_BODY(r, E404);
+    r = it_get(NULL, "/api_factor/get-everything/");
+    IT_STATUS(r, 404);
+    IT_BODY(r, E404);
+    r = it_request("GET", it_fmt("%s/no/such/family", it_env("FL_TEST_HTTPS")), NULL, 0, NULL, 0);
+    IT_STATUS(r, 404);
+    IT_BODY(r, E404);
+}
+
+static void test_wrong_method(void)
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        int post = strcmp(ROUTES[i].method, "POST") == 0;
+        const char *other = post ? "GET" : "POST";
+        it_resp *r = it_call_ex(A, other, ROUTES[i].path, NULL, 0, post ? NULL : "{}", post ? 0 : 2);
+        IT_CHECK(r->status == 405, "%s %s: %ld %s", other, ROUTES[i].path, r->status, r->body);
+        IT_BODY(r, E405);
+        IT_STREQ(it_header_get(r, "Allow"), ROUTES[i].method);
+    }
+    it_resp *r = it_call_ex(A, "PUT", "/api_factor/post-payments/", NULL, 0, "{}", 2);
+    IT_STATUS(r, 405);
+    IT_STREQ(it_header_get(r, "Allow"), "POST");
+    r = it_call_ex(A, "DELETE", "/api_factor/get-invoice/?invoiceintegrationid=x", NULL, 0, NULL, 0);
+    IT_STATUS(r, 405);
+    IT_STREQ(it_header_get(r, "Allow"), "GET");
+}
+
+static void test_malformed_json(void)
+{
+    const char *bad[] = { "{\"ClientKey\":", "not json", "{\"a\":1,}", "{'single':'quotes'}", "" };
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (strcmp(ROUTES[i].method, "POST") != 0)
+            continue;
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            it_resp *r = it_post(A, ROUTES[i].path, bad[k]);
+            IT_CHECK(r->status == 400, "%s with <%s>: %ld %s", ROUTES[i].path, bad[k], r->status, r->body);
+            IT_MESSAGE(r, "400 Bad Request Malformed JSON");
+        }
+    }
+    /* strict: a trailing comma is refused and nothing is stored */
+    const char *ck = it_uniq("MAL");
+    it_resp *r = it_post(A, "/api_factor/create-client/", it_fmt("{\"ClientKey\":\"%s\",\"Name\":\"n\",}", ck));
+    IT_STATUS(r, 400);
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    IT_STATUS(r, 404);
+    /* JSON that is not an object */
+    r = it_post(A, "/api_factor/create-client/", "[{\"ClientKey\":\"x\",\"Name\":\"y\"}]");
+    IT_STATUS(r, 400);
+    IT_PREFIX(it_jstr(r->json, "message"), "400 Bad Request");
+}
+
+static void test_text_plain_accepted(void)
+{
+    const char *ck = it_uniq("TXT");
+    it_header ct = { "Content-Type", "text/plain" };
+    const char *body = J("{'ClientKey':'%s','Name':'Plain Text Inc'}", ck);
+    it_resp *r = it_call_ex(A, "POST", "/api_factor/create-client/", &ct, 1, body, strlen(body));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "ClientKey", ck);
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "Name", "Plain Text Inc");
+    it_header ct2 = { "Content-Type", "text/plain; charset=utf-8" };
+    body = "{\"TestValue\":\"plain\"}";
+    r = it_call_ex(A, "POST", "/api_factor/test-post/", &ct2, 1, body, strlen(body));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "TestValue", "plain");
+}
+
+static char *big_body(size_t size)
+{
+    char *b = it_alloc(size);
+    const char *head = "{\"TestValue\":\"";
+    memcpy(b, head, strlen(head));
+    memset(b + strlen(head), 'a', size - strlen(head) - 2);
+    memcpy(b + size - 2, "\"}", 2);
+    return b;
+}
+
+static void test_payload_too_large(void)
+{
+    size_t over = 10 * 1024 * 1024 + 4096;
+    char *b = big_body(over);
+    it_resp *r = it_call_ex(A, "POST", "/api_factor/post-payments/", NULL, 0, b, over);
+    IT_STATUS(r, 413);
+    IT_BODY(r, E413);
+    IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "413 carries X-Request-Id");
+    /* under the cap the worker reads it all and judges the content */
+    size_t under = 9 * 1024 * 1024;
+    b = big_body(under);
+    r = it_call_ex(A, "POST", "/api_factor/test-post/", NULL, 0, b, under);
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid TestValue");
+}
+
+static void test_request_id_everywhere(void)
+{
+    it_resp *rs[] = {
+        it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"x\"}"),
+        it_post(A, "/api_factor/test-post/", "{}"),
+        it_post(NULL, "/api_factor/test-post/", "{\"TestValue\":\"x\"}"),
+        it_get(A, "/api_factor/nope/"),
+        it_get(A, "/api_factor/test-post/"),
+        it_get(A, "/api_factor/get-client/?clientkey=none"),
+        it_request("GET", it_fmt("%s/elsewhere", it_env("FL_TEST_HTTPS")), NULL, 0, NULL, 0),
+    };
+    long want[] = { 201, 400, 401, 404, 405, 404, 404 };
+    for (size_t i = 0; i < sizeof(rs) / sizeof(rs[0]); i++) {
+        IT_CHECK(rs[i]->status == want[i], "request %zu: %ld, expected %ld", i, rs[i]->status, want[i]);
+        const char *id = it_header_get(rs[i], "X-Request-Id");
+        IT_CHECK(id != NULL && strlen(id) >= 16, "request %zu has an X-Request-Id (%s)", i, id ? id : "none");
+        for (size_t k = 0; id && k < i; k++) {
+            const char *other = it_header_get(rs[k], "X-Request-Id");
+            IT_CHECK(other == NULL || strcmp(id, other) != 0, "request ids %zu and %zu differ", k, i);
+        }
+    }
+}
+
+/* ------------------------------------------------------------- test-post --- */
+
+static void test_test_post(void)
+{
+    it_resp *r = it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"hello\",\"TestLabel\":\"greeting\"}");
+    IT_STATUS(r, 201);
+    IT_MESSAGE(r, OK_201);
+    IT_JSTR(r->json, "TestValue", "hello");
+    IT_JSTR(r->json, "TestLabel", "greeting");
+    r = it_post(A, "/api_factor/test-post/", "{\"TestLabel\":\"no value\"}");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing TestValue");
+    r = it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"\"}");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing TestValue");
+    char *longv = it_alloc(300);
+    memset(longv, 'v', 256);
+    r = it_post(A, "/api_factor/test-post/", J("{'TestValue':'%s'}", longv));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid TestValue");
+}
+
+/* --------------------------------------------------------------- clients --- */
+
+static void test_client_create_get(void)
+{
+    const char *ck = it_uniq("CLI");
+    it_resp *r = it_post(A, "/api_factor/create-client/",
+        J("{'ClientKey':'%s','Name':'Acme Hauling LLC','CompCode':'acme1','Address1':'1 Main St',"
+          "'City':'Austin','State':'tx','ZipCode':'73301','Country':'usa','Phone':'555-0100',"
+          "'Email':'ops@acme.example','UccDate':'03-31-21','UccSignedDate':'2021-04-01','Type':1,"
+          "'Industry':'5','AltName':'Acme DBA','EdiID':'E1','FedTaxNum':'12-3456789'}", ck));
+    IT_STATUS(r, 201);
+    IT_MESSAGE(r, OK_201);
+    IT_JSTR(r->json, "ClientKey", ck);
+    IT_JSTR(r->json, "Name", "Acme Hauling LLC");
+    IT_JSTR(r->json, "CompCode", "ACME1");
+    IT_JSTR(r->json, "State", "TX");
+    IT_JSTR(r->json, "Country", "USA");
+    IT_JSTR(r->json, "UccDate", "2021-03-31");
+    IT_JSTR(r->json, "UccSignedDate", "2021-04-01");
+    IT_JSTR(r->json, "Type", "1");
+    IT_JSTR(r->json, "Industry", "5");
+    IT_JSTR(r->json, "AltName", "Acme DBA");
+    IT_JSTR(r->json, "FedTaxNum", "12-3456789");
+    IT_CHECK(it_jstr(r->json, "UUID") && strlen(it_jstr(r->json, "UUID")) == 36, "UUID: %s", r->body);
+    const char *uuid = it_jstr(r->json, "UUID");
+
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    IT_STATUS(r, 200);
+    IT_MESSAGE(r, OK_200);
+    IT_JSTR(r->json, "UUID", uuid);
+    IT_JSTR(r->json, "Email", "ops@acme.example");
+    IT_JSTR(r->json, "City", "Austin");
+    IT_JSTR(r->json, "FedTaxNum", "12-3456789");
+    const char *extra[] = { "DunsNum", "MCNumber", "DOTNumber", "CreditLimit" };
+    for (int i = 0; i < 4; i++)
+        IT_CHECK(it_jhas(r->json, extra[i]), "get-client carries %s", extra[i]);
+    /* the query parameter name is case-insensitive */
+    r = it_get(A, it_fmt("/api_factor/get-client/?ClientKey=%s", ck));
+    IT_STATUS(r, 200);
+
+    /* upsert on ClientKey: present fields replace, absent fields stay */
+    r = it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Acme Renamed','City':'Dallas'}", ck));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "UUID", uuid);
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    IT_JSTR(r->json, "Name", "Acme Renamed");
+    IT_JSTR(r->json, "City", "Dallas");
+    IT_JSTR(r->json, "Email", "ops@acme.example");
+    IT_JSTR(r->json, "FedTaxNum", "12-3456789");
+}
+
+static void test_client_errors(void)
+{
+    struct { const char *body, *msg; } cases[] = {
+        { "{'Name':'No Key'}", "400 Bad Request Missing ClientKey" },
+        { "{'ClientKey':'%s'}", "400 Bad Request Missing Name" },
+        { "{'ClientKey':'%s','Name':''}", "400 Bad Request Missing Name" },
+        { "{'ClientKey':'%s','Name':'n','Email':'not-an-email'}", "400 Bad Request Invalid Email" },
+        { "{'ClientKey':'%s','Name':'n','Industry':6}", "400 Bad Request Invalid Industry" },
+        { "{'ClientKey':'%s','Name':'n','Type':2}", "400 Bad Request Invalid Type" },
+        { "{'ClientKey':'%s','Name':'n','UccDate':'13-45-21'}", "400 Bad Request Invalid UccDate" },
+        { "{'ClientKey':'%s','Name':'n','State':'Texas'}", "400 Bad Request Invalid State" },
+        { "{'ClientKey':'%s','Name':{'x':1}}", "400 Bad Request Invalid Name" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *ck = it_uniq("CE");
+        it_resp *r = it_post(A, "/api_factor/create-client/", J(cases[i].body, ck));
+        IT_CHECK(r->status == 400, "case %zu: %ld %s", i, r->status, r->body);
+        IT_MESSAGE(r, cases[i].msg);
+        r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+        IT_CHECK(r->status == 404, "case %zu stored nothing: %ld %s", i, r->status, r->body);
+    }
+    it_resp *r = it_get(A, "/api_factor/get-client/");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing clientkey");
+    r = it_get(A, "/api_factor/get-client/?clientkey=");
+    IT_STATUS(r, 400);
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", it_uniq("NOPE")));
+    IT_STATUS(r, 404);
+    IT_PREFIX(it_jstr(r->json, "message"), "404 Not Found");
+}
+
+/* --------------------------------------------------------------- debtors --- */
+
+static void test_debtor_create_get(void)
+{
+    const char *c1 = it_uniq("DC"), *c2 = it_uniq("DC"), *dk = it_uniq("DD");
+    mk_client(A, c1);
+    mk_client(A, c2);
+    it_resp *r = it_post(A, "/api_factor/create-debtor/",
+        J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Big Box Stores','Address1':'9 Elm',"
+          "'City':'Reno','State':'nv','Zipcode':'89501','Country':'usa','Phone':'555-0199',"
+          "'Email':'ap@bigbox.example','McNumber':'MC123','DOTNumber':'DOT9','Notes':'net 30'}", c1, dk));
+    IT_STATUS(r, 201);
+    IT_MESSAGE(r, OK_201);
+    IT_JSTR(r->json, "ClientKey", c1);
+    IT_JSTR(r->json, "DebtorKey", dk);
+    IT_JSTR(r->json, "Name", "Big Box Stores");
+    IT_JSTR(r->json, "State", "NV");
+    IT_JSTR(r->json, "ZipCode", "89501");
+    IT_JSTR(r->json, "Country", "USA");
+    IT_JSTR(r->json, "MCNumber", "MC123");
+    IT_JSTR(r->json, "Notes", "net 30");
+    const char *comp = it_jstr(r->json, "CompCode");
+    IT_CHECK(comp != NULL && *comp, "a CompCode is generated: %s", r->body);
+
+    r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", c1, dk));
+    IT_STATUS(r, 200);
+    IT_MESSAGE(r, OK_200);
+    IT_JSTR(r->json, "ClientKey", c1);
+    IT_JSTR(r->json, "DebtorKey", dk);
+    IT_JSTR(r->json, "Email", "ap@bigbox.example");
+    IT_JSTR(r->json, "BuyStatus", "false");
+    IT_CHECK(it_jhas(r->json, "CreditLimit"), "CreditLimit present");
+
+    r = it_get(A, it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", dk));
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "DebtorKey", dk);
+    IT_JSTR(r->json, "Name", "Big Box Stores");
+    IT_JSTR(r->json, "ClientKey", NULL);
+
+    /* the same master linked to a second client (sub-debtor); the first link stays */
+    r = it_post(A, "/api_factor/create-debtor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Big Box Stores'}", c2, dk));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "ClientKey", c2);
+    r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", c2, dk));
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "City", "Reno");
+    r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", c1, dk));
+    IT_STATUS(r, 200);
+
+    /* a requested CompCode already taken at this client is replaced by a generated one */
+    const char *d2 = it_uniq("DD"), *d3 = it_uniq("DD");
+    r = it_post(A, "/api_factor/create-debtor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Two','CompCode':'same1'}", c1, d2));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "CompCode", "SAME1");
+    r = it_post(A, "/api_factor/create-debtor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Three','CompCode':'SAME1'}", c1, d3));
+    IT_STATUS(r, 201);
+    const char *c3 = it_jstr(r->json, "CompCode");
+    IT_CHECK(c3 != NULL && *c3 && strcmp(c3, "SAME1") != 0, "taken CompCode regenerated: %s", r->body);
+}
+
+static void test_debtor_errors(void)
+{
+    const char *ck = it_uniq("DE");
+    mk_client(A, ck);
+    struct { const char *body, *msg; } cases[] = {
+        { "{'DebtorKey':'%2$s','Name':'n'}", "400 Bad Request Missing ClientKey" },
+        { "{'ClientKey':'%1$s','Name':'n'}", "400 Bad Request Missing DebtorKey" },
+        { "{'ClientKey':'%1$s','DebtorKey':'%2$s'}", "400 Bad Request Missing Name" },
+        { "{'ClientKey':'%1$s','DebtorKey':'%2$s','Name':'n','Country':'GER'}", "400 Bad Request Invalid Country" },
+        { "{'ClientKey':'%1$s','DebtorKey':'%2$s','Name':'n','Email':'@x'}", "400 Bad Request Invalid Email" },
+        { "{'ClientKey':'NOCLIENT%2$s','DebtorKey':'%2$s','Name':'n'}", "400 Bad Request Invalid ClientKey" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *dk = it_uniq("DX");
+        /* every positional argument referenced (%n$.0s prints nothing) */
+        it_resp *r = it_post(A, "/api_factor/create-debtor/",
+                             J(it_fmt("%s%s", "%1$.0s%2$.0s", cases[i].body), ck, dk));
+        IT_CHECK(r->status == 400, "case %zu: %ld %s", i, r->status, r->body);
+        IT_MESSAGE(r, cases[i].msg);
+        r = it_get(A, it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", dk));
+        IT_CHECK(r->status == 404, "case %zu stored no debtor: %ld %s", i, r->status, r->body);
+    }
+    const char *dk = it_uniq("DX");
+    mk_debtor(A, ck, dk, "Known");
+    it_resp *r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", ck, it_uniq("NO")));
+    IT_STATUS(r, 404);
+    IT_PREFIX(it_jstr(r->json, "message"), "404 Not Found");
+    r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", it_uniq("NO"), dk));
+    IT_STATUS(r, 404);
+    r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s", ck));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing debtorkey");
+    r = it_get(A, it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", it_uniq("NO")));
+    IT_STATUS(r, 404);
+    IT_PREFIX(it_jstr(r->json, "message"), "404 Not Found");
+    r = it_get(A, "/api_factor/get-debtor-master/");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing debtorkey");
+}
+
+/* --------------------------------------------------------------- vendors --- */
+
+static void test_vendor(void)
+{
+    const char *ck = it_uniq("VC"), *vk = it_uniq("VV");
+    mk_client(A, ck);
+    it_resp *r = it_post(A, "/api_factor/create-vendor/",
+                         J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Carrier Co','Country':'CAN','McNumber':'MC77'}", ck, vk));
+    IT_STATUS(r, 201);
+    IT_MESSAGE(r, OK_201);
+    IT_JSTR(r->json, "ClientKey", ck);
+    IT_JSTR(r->json, "DebtorKey", vk);
+    IT_JSTR(r->json, "Name", "Carrier Co");
+    IT_JSTR(r->json, "Country", "CAN");
+    IT_JSTR(r->json, "MCNumber", "MC77");
+
+    r = it_post(A, "/api_factor/create-vendor/", J("{'ClientKey':'%s','Name':'x'}", ck));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing DebtorKey");
+    const char *vk2 = it_uniq("VV");
+    r = it_post(A, "/api_factor/create-vendor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'x'}", it_uniq("NOCL"), vk2));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid ClientKey");
+    r = it_get(A, it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", vk2));
+    IT_STATUS(r, 404);
+
+    /* a vendor is not a debtor of the client: a standard schedule cannot bill it */
+    const char *sb = it_uniq("SV");
+    r = sched(A, ck, sb, "10.00", inv(vk, it_uniq("N"), "10.00", it_uniq("IID")));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, it_fmt("400 Bad Request Invalid DebtorKey %s", vk));
+}
+
+/* ------------------------------------------------------------- schedules --- */
+
+static void test_sched_create_get(void)
+{
+    const char *ck = it_uniq("SC"), *dk = it_uniq("SD"), *sb = it_uniq("SB");
+    const char *i1 = it_uniq("IID"), *i2 = it_uniq("IID"), *n1 = it_uniq("N"), *n2 = it_uniq("N");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Sched Debtor");
+    const char *body = J(
+        "{'ClientKey':'%s','Amount':1234.5,'IntegrationBatchId':'%s','Label':'Week 12','Notes':'rush',"
+        "'PaymentMethod':'w','InvoiceArray':["
+        "{'DebtorKey':'%s','InvoiceNumber':'%s','InvoiceAr':'1000.00','InvoiceIntegrationId':'%s',"
+        "'InvoiceDate':'03-01-21','DueDate':'03/31/2021','RefNum':'BOL-1','DocBase64':'aGVsbG8='},"
+        "{'DebtorKey':'%s','InvoiceNumber':'%s','InvoiceAr':234.5,'InvoiceIntegrationId':'%s'}]}",
+        ck, sb, dk, n1, i1, dk, n2, i2);
+    it_resp *r = it_post(A, "/api_factor/create-sched/", body);
+    IT_STATUS(r, 201);
+    IT_MESSAGE(r, OK_201);
+    IT_JSTR(r->json, "IntegrationBatchId", sb);
+    IT_JSTR(r->json, "ClientKey", ck);
+    IT_JSTR(r->json, "Amount", "1234.50");
+    IT_JSTR(r->json, "Label", "Week 12");
+    IT_JSTR(r->json, "PaymentMethod", "W");
+    IT_CHECK(it_jlen(r->json, "Invoices") == 2, "two invoices: %s", r->body);
+    IT_JSTR(r->json, "Invoices[0].InvoiceIntegrationId", i1);
+    IT_JSTR(r->json, "Invoices[0].InvoiceNumber", n1);
+    IT_JSTR(r->json, "Invoices[0].DebtorKey", dk);
+    IT_JSTR(r->json, "Invoices[0].ClientKey", ck);
+    IT_JSTR(r->json, "Invoices[0].InvoiceAmount", "1000.00");
+    IT_JSTR(r->json, "Invoices[0].InvoiceDate", "2021-03-01");
+    IT_JSTR(r->json, "Invoices[0].InvoiceDueDate", "2021-03-31");
+    IT_JSTR(r->json, "Invoices[0].RefNumber", "BOL-1");
+    IT_JSTR(r->json, "Invoices[0].InvoiceStatus", "P");
+    IT_JSTR(r->json, "Invoices[0].DocLength", "5");
+    IT_JSTR(r->json, "Invoices[1].InvoiceAmount", "234.50");
+    IT_CHECK(it_jstr(r->json, "Invoices[1].InvoiceDate") != NULL, "InvoiceDate defaults to today");
+    const char *keys[] = { "InvoicePurchaseDate", "InvoiceFundDate", "EscrowReserveAmount" };
+    for (int i = 0; i < 3; i++)
+        IT_CHECK(it_jhas(r->json, it_fmt("Invoices[0].%s", keys[i])), "invoice carries %s", keys[i]);
+
+    /* get-sched: the same document */
+    it_resp *g = it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb));
+    IT_STATUS(g, 200);
+    IT_MESSAGE(g, OK_200);
+    IT_CHECK(json_object_equal(it_jwithout(r->json, "message", NULL), it_jwithout(g->json, "message", NULL)),
+             "get-sched equals the create echo:\n%s\n%s", r->body, g->body);
+
+    /* the same body again replays the first answer byte for byte and stores nothing */
+    it_resp *again = it_post(A, "/api_factor/create-sched/", body);
+    IT_STATUS(again, 201);
+    IT_CHECK(again->body_len == r->body_len && memcmp(again->body, r->body, r->body_len) == 0,
+             "replay is byte-identical:\n%s\n%s", r->body, again->body);
+
+    /* the same IntegrationBatchId with another body: 409, the stored schedule unchanged */
+    const char *i3 = it_uniq("IID");
+    it_resp *dup = sched(A, ck, sb, "50.00", inv(dk, it_uniq("N"), "50.00", i3));
+    IT_STATUS(dup, 409);
+    IT_MESSAGE(dup, "409 Conflict Duplicate IntegrationBatchId");
+    g = it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb));
+    IT_JSTR(g->json, "Amount", "1234.50");
+    IT_CHECK(it_jlen(g->json, "Invoices") == 2, "still two invoices");
+    IT_STATUS(get_invoice(A, i3), 404);
+
+    /* an InvoiceIntegrationId already stored: 409, nothing of the new schedule stored */
+    const char *sb2 = it_uniq("SB"), *i4 = it_uniq("IID");
+    dup = sched(A, ck, sb2, "60.00", J("%s,%s", inv(dk, it_uniq("N"), "10.00", i4), inv(dk, it_uniq("N"), "50.00", i1)));
+    IT_STATUS(dup, 409);
+    IT_MESSAGE(dup, it_fmt("409 Conflict Duplicate InvoiceIntegrationId %s", i1));
+    IT_STATUS(it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb2)), 404);
+    IT_STATUS(get_invoice(A, i4), 404);
+    IT_JSTR(get_invoice(A, i1)->json, "InvoiceAmount", "1000.00");
+
+    /* a standard schedule is not a broker schedule */
+    IT_STATUS(it_get(A, it_fmt("/api_factor/get-broker-sched/?integrationbatchid=%s", sb)), 404);
+}
+
+static void test_sched_errors(void)
+{
+    const char *ck = it_uniq("SE"), *dk = it_uniq("SED");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Err Debtor");
+    const char *I = "{'DebtorKey':'%1$s','InvoiceNumber':'N1','InvoiceAr':'10.00','InvoiceIntegrationId':'%2$s'}";
+    struct { const char *body, *msg; } cases[] = {
+        { "{'ClientKey':'%1$s','Amount':'10.00','InvoiceArray':[" "%4$s" "]}", "400 Bad Request Missing IntegrationBatchId" },
+        { "{'Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[%4$s]}", "400 Bad Request Missing ClientKey" },
+        { "{'ClientKey':'%1$s','IntegrationBatchId':'%5$s','InvoiceArray':[%4$s]}", "400 Bad Request Missing Amount" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s'}", "400 Bad Request Missing InvoiceArray" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[]}", "400 Bad Request Invalid InvoiceArray" },
+        { "{'ClientKey':'%1$s','Amount':'-10.00','IntegrationBatchId':'%5$s','InvoiceArray':[%4$s]}", "400 Bad Request Invalid Amount" },
+        { "{'ClientKey':'%1$s','Amount':'10.001','IntegrationBatchId':'%5$s','InvoiceArray':[%4$s]}", "400 Bad Request Invalid Amount" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','PaymentMethod':'Z','InvoiceArray':[%4$s]}", "400 Bad Request Invalid PaymentMethod" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'DebtorKey':'%2$s','InvoiceNumber':'N1','InvoiceIntegrationId':'%3$s'}]}",
+          "400 Bad Request Missing InvoiceArray[0].InvoiceAr" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'DebtorKey':'%2$s','InvoiceNumber':'N1','InvoiceAr':'10.00'}]}",
+          "400 Bad Request Missing InvoiceArray[0].InvoiceIntegrationId" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'InvoiceNumber':'N1','InvoiceAr':'10.00','InvoiceIntegrationId':'%3$s'}]}",
+          "400 Bad Request Missing InvoiceArray[0].DebtorKey" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'DebtorKey':'%2$s','InvoiceAr':'10.00','InvoiceIntegrationId':'%3$s'}]}",
+          "400 Bad Request Missing InvoiceArray[0].InvoiceNumber" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'DebtorKey':'%2$s','InvoiceNumber':'N1','InvoiceAr':'0','InvoiceIntegrationId':'%3$s'}]}",
+          "400 Bad Request Invalid InvoiceArray[0].InvoiceAr" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'DebtorKey':'%2$s','InvoiceNumber':'N1','InvoiceAr':'10.00','InvoiceIntegrationId':'%3$s','InvoiceDate':'02-30-21'}]}",
+          "400 Bad Request Invalid InvoiceArray[0].InvoiceDate" },
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'DebtorKey':'%2$s','InvoiceNumber':'N1','InvoiceAr':'10.00','InvoiceIntegrationId':'%3$s','DocBase64':'not base64!'}]}",
+          "400 Bad Request Invalid InvoiceArray[0].DocBase64" },
+        /* Amount is not the sum of InvoiceAr */
+        { "{'ClientKey':'%1$s','Amount':'10.01','IntegrationBatchId':'%5$s','InvoiceArray':[%4$s]}", "400 Bad Request Invalid Amount" },
+        /* unknown client */
+        { "{'ClientKey':'NO%5$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[%4$s]}", "400 Bad Request Invalid ClientKey" },
+        /* unknown debtor */
+        { "{'ClientKey':'%1$s','Amount':'10.00','IntegrationBatchId':'%5$s','InvoiceArray':[{'DebtorKey':'UNKNOWNDEBTOR','InvoiceNumber':'N1','InvoiceAr':'10.00','InvoiceIntegrationId':'%3$s'}]}",
+          "400 Bad Request Invalid DebtorKey UNKNOWNDEBTOR" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *iid = it_uniq("IID"), *sb = it_uniq("SBE");
+        const char *one = J(I, dk, iid);
+        it_resp *r = it_post(A, "/api_factor/create-sched/",
+                             J(it_fmt("%s%s", "%1$.0s%2$.0s%3$.0s%4$.0s%5$.0s", cases[i].body), ck, dk, iid, one, sb));
+        IT_CHECK(r->status == 400, "case %zu: %ld %s", i, r->status, r->body);
+        IT_MESSAGE(r, cases[i].msg);
+        r = it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb));
+        IT_CHECK(r->status == 404, "case %zu stored no schedule: %ld", i, r->status);
+        r = get_invoice(A, iid);
+        IT_CHECK(r->status == 404, "case %zu stored no invoice: %ld", i, r->status);
+    }
+    it_resp *r = it_get(A, "/api_factor/get-sched/");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing integrationbatchid");
+    r = it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", it_uniq("NONE")));
+    IT_STATUS(r, 404);
+    IT_PREFIX(it_jstr(r->json, "message"), "404 Not Found");
+}
+
+/* ---------------------------------------------------------------- broker --- */
+
+static const char *binv(const char *dk, const char *vk, const char *ar, const char *adv, const char *iid)
+{
+    return J("{'DebtorKey':'%s','VendorKey':'%s','InvoiceNumber':'%s','InvoiceAr':'%s','AdvanceAmount':'%s',"
+             "'InvoiceIntegrationId':'%s','VendorInvoiceNumber':'V-%s'}", dk, vk, it_uniq("BN"), ar, adv, iid, iid);
+}
+
+static it_resp *bsched(const char *ck, const char *sb, const char *amount, const char *invoices)
+{
+    return it_post(A, "/api_factor/create-sched-broker/",
+                   J("{'ClientKey':'%s','Amount':'%s','IntegrationBatchId':'%s','InvoiceArray':[%s]}",
+                     ck, amount, sb, invoices));
+}
+
+static void test_broker_sched(void)
+{
+    const char *ck = it_uniq("BC"), *dk = it_uniq("BD"), *vk = it_uniq("BV"), *sb = it_uniq("BS");
+    const char *i1 = it_uniq("IID"), *i2 = it_uniq("IID");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Shipper");
+    mk_vendor(A, ck, vk);
+    /* the default advance rate is 90 %: exactly 90 % and 0 are accepted */
+    const char *body_inv = J("%s,%s", binv(dk, vk, "1000.00", "900.00", i1), binv(dk, vk, "200.00", "0", i2));
+    it_resp *r = bsched(ck, sb, "1200.00", body_inv);
+    IT_STATUS(r, 201);
+    IT_MESSAGE(r, OK_201);
+    IT_JSTR(r->json, "Amount", "1200.00");
+    IT_JSTR(r->json, "Invoices[0].VendorKey", vk);
+    IT_JSTR(r->json, "Invoices[0].AdvanceAmount", "900.00");
+    IT_JSTR(r->json, "Invoices[0].VendorInvoiceNumber", it_fmt("V-%s", i1));
+    IT_JSTR(r->json, "Invoices[1].AdvanceAmount", "0.00");
+    IT_JSTR(r->json, "Invoices[0].DebtorKey", dk);
+
+    it_resp *g = it_get(A, it_fmt("/api_factor/get-broker-sched/?integrationbatchid=%s", sb));
+    IT_STATUS(g, 200);
+    IT_CHECK(json_object_equal(it_jwithout(r->json, "message", NULL), it_jwithout(g->json, "message", NULL)),
+             "get-broker-sched equals the create echo:\n%s\n%s", r->body, g->body);
+    IT_STATUS(it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb)), 404);
+    g = get_invoice(A, i1);
+    IT_STATUS(g, 200);
+    IT_JSTR(g->json, "VendorKey", vk);
+    IT_JSTR(g->json, "AdvanceAmount", "900.00");
+
+    /* replay and conflict */
+    it_resp *again = bsched(ck, sb, "1200.00", body_inv);
+    IT_STATUS(again, 201);
+    IT_CHECK(again->body_len == r->body_len && memcmp(again->body, r->body, r->body_len) == 0,
+             "broker replay is byte-identical");
+    it_resp *dup = bsched(ck, sb, "10.00", binv(dk, vk, "10.00", "1.00", it_uniq("IID")));
+    IT_STATUS(dup, 409);
+    IT_MESSAGE(dup, "409 Conflict Duplicate IntegrationBatchId");
+
+    /* errors: nothing stored */
+    struct { const char *amount, *invoices, *msg; } cases[] = {
+        { "1000.00", binv(dk, vk, "1000.00", "900.01", "%s"), "400 Bad Request Invalid AdvanceAmount" },
+        { "1000.00", binv(dk, "NOVENDOR", "1000.00", "10.00", "%s"), "400 Bad Request Invalid VendorKey NOVENDOR" },
+        { "1000.00", binv(dk, dk, "1000.00", "10.00", "%s"), it_fmt("400 Bad Request Invalid VendorKey %s", dk) },
+        { "999.00", binv(dk, vk, "1000.00", "10.00", "%s"), "400 Bad Request Invalid Amount" },
+        { "1000.00", "{'DebtorKey':'" "%s" "','InvoiceNumber':'X1','InvoiceAr':'1000.00','AdvanceAmount':'1','InvoiceIntegrationId':'%%s'}",
+          "400 Bad Request Missing InvoiceArray[0].VendorKey" },
+        { "1000.00", "{'DebtorKey':'" "%s" "','VendorKey':'V','InvoiceNumber':'X1','InvoiceAr':'1000.00','InvoiceIntegrationId':'%%s'}",
+          "400 Bad Request Missing InvoiceArray[0].AdvanceAmount" },
+    };
+    cases[4].invoices = J(cases[4].invoices, dk);
+    cases[5].invoices = J(cases[5].invoices, dk);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *iid = it_uniq("IID"), *sbx = it_uniq("BSE");
+        /* the invoice templates carry "%s" where the integration id goes */
+        char *invs = it_fmt("%s", cases[i].invoices);
+        char *at = strstr(invs, "%s");
+        const char *withid = at ? it_fmt("%.*s%s%s", (int) (at - invs), invs, iid, at + 2) : invs;
+        it_resp *e = bsched(ck, sbx, cases[i].amount, withid);
+        IT_CHECK(e->status == 400, "broker case %zu: %ld %s", i, e->status, e->body);
+        IT_MESSAGE(e, cases[i].msg);
+        IT_STATUS(it_get(A, it_fmt("/api_factor/get-broker-sched/?integrationbatchid=%s", sbx)), 404);
+        IT_STATUS(get_invoice(A, iid), 404);
+    }
+    IT_STATUS(it_get(A, it_fmt("/api_factor/get-broker-sched/?integrationbatchid=%s", it_uniq("NONE"))), 404);
+    r = it_get(A, "/api_factor/get-broker-sched/?integrationbatchid=");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing integrationbatchid");
+}
+
+/* -------------------------------------------------------------- invoices --- */
+
+static void test_get_invoice(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "321.09", &num);
+    it_resp *r = get_invoice(A, iid);
+    IT_STATUS(r, 200);
+    IT_MESSAGE(r, OK_200);
+    IT_JSTR(r->json, "InvoiceIntegrationId", iid);
+    IT_JSTR(r->json, "InvoiceNumber", num);
+    IT_JSTR(r->json, "InvoiceAmount", "321.09");
+    IT_JSTR(r->json, "InvoiceStatus", "P");
+    IT_JSTR(r->json, "PaymentMade", "0.00");
+    IT_JSTR(r->json, "PaidInFull", "false");
+    IT_JSTR(r->json, "PaidInFullOn", NULL);
+    IT_JSTR(r->json, "LastPaymentMadeOn", NULL);
+    const char *keys[] = { "ClientKey", "DebtorKey", "InvoiceDate", "InvoiceDueDate", "RefNumber",
+                           "InvoicePurchaseDate", "InvoiceFundDate", "EscrowReserveAmount" };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        IT_CHECK(it_jhas(r->json, keys[i]), "get-invoice carries %s", keys[i]);
+    r = get_invoice(A, it_uniq("NOINV"));
+    IT_STATUS(r, 404);
+    IT_PREFIX(it_jstr(r->json, "message"), "404 Not Found");
+    r = it_get(A, "/api_factor/get-invoice/");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing invoiceintegrationid");
+}
+
+/* -------------------------------------------------------------- payments --- */
+
+static void test_payment_errors(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "100.00", &num);
+    const char *L = line("100.00", num, NULL, NULL, it_uniq("ACC"), NULL);
+    struct { const char *body, *msg; } cases[] = {
+        { J("{'BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Missing BatchReference" },
+        { J("{'BatchReference':'%%s','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Missing BatchTotal" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','PaymentDetails':[%s]}", L), "400 Bad Request Missing AccountNumber" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1'}"), "400 Bad Request Missing PaymentDetails" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[]}"), "400 Bad Request Invalid PaymentDetails" },
+        { J("{'BatchReference':'%%s','BatchTotal':'0','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Invalid BatchTotal" },
+        { J("{'BatchReference':'%%s','BatchTotal':'abc','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Invalid BatchTotal" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','PaymentType':'ACH','Amount':'100.00','InvoiceRefNumber':'%s'}]}", num),
+          "400 Bad Request Missing PaymentDetails[0].TransactionNumber" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentType':'ACH','Amount':'100.00','TransactionNumber':'t','InvoiceRefNumber':'%s'}]}", num),
+          "400 Bad Request Missing PaymentDetails[0].PaymentDate" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','Amount':'100.00','TransactionNumber':'t','InvoiceRefNumber':'%s'}]}", num),
+          "400 Bad Request Missing PaymentDetails[0].PaymentType" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','PaymentType':'CASH','Amount':'100.00','TransactionNumber':'t','InvoiceRefNumber':'%s'}]}", num),
+          "400 Bad Request Invalid PaymentDetails[0].PaymentType" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'31-03-2021','PaymentType':'ACH','Amount':'100.00','TransactionNumber':'t','InvoiceRefNumber':'%s'}]}", num),
+          "400 Bad Request Invalid PaymentDetails[0].PaymentDate" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','PaymentType':'ACH','TransactionNumber':'t','InvoiceRefNumber':'%s'}]}", num),
+          "400 Bad Request Missing PaymentDetails[0].Amount" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','PaymentType':'ACH','Amount':'1e2','TransactionNumber':'t','InvoiceRefNumber':'%s'}]}", num),
+          "400 Bad Request Invalid PaymentDetails[0].Amount" },
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','PaymentType':'ACH','Amount':'100.00','TransactionNumber':'t','InvoiceRefNumber':'%s','FinancialDocs':'***'}]}", num),
+          "400 Bad Request Invalid PaymentDetails[0].FinancialDocs" },
+        /* BatchTotal not the exact sum of the lines */
+        { J("{'BatchReference':'%%s','BatchTotal':'100.01','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Invalid batchTotal" },
+        { J("{'BatchReference':'%%s','BatchTotal':'99.99','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Invalid batchTotal" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *ref = it_uniq("PE");
+        const char *body = strstr(cases[i].body, "%s") ? it_fmt(cases[i].body, ref) : cases[i].body;
+        it_resp *r = pay(A, body);
+        IT_CHECK(r->status == 400, "payment case %zu: %ld %s", i, r->status, r->body);
+        IT_MESSAGE(r, cases[i].msg);
+        IT_CHECK(strcmp(balance(A, iid), "100.00") == 0, "payment case %zu applied nothing (balance %s)",
+                 i, balance(A, iid));
+    }
+    /* the refused BatchReference was not stored: a correct batch under it is accepted */
+    const char *ref = it_uniq("PE");
+    it_resp *r = pay(A, batch(ref, "100.01", L));
+    IT_STATUS(r, 400);
+    r = pay(A, batch(ref, "100.00", L));
+    IT_STATUS(r, 201);
+    IT_STREQ(balance(A, iid), "0.00");
+}
+
+static void test_payment_replay_and_conflict(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "500.00", &num);
+    const char *ref = it_uniq("PR");
+    const char *body = batch(ref, "200.00", line("200.00", num, NULL, NULL, it_uniq("ACC"), NULL));
+    it_resp *first = pay(A, body);
+    IT_STATUS(first, 201);
+    IT_MESSAGE(first, OK_201);
+    IT_STREQ(balance(A, iid), "300.00");
+
+    it_resp *again = pay(A, body);
+    IT_STATUS(again, 201);
+    IT_CHECK(again->body_len == first->body_len && memcmp(again->body, first->body, first->body_len) == 0,
+             "replay is byte-identical:\n%s\n%s", first->body, again->body);
+    IT_STREQ(balance(A, iid), "300.00");
+
+    /* same BatchReference, another body: 409 and nothing applied */
+    it_resp *dup = pay(A, batch(ref, "300.00", line("300.00", num, NULL, NULL, it_uniq("ACC"), NULL)));
+    IT_STATUS(dup, 409);
+    IT_MESSAGE(dup, "409 Conflict Duplicate BatchReference");
+    IT_STREQ(balance(A, iid), "300.00");
+    /* a byte of difference (whitespace) is another body too */
+    dup = pay(A, it_fmt("%s ", body));
+    IT_STATUS(dup, 409);
+    IT_STREQ(balance(A, iid), "300.00");
+}
+
+/* A client retrying while its first attempt is still running must get the
+ * same answer as a retry after it: the replay, not a conflict. */
+static void test_concurrent_retries(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "1000.00", &num);
+    const char *acc = it_uniq("ACC");
+    enum { ROUNDS = 6, N = 4 };
+    for (int round = 0; round < ROUNDS; round++) {
+        it_resp *rs[N];
+        const char *body = batch(it_uniq("CR"), "10.00", line("10.00", num, NULL, NULL, acc, NULL));
+        it_parallel(rs, N, A, "POST", "/api_factor/post-payments/", body);
+        for (int i = 0; i < N; i++) {
+            IT_CHECK(rs[i]->status == 201, "post-payments round %d attempt %d: %ld %s", round, i,
+                     rs[i]->status, rs[i]->body);
+            IT_CHECK(rs[i]->body_len == rs[0]->body_len && memcmp(rs[i]->body, rs[0]->body, rs[0]->body_len) == 0,
+                     "post-payments round %d attempt %d is the same answer:\n%s\n%s", round, i, rs[0]->body, rs[i]->body);
+        }
+    }
+    /* each batch applied once */
+    IT_STREQ(balance(A, iid), it_fmt("%d.00", 1000 - ROUNDS * 10));
+
+    const char *ck = it_uniq("CRC"), *dk = it_uniq("CRD");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Retry Debtor");
+    for (int round = 0; round < ROUNDS; round++) {
+        it_resp *rs[N];
+        const char *sb = it_uniq("CRS");
+        const char *body = J("{'ClientKey':'%s','Amount':'5.00','IntegrationBatchId':'%s','InvoiceArray':[%s]}",
+                             ck, sb, inv(dk, it_uniq("N"), "5.00", it_uniq("IID")));
+        it_parallel(rs, N, A, "POST", "/api_factor/create-sched/", body);
+        for (int i = 0; i < N; i++) {
+            IT_CHECK(rs[i]->status == 201, "create-sched round %d attempt %d: %ld %s", round, i,
+                     rs[i]->status, rs[i]->body);
+            IT_CHECK(rs[i]->body_len == rs[0]->body_len && memcmp(rs[i]->body, rs[0]->body, rs[0]->body_len) == 0,
+                     "create-sched round %d attempt %d is the same answer", round, i);
+        }
+    }
+}
+
+static void test_money_exact(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "0.60", &num);
+    const char *acc = it_uniq("ACC");
+    /* 0.10 + 0.20 is 0.30 exactly (not 0.30000000000000004) */
+    it_resp *r = pay(A, batch(it_uniq("ME"), "0.30",
+                              J("%s,%s", line("0.10", num, NULL, NULL, acc, NULL), line("0.20", num, NULL, NULL, acc, NULL))));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "BatchTotal", "0.30");
+    IT_STREQ(balance(A, iid), "0.30");
+    /* a JSON number, not a string */
+    r = pay(A, J("{'BatchReference':'%s','BatchTotal':0.3,'AccountNumber':'1','PaymentDetails':["
+                 "{'PaymentDate':'2021-04-02','PaymentType':'wire','Amount':0.30,'TransactionNumber':'t1',"
+                 "'InvoiceRefNumber':'%s'}]}", it_uniq("ME"), num));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].Amount", "0.30");
+    IT_JSTR(r->json, "PaymentDetails[0].PaymentType", "WIRE");
+    r = get_invoice(A, iid);
+    IT_JSTR(r->json, "OpenBalance", "0.00");
+    IT_JSTR(r->json, "PaymentMade", "0.60");
+    IT_JSTR(r->json, "PaidInFull", "true");
+    IT_JSTR(r->json, "PaidInFullOn", "2021-04-02");
+    IT_JSTR(r->json, "LastPaymentMadeOn", "2021-04-02");
+}
+
+/* -------------------------------------------------------- reconciliation --- */
+
+static void test_reconcile_partial(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "100.00", &num);
+    it_resp *r = pay(A, batch(it_uniq("RP"), "40.00", line("40.00", num, NULL, NULL, it_uniq("ACC"), NULL)));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].AppliedAmount", "40.00");
+    IT_JSTR(r->json, "PaymentDetails[0].UnappliedAmount", "0.00");
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "applied");
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[0].InvoiceIntegrationId", iid);
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[0].Amount", "40.00");
+    r = get_invoice(A, iid);
+    IT_JSTR(r->json, "OpenBalance", "60.00");
+    IT_JSTR(r->json, "PaymentMade", "40.00");
+    IT_JSTR(r->json, "PaidInFull", "false");
+    IT_JSTR(r->json, "LastPaymentMadeOn", "2021-03-31");
+    IT_JSTR(r->json, "PaidInFullOn", NULL);
+}
+
+static void test_reconcile_overpayment(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "100.00", &num);
+    it_resp *r = pay(A, batch(it_uniq("RO"), "150.00", line("150.00", num, NULL, NULL, it_uniq("ACC"), NULL)));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].AppliedAmount", "100.00");
+    IT_JSTR(r->json, "PaymentDetails[0].UnappliedAmount", "50.00");
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "partial");
+    r = get_invoice(A, iid);
+    IT_JSTR(r->json, "OpenBalance", "0.00");
+    IT_JSTR(r->json, "PaidInFull", "true");
+    /* a second payment naming the paid invoice is not applied anywhere */
+    r = pay(A, batch(it_uniq("RO"), "5.00", line("5.00", num, NULL, NULL, it_uniq("ACC"), NULL)));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].AppliedAmount", "0.00");
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "exception");
+    IT_JSTR(r->json, "PaymentDetails[0].ExceptionReason", it_fmt("Invoice %s not open", num));
+    IT_STREQ(balance(A, iid), "0.00");
+    /* an unknown number stays unapplied */
+    r = pay(A, batch(it_uniq("RO"), "7.00", line("7.00", it_uniq("UNKNOWN"), NULL, NULL, it_uniq("ACC"), it_uniq("Nobody"))));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "unapplied");
+    IT_JSTR(r->json, "PaymentDetails[0].UnappliedAmount", "7.00");
+}
+
+static void test_reconcile_memo_two_invoices(void)
+{
+    const char *ck = it_uniq("RM"), *dk = it_uniq("RMD");
+    const char *n1 = it_uniq("M"), *n2 = it_uniq("M"), *i1 = it_uniq("IID"), *i2 = it_uniq("IID");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Memo Payer");
+    it_resp *r = sched(A, ck, it_uniq("SB"), "300.00", J("%s,%s", inv(dk, n1, "100.00", i1), inv(dk, n2, "200.00", i2)));
+    IT_STATUS(r, 201);
+    r = pay(A, batch(it_uniq("RM"), "300.00",
+                     line("300.00", NULL, it_fmt("Payment for inv %s and %s, thanks", n1, n2), NULL, it_uniq("ACC"), NULL)));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "applied");
+    IT_JSTR(r->json, "PaymentDetails[0].AppliedAmount", "300.00");
+    IT_CHECK(it_jlen(r->json, "PaymentDetails[0].Applications") == 2, "two applications: %s", r->body);
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[0].InvoiceIntegrationId", i1);
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[0].Amount", "100.00");
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[1].InvoiceIntegrationId", i2);
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[1].Amount", "200.00");
+    IT_STREQ(balance(A, i1), "0.00");
+    IT_STREQ(balance(A, i2), "0.00");
+}
+
+static void test_reconcile_ambiguous(void)
+{
+    const char *c1 = it_uniq("RA"), *c2 = it_uniq("RA"), *d1 = it_uniq("RAD"), *d2 = it_uniq("RAD");
+    const char *num = it_uniq("AMB"), *i1 = it_uniq("IID"), *i2 = it_uniq("IID");
+    mk_client(A, c1);
+    mk_client(A, c2);
+    mk_debtor(A, c1, d1, it_fmt("Payer %s", d1));
+    mk_debtor(A, c2, d2, it_fmt("Payer %s", d2));
+    IT_STATUS(sched(A, c1, it_uniq("SB"), "80.00", inv(d1, num, "80.00", i1)), 201);
+    IT_STATUS(sched(A, c2, it_uniq("SB"), "90.00", inv(d2, num, "90.00", i2)), 201);
+
+    it_resp *r = pay(A, batch(it_uniq("RA"), "50.00", line("50.00", num, NULL, NULL, it_uniq("ACC"), it_uniq("Stranger"))));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "exception");
+    IT_JSTR(r->json, "PaymentDetails[0].ExceptionReason", it_fmt("Ambiguous invoice %s", num));
+    IT_JSTR(r->json, "PaymentDetails[0].AppliedAmount", "0.00");
+    IT_JSTR(r->json, "PaymentDetails[0].UnappliedAmount", "50.00");
+    IT_CHECK(it_jlen(r->json, "PaymentDetails[0].Applications") == 0, "no application: %s", r->body);
+    IT_STREQ(balance(A, i1), "80.00");
+    IT_STREQ(balance(A, i2), "90.00");
+
+    /* ClientCode resolves it */
+    r = pay(A, batch(it_uniq("RA"), "50.00", line("50.00", num, NULL, c2, it_uniq("ACC"), it_uniq("Stranger"))));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "applied");
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[0].InvoiceIntegrationId", i2);
+    IT_JSTR(r->json, "PaymentDetails[0].Applications[0].ClientKey", c2);
+    IT_STREQ(balance(A, i1), "80.00");
+    IT_STREQ(balance(A, i2), "40.00");
+}
+
+/* ---------------------------------------------------------------- tenants --- */
+
+static void test_tenant_isolation(void)
+{
+    const char *ck = it_uniq("TI"), *dk = it_uniq("TID"), *sb = it_uniq("TIS"), *num = it_uniq("TIN");
+    const char *iid = it_uniq("IID"), *vk = it_uniq("TIV"), *bsb = it_uniq("TIB"), *biid = it_uniq("IID");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Isolated Debtor");
+    mk_vendor(A, ck, vk);
+    IT_STATUS(sched(A, ck, sb, "250.00", inv(dk, num, "250.00", iid)), 201);
+    IT_STATUS(bsched(ck, bsb, "100.00", binv(dk, vk, "100.00", "50.00", biid)), 201);
+
+    const char *gets[] = {
+        it_fmt("/api_factor/get-client/?clientkey=%s", ck),
+        it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", ck, dk),
+        it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", dk),
+        it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", vk),
+        it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb),
+        it_fmt("/api_factor/get-broker-sched/?integrationbatchid=%s", bsb),
+        it_fmt("/api_factor/get-invoice/?invoiceintegrationid=%s", iid),
+        it_fmt("/api_factor/get-invoice/?invoiceintegrationid=%s", biid),
+    };
+    for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
+        IT_CHECK(it_get(A, gets[i])->status == 200, "a sees its own %s", gets[i]);
+        it_resp *r = it_get(B, gets[i]);
+        IT_CHECK(r->status == 404, "b must not see %s: %ld %s", gets[i], r->status, r->body);
+    }
+
+    /* b cannot hang a debtor on a's client */
+    it_resp *r = it_post(B, "/api_factor/create-debtor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'x'}", ck, it_uniq("X")));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid ClientKey");
+
+    /* b pays a's invoice number: nothing applied to a */
+    r = pay(B, batch(it_uniq("TIP"), "250.00", line("250.00", num, it_fmt("inv %s", num), ck, NULL, "Isolated Debtor")));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].AppliedAmount", "0.00");
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "unapplied");
+    r = get_invoice(A, iid);
+    IT_JSTR(r->json, "OpenBalance", "250.00");
+    IT_JSTR(r->json, "PaymentMade", "0.00");
+
+    /* the same keys in b are b's own: no conflict with a */
+    r = it_post(B, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Tenant B Client'}", ck));
+    IT_STATUS(r, 201);
+    mk_debtor(B, ck, dk, "B Debtor");
+    r = sched(B, ck, sb, "75.00", inv(dk, num, "75.00", iid));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "Amount", "75.00");
+    r = it_get(B, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    IT_JSTR(r->json, "Name", "Tenant B Client");
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    IT_JSTR(r->json, "Name", it_fmt("Client %s", ck));
+    IT_STREQ(balance(B, iid), "75.00");
+    IT_STREQ(balance(A, iid), "250.00");
+    /* and b paying its own invoice touches only b's */
+    r = pay(B, batch(it_uniq("TIP"), "75.00", line("75.00", num, NULL, NULL, NULL, NULL)));
+    IT_STATUS(r, 201);
+    IT_STREQ(balance(B, iid), "0.00");
+    IT_STREQ(balance(A, iid), "250.00");
+}
+
+/* ------------------------------------------------------------ operations --- */
+
+static void test_revoked_key(void)
+{
+    int st;
+    const char *admin = it_env("FL_TEST_ADMIN");
+    const char *out = it_run(it_fmt("'%s' key add --tenant itest-a --family posting --base-url x", admin), &st);
+    IT_CHECK(st == 0, "key add ran (status %d): %s", st, out);
+    const it_cred *k = it_cred_parse(out);
+    IT_CHECK(k != NULL, "key add printed a credential: %s", out);
+    if (k == NULL)
+        return;
+    it_cred *c = (it_cred *) it_alloc(sizeof(*c));
+    *c = *k;
+    c->base_url = A->base_url;
+    /* warm both workers' caches */
+    for (int i = 0; i < 6; i++) {
+        it_resp *r = it_post(c, "/api_factor/test-post/", "{\"TestValue\":\"fresh key\"}");
+        IT_CHECK(r->status == 201, "the fresh key works: %ld %s", r->status, r->body);
+    }
+    out = it_run(it_fmt("'%s' key revoke --family posting --public-id '%s'", admin,
+                        it_cred_header(c, "Auth-SystemKey")), &st);
+    IT_CHECK(st == 0, "key revoke ran (status %d): %s", st, out);
+    double t0 = it_now();
+    while (it_now() - t0 < 5.0) {
+        it_post(c, "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+        it_sleep(0.25);
+    }
+    for (int i = 0; i < 8; i++) {
+        it_resp *r = it_post(c, "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+        IT_CHECK(r->status == 401, "revoked key refused 5 s later (request %d: %ld %s)", i, r->status, r->body);
+        IT_BODY(r, E401);
+    }
+    /* the shared key is untouched */
+    IT_STATUS(it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"x\"}"), 201);
+}
+
+/* pids of the posting pool's workers, as a space-separated list */
+static const char *workers(int *count)
+{
+    const char *run = it_env("FL_TEST_RUN");
+    const char *out = it_run(it_fmt("pgrep -P \"$(cat '%s/posting.pid')\" | sort -n | tr '\\n' ' '", run), NULL);
+    int n = 0;
+    for (const char *p = out; *p; ) {
+        while (*p == ' ') p++;
+        if (*p) n++;
+        while (*p && *p != ' ') p++;
+    }
+    *count = n;
+    return out;
+}
+
+static void test_worker_killed(void)
+{
+    int n;
+    const char *before = workers(&n);
+    IT_CHECK(n >= 1, "the pool has workers: <%s>", before);
+    if (n < 1)
+        return;
+    pid_t victim = (pid_t) atol(before);
+    IT_CHECK(kill(victim, SIGKILL) == 0, "SIGKILL sent to worker %d", (int) victim);
+    /* requests keep succeeding while the supervisor replaces it */
+    int ok = 0;
+    for (int i = 0; i < 20; i++) {
+        it_resp *r = it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"after kill\"}");
+        ok += r->status == 201;
+        if (r->status != 201)
+            fprintf(stderr, "after SIGKILL: %ld %s\n", r->status, r->body);
+    }
+    IT_CHECK(ok == 20, "20 requests after the SIGKILL all answered 201 (%d did)", ok);
+    /* the supervisor restores the worker count with a new process */
+    double t0 = it_now();
+    int m = 0, gone = 0;
+    const char *after = "";
+    while (it_now() - t0 < 10.0) {
+        after = workers(&m);
+        gone = strstr(it_fmt(" %s", after), it_fmt(" %d ", (int) victim)) == NULL;
+        if (m == n && gone)
+            break;
+        it_sleep(0.2);
+    }
+    IT_CHECK(m == n && gone, "workers restored: before <%s>, after <%s>", before, after);
+    IT_STATUS(it_get(A, "/api_factor/get-client/?clientkey=whatever"), 404);
+}
+
+static void test_database_down(void)
+{
+    int st;
+    const char *ck = it_uniq("PGD");
+    mk_client(A, ck);
+    const char *out = it_run(it_env("FL_TEST_PG_STOP"), &st);
+    IT_CHECK(st == 0, "PostgreSQL stopped (status %d): %s", st, out);
+
+    const char *paths[] = { it_fmt("/api_factor/get-client/?clientkey=%s", ck), NULL };
+    for (int i = 0; i < 4; i++) {
+        it_resp *r = it_get(A, paths[0]);
+        IT_CHECK(r->status == 503, "database down: %ld %s", r->status, r->body);
+        IT_BODY(r, E503);
+        const char *ra = it_header_get(r, "Retry-After");
+        IT_CHECK(ra != NULL && atoi(ra) > 0, "Retry-After: %s", ra ? ra : "(none)");
+        IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "503 carries X-Request-Id");
+    }
+    it_resp *r = it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'n'}", it_uniq("PGD")));
+    IT_STATUS(r, 503);
+    IT_BODY(r, E503);
+
+    out = it_run(it_env("FL_TEST_PG_START"), &st);
+    IT_CHECK(st == 0, "PostgreSQL started (status %d): %s", st, out);
+    double t0 = it_now();
+    long last = 0;
+    while (it_now() - t0 < 10.0) {
+        r = it_get(A, paths[0]);
+        last = r->status;
+        if (last == 200)
+            break;
+        it_sleep(0.2);
+    }
+    IT_CHECK(last == 200, "service back within 10 s of PostgreSQL's start (last %ld after %.1f s)",
+             last, it_now() - t0);
+    /* every worker reconnects: reads and writes succeed */
+    for (int i = 0; i < 6; i++) {
+        r = it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'back'}", it_uniq("PGD")));
+        if (r->status == 503) {          /* a write on a connection that just broke is not retried */
+            it_sleep(0.2);
+            r = it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'back'}", it_uniq("PGD")));
+        }
+        IT_CHECK(r->status == 201, "write after recovery: %ld %s", r->status, r->body);
+        IT_STATUS(it_get(A, paths[0]), 200);
+    }
+}
+
+static void test_every_response_had_request_id(void)
+{
+    IT_CHECK(it_missing_request_id == 0, "%d responses lacked X-Request-Id (see stderr)", it_missing_request_id);
+}
+
+/* ------------------------------------------------------------------ main --- */
+
+typedef struct test { const char *name; CU_TestFunc fn; } test;
+typedef struct suite { const char *name; const test *tests; } suite;
+
+static const test t_example[] = {
+    { "post-payments: the document's curl example", test_document_example }, { NULL, NULL } };
+static const test t_auth[] = {
+    { "401 without headers, on every endpoint", test_auth_missing_headers },
+    { "401 for wrong APIKey, FactorID, SystemKey", test_auth_wrong_values },
+    { "header names in any letter case", test_auth_header_case }, { NULL, NULL } };
+static const test t_protocol[] = {
+    { "404 unknown path", test_unknown_path },
+    { "405 wrong method with Allow", test_wrong_method },
+    { "400 malformed JSON", test_malformed_json },
+    { "text/plain with a JSON body", test_text_plain_accepted },
+    { "413 over the 10 MB cap", test_payload_too_large },
+    { "X-Request-Id on every kind of answer", test_request_id_everywhere }, { NULL, NULL } };
+static const test t_endpoints[] = {
+    { "test-post", test_test_post },
+    { "create-client, get-client", test_client_create_get },
+    { "create-client errors", test_client_errors },
+    { "create-debtor, get-client-debtor, get-debtor-master", test_debtor_create_get },
+    { "create-debtor errors", test_debtor_errors },
+    { "create-vendor", test_vendor },
+    { "create-sched, get-sched, replay, 409", test_sched_create_get },
+    { "create-sched errors", test_sched_errors },
+    { "create-sched-broker, get-broker-sched", test_broker_sched },
+    { "get-invoice", test_get_invoice }, { NULL, NULL } };
+static const test t_payments[] = {
+    { "post-payments errors store nothing", test_payment_errors },
+    { "post-payments replay and 409", test_payment_replay_and_conflict },
+    { "concurrent identical retries all get the replay", test_concurrent_retries },
+    { "money is exact", test_money_exact }, { NULL, NULL } };
+static const test t_reconcile[] = {
+    { "partial payment", test_reconcile_partial },
+    { "overpayment leaves an unapplied remainder", test_reconcile_overpayment },
+    { "memo line naming two invoices", test_reconcile_memo_two_invoices },
+    { "ambiguous invoice number, resolved by ClientCode", test_reconcile_ambiguous }, { NULL, NULL } };
+static const test t_tenants[] = {
+    { "tenant b sees and touches nothing of a", test_tenant_isolation }, { NULL, NULL } };
+static const test t_ops[] = {
+    { "a revoked key stops within 5 s", test_revoked_key },
+    { "a worker killed with SIGKILL is replaced", test_worker_killed },
+    { "every response carried X-Request-Id", test_every_response_had_request_id },
+    /* last: it stops PostgreSQL */
+    { "PostgreSQL down: 503 + Retry-After, then back", test_database_down }, { NULL, NULL } };
+
+static const suite SUITES[] = {
+    { "posting: document example", t_example },
+    { "posting: authentication", t_auth },
+    { "posting: HTTP protocol", t_protocol },
+    { "posting: endpoints", t_endpoints },
+    { "posting: payments", t_payments },
+    { "posting: reconciliation", t_reconcile },
+    { "posting: tenant isolation", t_tenants },
+    { "posting: operations", t_ops },
+};
+
+int main(void)
+{
+    it_init();
+    A = it_cred_get("a", "posting");
+    B = it_cred_get("b", "posting");
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    for (size_t i = 0; i < sizeof(SUITES) / sizeof(SUITES[0]); i++) {
+        CU_pSuite s = CU_add_suite(SUITES[i].name, NULL, NULL);
+        if (s == NULL)
+            return 2;
+        for (const test *t = SUITES[i].tests; t->name != NULL; t++)
+            if (CU_add_test(s, t->name, t->fn) == NULL)
+                return 2;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failures = CU_get_number_of_failures();
+    unsigned tests_failed = CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    it_cleanup();
+    fprintf(stderr, "test_posting: %u failed asserts in %u tests\n", failures, tests_failed);
+    return failures > 0 ? 1 : 0;
+}
