@@ -77,8 +77,10 @@ static void print_headers(const char *family, const char *factor_id, const char 
         printf(",\"Auth-APIKey\":");
         json_str(secret);
         printf("}");
+    } else if (strcmp(family, "leads") == 0) {
+        /* Forward Financing: one api_key header; the key carries its public id */
+        printf("{\"api_key\":\"%s.%s\"}", public_id, secret);
     } else {
-        /* single-token families: the token carries its public id */
         printf("{\"Authorization\":\"Bearer %s.%s\"}", public_id, secret);
     }
 }
@@ -128,6 +130,75 @@ static int key_revoke(int argc, char **argv)
     if (!ok)
         return die("no such active key");
     printf("revoked\n");
+    return 0;
+}
+
+/* key limit --family F --public-id ID (--rate N [--burst M] | --unlimited) */
+static int key_limit(int argc, char **argv)
+{
+    const char *family = opt(argc, argv, "--family");
+    const char *public_id = opt(argc, argv, "--public-id");
+    const char *rate = opt(argc, argv, "--rate");
+    const char *burst = opt(argc, argv, "--burst");
+    int unlimited = 0;
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--unlimited") == 0)
+            unlimited = 1;
+    if (family == NULL || public_id == NULL || (rate == NULL) == !unlimited)
+        return die("usage: key limit --family F --public-id ID (--rate N [--burst M] | --unlimited)");
+    const char *params[4] = { family, public_id, unlimited ? NULL : rate, burst };
+    PGresult *res = call("SELECT fl_key_limit($1, $2, $3::numeric, $4::int)", 4, params);
+    if (res == NULL)
+        return 1;
+    int ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!ok)
+        return die("no such active key");
+    printf("limited\n");
+    return 0;
+}
+
+/* lead stage LEAD STAGE [--max-approval N] [--max-payments N] [--offer-link URL]
+ *   [--stipulation TYPE]... [--decline-driver D]... [--decline-notes T] [--missing-info T] */
+static int lead_stage(int argc, char **argv)
+{
+    if (argc < 2)
+        return die("usage: lead stage LEAD_ID STAGE [--max-approval N] [--max-payments N] [--offer-link URL] "
+                   "[--stipulation TYPE]... [--decline-driver D]... [--decline-notes T] [--missing-info T]");
+    json_object *d = json_object_new_object();
+    json_object *stips = json_object_new_array(), *drivers = json_object_new_array();
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL) {
+            json_object_put(d);
+            json_object_put(stips);
+            json_object_put(drivers);
+            return die("an option lacks its value");
+        }
+        if (strcmp(k, "--max-approval") == 0) json_object_object_add(d, "max_approval", json_object_new_string(v));
+        else if (strcmp(k, "--max-payments") == 0) json_object_object_add(d, "max_payments", json_object_new_string(v));
+        else if (strcmp(k, "--offer-link") == 0) json_object_object_add(d, "offer_link", json_object_new_string(v));
+        else if (strcmp(k, "--decline-notes") == 0) json_object_object_add(d, "decline_notes", json_object_new_string(v));
+        else if (strcmp(k, "--missing-info") == 0) json_object_object_add(d, "missing_info", json_object_new_string(v));
+        else if (strcmp(k, "--stipulation") == 0) json_object_array_add(stips, json_object_new_string(v));
+        else if (strcmp(k, "--decline-driver") == 0) json_object_array_add(drivers, json_object_new_string(v));
+        else {
+            json_object_put(d);
+            json_object_put(stips);
+            json_object_put(drivers);
+            return die("unknown option");
+        }
+        i++;
+    }
+    json_object_object_add(d, "stipulations", stips);
+    json_object_object_add(d, "decline_drivers", drivers);
+    const char *params[3] = { argv[0], argv[1], json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN) };
+    PGresult *res = call("SELECT set_stage($1, $2, $3::jsonb)::text", 3, params);
+    json_object_put(d);
+    if (res == NULL)
+        return 1;
+    printf("%s\n", PQgetvalue(res, 0, 0));
+    PQclear(res);
     return 0;
 }
 
@@ -194,6 +265,10 @@ int main(int argc, char **argv)
         rc = key_add(argc - 3, argv + 3);
     else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "revoke") == 0)
         rc = key_revoke(argc - 3, argv + 3);
+    else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "limit") == 0)
+        rc = key_limit(argc - 3, argv + 3);
+    else if (strcmp(argv[1], "lead") == 0 && strcmp(argv[2], "stage") == 0)
+        rc = lead_stage(argc - 3, argv + 3);
     else if (strcmp(argv[1], "webhook") == 0 && strcmp(argv[2], "add") == 0)
         rc = webhook_add(argc - 3, argv + 3);
     else

@@ -1,5 +1,6 @@
 #include "auth.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,26 @@ static const fl_stmt st_lookup = {
     " FROM fl_auth_lookup($1, $2)",
     2, 1
 };
+
+static const fl_stmt st_rate = {
+    "rate_take", "SELECT fl_rate_take($1::uuid, $2::float8, $3::int)", 3, 0
+};
+
+int auth_rate_take(fl_req *r, const fl_cred *cred)
+{
+    char rate[32], burst[16];
+    PGresult *res;
+    if (cred->rate_per_sec <= 0)
+        return 0;
+    snprintf(rate, sizeof(rate), "%.6f", cred->rate_per_sec);
+    snprintf(burst, sizeof(burst), "%d", cred->burst > 0 ? cred->burst : 1);
+    const char *p[3] = { cred->credential_id, rate, burst };
+    if (db_exec(r, &st_rate, p, &res) < 0)
+        return r->err_status == 503 ? -503 : -500;
+    int ok = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+    PQclear(res);
+    return ok ? 0 : -429;
+}
 
 static unsigned slot(const char *family, const char *public_id)
 {
@@ -82,7 +103,7 @@ int auth_check(fl_req *r, const char *family, const char *public_id, const char 
         snprintf(e->cred.credential_id, sizeof(e->cred.credential_id), "%s", PQgetvalue(res, 0, 0));
         snprintf(e->cred.tenant_id, sizeof(e->cred.tenant_id), "%s", PQgetvalue(res, 0, 1));
         snprintf(e->cred.factor_id, sizeof(e->cred.factor_id), "%s", PQgetvalue(res, 0, 2));
-        e->cred.rate_per_sec = PQgetisnull(res, 0, 4) ? 1.0 : atof(PQgetvalue(res, 0, 4));
+        e->cred.rate_per_sec = PQgetisnull(res, 0, 4) ? 0.0 : atof(PQgetvalue(res, 0, 4));
         e->cred.burst = PQgetisnull(res, 0, 5) ? 5 : atoi(PQgetvalue(res, 0, 5));
         e->fetched = now;
         e->used = 1;

@@ -118,6 +118,12 @@ static int fail(fl_req *r, int status, const char *reason)
 
 int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **res)
 {
+    return db_exec_bin(r, st, params, NULL, NULL, res);
+}
+
+int db_exec_bin(fl_req *r, const fl_stmt *st, const char *const *params, const int *lengths,
+                const int *formats, PGresult **res)
+{
     *res = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!db_ok() && connect_now() < 0)
@@ -127,7 +133,7 @@ int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **
                 continue;
             return fail(r, 500, NULL);
         }
-        PGresult *pr = PQexecPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0);
+        PGresult *pr = PQexecPrepared(conn, st->name, st->nparams, params, lengths, formats, 0);
         ExecStatusType est = PQresultStatus(pr);
         if (est == PGRES_TUPLES_OK || est == PGRES_COMMAND_OK) {
             *res = pr;
@@ -145,8 +151,16 @@ int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **
         int http = db_sqlstate_http(state);
         const char *reason = NULL;
         if (http < 500 && r != NULL) {
-            const char *m = PQresultErrorField(pr, PG_DIAG_MESSAGE_PRIMARY);
-            reason = m ? arena_strdup(r->arena, m) : NULL;
+            /* only our own FLnnn messages are written for clients; PostgreSQL's
+             * own text (constraint names, values) stays in the log */
+            if (state[0] == 'F' && state[1] == 'L') {
+                const char *m = PQresultErrorField(pr, PG_DIAG_MESSAGE_PRIMARY);
+                reason = m ? arena_strdup(r->arena, m) : NULL;
+            } else {
+                reason = http == 409 ? "Duplicate" : "Invalid input";
+                log_msg("info", r->request_id, "%s: client error %s: %s", st->name, state,
+                        PQresultErrorMessage(pr));
+            }
         } else {
             log_msg("error", r ? r->request_id : NULL, "%s failed (%s): %s", st->name,
                     state ? state : "?", PQresultErrorMessage(pr));
@@ -160,8 +174,9 @@ int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **
 int db_call(fl_req *r, const fl_stmt *st, const char *doc, char **out)
 {
     PGresult *res;
-    const char *params[2] = { r->tenant_id, doc };
-    int rc = db_exec(r, st, params, &res);
+    const char *p2[2] = { r->tenant_id, doc };
+    const char *p3[3] = { r->tenant_id, r->credential_id, doc };
+    int rc = db_exec(r, st, st->nparams == 3 ? p3 : p2, &res);
     if (rc < 0)
         return rc;
     if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {

@@ -15,6 +15,8 @@ typedef struct fl_stmt {
 } fl_stmt;
 
 #define DB_FN(fn, ro) { #fn, "SELECT " #fn "($1::uuid, $2::jsonb)::text", 2, ro }
+/* The same for families whose partners are credentials: (tenant, credential, doc). */
+#define DB_FN_CRED(fn, ro) { #fn, "SELECT " #fn "($1::uuid, $2::uuid, $3::jsonb)::text", 3, ro }
 
 /* Connects with conninfo (statement_timeout from FL_STATEMENT_TIMEOUT_MS,
  * default 5000).  Returns 0, or -1 and keeps trying later on demand. */
@@ -26,8 +28,11 @@ int db_ok(void);
  * On failure returns the HTTP status it maps to (negative), sets
  * r->err_status/err_reason, and *res is NULL.  r may be NULL outside requests. */
 int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **res);
-/* Calls a DB_FN statement with the request's tenant and doc; *out is the
- * function's JSON text in the arena. */
+/* db_exec with explicit parameter lengths and formats (1: binary), for bytea. */
+int db_exec_bin(fl_req *r, const fl_stmt *st, const char *const *params, const int *lengths,
+                const int *formats, PGresult **res);
+/* Calls a DB_FN (or DB_FN_CRED) statement with the request's tenant (and
+ * credential) and doc; *out is the function's JSON text in the arena. */
 int db_call(fl_req *r, const fl_stmt *st, const char *doc, char **out);
 /* Maps a SQLSTATE to an HTTP status (0 when it is not a client error). */
 int db_sqlstate_http(const char *sqlstate);

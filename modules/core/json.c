@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 int json_parse_strict(const char *s, size_t len, json_object **out)
 {
@@ -159,6 +160,17 @@ int json_email_valid(const char *s)
     return 1;
 }
 
+/* Today as YYYY-MM-DD (UTC), for dates that must not be in the future. */
+static const char *today(void)
+{
+    static char buf[11];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+    return buf;
+}
+
 static void add_err(fl_ferrs *errs, fl_arena *a, const char *prefix, const char *field,
                     const char *code, const char *message)
 {
@@ -191,10 +203,10 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         const char *txt = NULL;
         int empty = v == NULL || json_object_is_type(v, json_type_null);
 
-        if (!empty && f->type != FT_ARRAY && f->type != FT_BOOL) {
+        if (!empty && f->type != FT_ARRAY && f->type != FT_BOOL && f->type != FT_OBJECT) {
             txt = scalar_text(v);
             if (txt == NULL) {
-                add_err(errs, a, prefix, f->name, "invalid", "must be a string");
+                add_err(errs, a, prefix, f->name, "invalid", "is invalid");
                 continue;
             }
             while (*txt == ' ' || *txt == '\t') txt++;
@@ -205,7 +217,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         }
         if (empty) {
             if (f->flags & F_REQ)
-                add_err(errs, a, prefix, f->name, "missing", "is required");
+                add_err(errs, a, prefix, f->name, "missing", "can't be blank");
             continue;
         }
         switch (f->type) {
@@ -213,7 +225,8 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         case FT_EMAIL: {
             size_t max = f->maxlen ? (size_t) f->maxlen : 255;
             if (strlen(txt) > max) {
-                add_err(errs, a, prefix, f->name, "too_long", "is too long");
+                add_err(errs, a, prefix, f->name, "too_long",
+                        arena_printf(a, "is too long (maximum is %zu characters)", max));
                 break;
             }
             if (f->type == FT_EMAIL && !json_email_valid(txt)) {
@@ -245,7 +258,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 break;
             }
             if (json_money_norm(txt, f->type == FT_MONEY0, norm, sizeof(norm)) < 0) {
-                add_err(errs, a, prefix, f->name, "invalid", "must be a positive amount with at most 2 decimals");
+                add_err(errs, a, prefix, f->name, "invalid", "must be a positive number with at most 2 decimals");
                 break;
             }
             json_object_object_add(out, f->name, json_object_new_string(norm));
@@ -254,7 +267,11 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         case FT_DATE: {
             char d[11];
             if (json_date_norm(txt, d) < 0) {
-                add_err(errs, a, prefix, f->name, "invalid", "must be a date (YYYY-MM-DD or MM-DD-YY)");
+                add_err(errs, a, prefix, f->name, "invalid", "is not a valid date");
+                break;
+            }
+            if ((f->flags & F_PAST) && strcmp(d, today()) > 0) {
+                add_err(errs, a, prefix, f->name, "invalid", "can't be in the future");
                 break;
             }
             json_object_object_add(out, f->name, json_object_new_string(d));
@@ -265,7 +282,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             errno = 0;
             long n = strtol(txt, &end, 10);
             if (errno || *end != '\0' || strlen(txt) > 12 || n < f->min || n > f->max) {
-                add_err(errs, a, prefix, f->name, "invalid", "is not an allowed number");
+                add_err(errs, a, prefix, f->name, "invalid", "is not a valid number");
                 break;
             }
             json_object_object_add(out, f->name, json_object_new_int64(n));
@@ -284,7 +301,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 if (strcasecmp(*e, txt) == 0)
                     hit = *e;
             if (hit == NULL) {
-                add_err(errs, a, prefix, f->name, "invalid", "is not an allowed value");
+                add_err(errs, a, prefix, f->name, "invalid", "is not included in the list");
                 break;
             }
             json_object_object_add(out, f->name, json_object_new_string(hit));
@@ -297,6 +314,102 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             }
             json_object_object_add(out, f->name, json_object_new_string(txt));
             break;
+        case FT_DIGITS: {
+            char d[32];
+            size_t n = 0;
+            int bad = 0;
+            for (const char *p = txt; *p && !bad; p++) {
+                if (isdigit((unsigned char) *p)) {
+                    if (n + 1 < sizeof(d))
+                        d[n] = *p;
+                    n++;
+                } else if (!((f->flags & F_PHONE) && strchr("()-. +", *p))) {
+                    bad = 1;
+                }
+            }
+            /* a US phone number may carry the country code 1 */
+            if ((f->flags & F_PHONE) && n == (size_t) f->maxlen + 1 && n < sizeof(d) && d[0] == '1') {
+                for (size_t i = 1; i < n; i++)
+                    d[i - 1] = d[i];
+                n--;
+            }
+            if (bad || n != (size_t) f->maxlen || n >= sizeof(d)) {
+                add_err(errs, a, prefix, f->name, "invalid",
+                        arena_printf(a, "must be %d digits", f->maxlen));
+                break;
+            }
+            d[n] = '\0';
+            json_object_object_add(out, f->name, json_object_new_string(d));
+            break;
+        }
+        case FT_STATE: {
+            static const char *const states =
+                "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE "
+                "NV NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR VI GU AS MP ";
+            char st[4];
+            if (strlen(txt) != 2 || !isalpha((unsigned char) txt[0]) || !isalpha((unsigned char) txt[1])) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not a valid state");
+                break;
+            }
+            st[0] = (char) toupper((unsigned char) txt[0]);
+            st[1] = (char) toupper((unsigned char) txt[1]);
+            st[2] = ' ';
+            st[3] = '\0';
+            if (strstr(states, st) == NULL || ((strstr(states, st) - states) % 3) != 0) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not a valid state");
+                break;
+            }
+            st[2] = '\0';
+            json_object_object_add(out, f->name, json_object_new_string(st));
+            break;
+        }
+        case FT_ZIP: {
+            size_t n = strlen(txt);
+            int ok = (n == 5 || (n == 10 && txt[5] == '-'));
+            for (size_t i = 0; ok && i < n; i++)
+                if (i != 5 && !isdigit((unsigned char) txt[i]))
+                    ok = 0;
+            if (!ok) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not a valid zip code");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(txt));
+            break;
+        }
+        case FT_PERCENT: {
+            char norm[40];
+            if (json_money_norm(txt, 1, norm, sizeof(norm)) < 0 || strlen(norm) > 6
+                || (strlen(norm) == 6 && strcmp(norm, "100.00") != 0)) {
+                add_err(errs, a, prefix, f->name, "invalid", "must be between 0 and 100");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(norm));
+            break;
+        }
+        case FT_URL: {
+            size_t max = f->maxlen ? (size_t) f->maxlen : 2048;
+            int ok = (strncasecmp(txt, "http://", 7) == 0 && txt[7]) || (strncasecmp(txt, "https://", 8) == 0 && txt[8]);
+            for (const char *p = txt; ok && *p; p++)
+                if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+                    ok = 0;
+            if (!ok || strlen(txt) > max) {
+                add_err(errs, a, prefix, f->name, "invalid", "is not a valid URL");
+                break;
+            }
+            json_object_object_add(out, f->name, json_object_new_string(txt));
+            break;
+        }
+        case FT_OBJECT: {
+            if (!json_object_is_type(v, json_type_object)) {
+                add_err(errs, a, prefix, f->name, "invalid", "must be an object");
+                break;
+            }
+            const char *p = prefix[0] ? arena_printf(a, "%s.%s", prefix, f->name) : f->name;
+            json_object *o = json_object_new_object();
+            validate(a, v, f->sub, o, errs, p);
+            json_object_object_add(out, f->name, o);
+            break;
+        }
         case FT_ARRAY: {
             long max = f->max ? f->max : 10000;
             if (!json_object_is_type(v, json_type_array)) {

@@ -19,11 +19,20 @@ typedef enum {
     FT_ENUM,     /* string, one of enumv (case-insensitive, stored as listed) */
     FT_EMAIL,
     FT_BASE64,   /* strict base64 string */
-    FT_ARRAY     /* array of objects validated with sub */
+    FT_ARRAY,    /* array of objects validated with sub */
+    FT_OBJECT,   /* object validated with sub */
+    FT_DIGITS,   /* exactly maxlen digits (ssn, fein, 10-digit phone; dashes and
+                    spaces in phone numbers are dropped) */
+    FT_STATE,    /* US state or territory code -> upper case */
+    FT_ZIP,      /* US zip: 12345 or 12345-6789 */
+    FT_PERCENT,  /* number from 0 to 100, at most 2 decimals -> string */
+    FT_URL       /* http or https URL */
 } fl_ftype;
 
 #define F_REQ   0x1      /* must be present and non-empty */
 #define F_UPPER 0x2      /* FT_STR: stored upper-case */
+#define F_PAST  0x4      /* FT_DATE: not after today */
+#define F_PHONE 0x8      /* FT_DIGITS: drop ( ) - . and spaces first */
 
 typedef struct fl_field {
     const char *name;          /* canonical name; input keys match case-insensitively */

@@ -2,7 +2,9 @@
 -- functions (the retry schedule lives here), DBA views and a re-queue function.
 
 -- One delivery per active subscription of the event's tenant and family whose
--- event_types include the event (NULL: all).  Runs in the event's transaction.
+-- event_types include the event (NULL: all).  A subscription that belongs to a
+-- credential (a leads partner's) gets only the events addressed to it
+-- (events.audience).  Runs in the event's transaction.
 CREATE OR REPLACE FUNCTION webhook_fanout() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -14,7 +16,8 @@ BEGIN
      WHERE s.tenant_id = NEW.tenant_id
        AND s.family = NEW.family
        AND s.active
-       AND (s.event_types IS NULL OR NEW.type = ANY (s.event_types));
+       AND (s.event_types IS NULL OR NEW.type = ANY (s.event_types))
+       AND (s.credential_id IS NULL OR s.credential_id = NEW.audience);
     IF FOUND THEN
         PERFORM pg_notify('fl_webhooks', '');
     END IF;

@@ -1,0 +1,544 @@
+/* leads handlers: TLS only, api_key, a shared rate limit per partner, every
+ * validation error at once in {"errors": {"<attribute>": ["..."]}}, and the
+ * PII sealed before it reaches the database. */
+#include "leads.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const fl_field address_spec[] = {
+    { "street1", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "street2", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "city", FT_STR, 0, 100, 0, 0, NULL, NULL },
+    { "state", FT_STATE, 0, 0, 0, 0, NULL, NULL },
+    { "zip", FT_ZIP, 0, 0, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field contact_spec[] = {
+    { "first_name", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { "last_name", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { "email", FT_EMAIL, 0, 200, 0, 0, NULL, NULL },
+    { "title", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "born_on", FT_DATE, F_PAST, 0, 0, 0, NULL, NULL },
+    { "home_phone", FT_DIGITS, F_PHONE, 10, 0, 0, NULL, NULL },
+    { "cell_phone", FT_DIGITS, F_PHONE, 10, 0, 0, NULL, NULL },
+    { "ssn", FT_DIGITS, 0, 9, 0, 0, NULL, NULL },
+    { "ownership_date", FT_DATE, F_PAST, 0, 0, 0, NULL, NULL },
+    { "current_address_attributes", FT_OBJECT, 0, 0, 0, 0, NULL, address_spec },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field account_spec[] = {
+    { "entity_type", FT_STR, 0, 100, 0, 0, NULL, NULL },
+    { "name", FT_STR, F_REQ, 200, 0, 0, NULL, NULL },
+    { "started_on", FT_DATE, F_PAST, 0, 0, 0, NULL, NULL },
+    { "legal_name", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "phone", FT_DIGITS, F_PHONE, 10, 0, 0, NULL, NULL },
+    { "email", FT_EMAIL, 0, 200, 0, 0, NULL, NULL },
+    { "website", FT_STR, 0, 500, 0, 0, NULL, NULL },
+    { "fein", FT_DIGITS, 0, 9, 0, 0, NULL, NULL },
+    { "monthly_revenue", FT_STR, 0, 100, 0, 0, NULL, NULL },
+    { "industry_name", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "current_address_attributes", FT_OBJECT, 0, 0, 0, 0, NULL, address_spec },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field loan_spec[] = {
+    { "company_name", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "daily_payment_amount", FT_MONEY0, 0, 0, 0, 0, NULL, NULL },
+    { "balance", FT_MONEY0, 0, 0, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field application_spec[] = {
+    { "has_current_loan", FT_BOOL, 0, 0, 0, 0, NULL, NULL },
+    { "applicant_is_owner", FT_BOOL, 0, 0, 0, 0, NULL, NULL },
+    { "loan_use", FT_STR, 0, 200, 0, 0, NULL, NULL },
+    { "capital_needed", FT_MONEY, 0, 0, 0, 0, NULL, NULL },
+    { "owner_1_percent_ownership", FT_PERCENT, 0, 0, 0, 0, NULL, NULL },
+    { "owner_2_percent_ownership", FT_PERCENT, 0, 0, 0, 0, NULL, NULL },
+    { "reference_id", FT_STR, F_REQ, 255, 0, 0, NULL, NULL },
+    { "notes", FT_STR, 0, 5000, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field lead_spec[] = {
+    { "contacts_attributes", FT_ARRAY, F_REQ, 0, 1, 10, NULL, contact_spec },
+    { "account_attributes", FT_OBJECT, F_REQ, 0, 0, 0, NULL, account_spec },
+    { "loan_attributes", FT_OBJECT, 0, 0, 0, 0, NULL, loan_spec },
+    { "application_attributes", FT_OBJECT, F_REQ, 0, 0, 0, NULL, application_spec },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field url_attachment_spec[] = {
+    { "attachment_url", FT_URL, F_REQ, 2048, 0, 0, NULL, NULL },
+    { "filename", FT_STR, F_REQ, 255, 0, 0, NULL, NULL },
+    { "lead_id", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field webhook_spec[] = {
+    { "webhook_url", FT_URL, F_REQ, 2048, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_field trigger_spec[] = {
+    { "webhook_url", FT_URL, F_REQ, 2048, 0, 0, NULL, NULL },
+    { "lead_id", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { "event_type", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+
+static const fl_stmt st_create = DB_FN_CRED(leads_create, 0);
+static const fl_stmt st_status = DB_FN_CRED(leads_deal_status, 1);
+static const fl_stmt st_attach_url = DB_FN_CRED(leads_attachment_url, 0);
+static const fl_stmt st_webhook = DB_FN_CRED(leads_webhook_register, 0);
+static const fl_stmt st_trigger = DB_FN_CRED(leads_trigger_webhook, 0);
+static const fl_stmt st_attach = {
+    "leads_attachment_add",
+    "SELECT leads_attachment_add($1::uuid, $2::uuid, $3, $4, $5::bytea, $6, $7)::text", 7, 0
+};
+
+int leads_auth(fl_req *r)
+{
+    fl_cred cred;
+    char pub[129];
+
+    /* partners send SSNs: a request that did not come over TLS is refused */
+    if (!r->tls)
+        return -403;
+    const char *key = req_header(r, "api_key");
+    const char *dot = key ? strchr(key, '.') : NULL;
+    if (dot == NULL || (size_t) (dot - key) >= sizeof(pub))
+        return -401;
+    memcpy(pub, key, (size_t) (dot - key));
+    pub[dot - key] = '\0';
+    int rc = auth_check(r, "leads", pub, dot + 1, &cred);
+    if (rc < 0)
+        return rc;
+    rc = auth_rate_take(r, &cred);
+    if (rc == -429)
+        resp_header(r->resp, "Retry-After", "1");
+    return rc;
+}
+
+void leads_error(fl_req *r, int status, const char *reason)
+{
+    fl_buf b;
+    const char *msg = reason;
+    if (msg == NULL || *msg == '\0') {
+        switch (status) {
+        case 401: msg = "Unauthorized"; break;
+        case 403: msg = "HTTPS is required"; break;
+        case 429: msg = "Rate limit exceeded"; break;
+        default: msg = resp_reason(status);
+        }
+    }
+    buf_init(&b, r->arena, 128);
+    buf_puts(&b, "{\"message\":");
+    buf_json_str(&b, msg);
+    buf_puts(&b, "}");
+    resp_json(r->resp, status, b.data);
+}
+
+/* Adds message to errors[field], keeping the order fields first failed in. */
+static void add_error(json_object *errors, const char *field, const char *message)
+{
+    json_object *arr;
+    if (!json_object_object_get_ex(errors, field, &arr)) {
+        arr = json_object_new_array();
+        json_object_object_add(errors, field, arr);
+    }
+    json_object_array_add(arr, json_object_new_string(message));
+}
+
+static int answer_errors(fl_req *r, json_object *errors)
+{
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "errors", json_object_get(errors));
+    resp_json(r->resp, 422, arena_strdup(r->arena, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN)));
+    json_object_put(root);
+    r->err_status = 422;
+    return -422;
+}
+
+static const char *str_field(json_object *o, const char *name)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, name, &v) ? json_object_get_string(v) : NULL;
+}
+
+/* Replaces a PII field with its sealed form (and its last four digits when
+ * last4 names where to put them).  0 or -1 when the data key is missing. */
+static int seal(fl_req *r, json_object *o, const char *name, const char *last4)
+{
+    const char *plain = str_field(o, name);
+    if (plain == NULL)
+        return 0;
+    char *sealed = crypto_pii_encrypt(r->arena, plain);
+    if (sealed == NULL)
+        return -1;
+    size_t n = strlen(plain);
+    if (last4 != NULL)
+        json_object_object_add(o, last4, json_object_new_string(n >= 4 ? plain + n - 4 : plain));
+    json_object_object_add(o, name, json_object_new_string(sealed));
+    return 0;
+}
+
+static long hundredths(const char *norm)
+{
+    const char *dot = norm ? strchr(norm, '.') : NULL;
+    return dot ? atol(norm) * 100 + atol(dot + 1) : 0;
+}
+
+/* Rules across fields, after each field is valid on its own. */
+static void cross_checks(json_object *lead, json_object *errors)
+{
+    json_object *contacts, *app, *addr;
+    int with_address = 0;
+    if (json_object_object_get_ex(lead, "contacts_attributes", &contacts)) {
+        for (size_t i = 0; i < json_object_array_length(contacts); i++) {
+            json_object *c = json_object_array_get_idx(contacts, i);
+            if (json_object_object_get_ex(c, "current_address_attributes", &addr)
+                && str_field(addr, "street1") && str_field(addr, "city") && str_field(addr, "state")
+                && str_field(addr, "zip"))
+                with_address = 1;
+        }
+        if (!with_address)
+            add_error(errors, "contacts_attributes", "Must provide address");
+    }
+    if (json_object_object_get_ex(lead, "application_attributes", &app)) {
+        const char *o1 = str_field(app, "owner_1_percent_ownership");
+        const char *o2 = str_field(app, "owner_2_percent_ownership");
+        /* both are normalised to "N.NN": compare in hundredths, exactly */
+        long h1 = hundredths(o1), h2 = hundredths(o2);
+        if (h1 + h2 > 10000)
+            add_error(errors, "application_attributes",
+                      "owner percentages of ownership must add up to at most 100");
+    }
+}
+
+int leads_create(fl_req *r, const fl_route *route)
+{
+    json_object *in = NULL, *doc = NULL, *errors = json_object_new_object(), *lead, *contacts, *acct;
+    fl_ferrs ferrs;
+    char *out, id[33];
+    int rc;
+
+    (void) route;
+    r->resp->status = 422;
+    if (json_parse_strict(r->body, r->body_len, &in) < 0 || !json_object_is_type(in, json_type_object)) {
+        add_error(errors, "base", "is not valid JSON");
+        rc = answer_errors(r, errors);
+        goto out;
+    }
+    lead = json_get_ci(in, "lead");
+    if (lead == NULL || !json_object_is_type(lead, json_type_object)) {
+        add_error(errors, "lead", "can't be blank");
+        rc = answer_errors(r, errors);
+        goto out;
+    }
+    json_validate(r->arena, lead, lead_spec, &doc, &ferrs);
+    for (size_t i = 0; i < ferrs.n; i++)
+        add_error(errors, ferrs.e[i].field, ferrs.e[i].message);
+    cross_checks(doc, errors);
+    if (json_object_object_length(errors) > 0) {
+        rc = answer_errors(r, errors);
+        goto out;
+    }
+
+    if (json_object_object_get_ex(doc, "contacts_attributes", &contacts))
+        for (size_t i = 0; i < json_object_array_length(contacts); i++) {
+            json_object *c = json_object_array_get_idx(contacts, i);
+            if (seal(r, c, "ssn", "ssn_last4") < 0 || seal(r, c, "born_on", NULL) < 0)
+                goto nokey;
+        }
+    if (json_object_object_get_ex(doc, "account_attributes", &acct) && seal(r, acct, "fein", "fein_last4") < 0)
+        goto nokey;
+    if (crypto_random_hex(id, 16) < 0) {
+        rc = serve_fail(r, 500, NULL);
+        goto out;
+    }
+    json_object_object_add(doc, "public_id", json_object_new_string(id));
+    rc = db_call(r, &st_create, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
+    if (rc < 0) {
+        rc = serve_fail_pending(r);
+        goto out;
+    }
+    {
+        fl_buf b;
+        buf_init(&b, r->arena, 128);
+        buf_puts(&b, "{\"message\":\"Your lead was successfully created.\",\"id\":");
+        buf_json_str(&b, id);
+        buf_puts(&b, "}");
+        resp_json(r->resp, 201, b.data);
+    }
+    rc = 0;
+    goto out;
+nokey:
+    log_msg("error", r->request_id, "PII encryption unavailable (data key not loaded)");
+    rc = serve_fail(r, 500, NULL);
+out:
+    json_object_put(in);
+    json_object_put(doc);
+    json_object_put(errors);
+    return rc;
+}
+
+/* No path components, no control characters; NULL when nothing is left. */
+static char *sanitize_filename(fl_arena *a, const char *name)
+{
+    const char *base = name;
+    for (const char *p = name; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    char *out = arena_alloc(a, strlen(base) + 1), *o = out;
+    for (const char *p = base; *p; p++)
+        if (!iscntrl((unsigned char) *p))
+            *o++ = *p;
+    *o = '\0';
+    while (o > out && (o[-1] == ' ' || o[-1] == '.'))
+        *--o = '\0';
+    if (out[0] == '\0' || strcmp(out, ".") == 0 || strcmp(out, "..") == 0 || strlen(out) > 255)
+        return NULL;
+    return out;
+}
+
+/* The content type from the first bytes, not from what the partner says. */
+static const char *sniff(const unsigned char *p, size_t n)
+{
+    if (n >= 5 && memcmp(p, "%PDF-", 5) == 0) return "application/pdf";
+    if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0) return "image/png";
+    if (n >= 3 && memcmp(p, "\xff\xd8\xff", 3) == 0) return "image/jpeg";
+    if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0)) return "image/gif";
+    if (n >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0)) return "image/tiff";
+    if (n >= 4 && memcmp(p, "PK\x03\x04", 4) == 0) return "application/zip";
+    if (n >= 8 && memcmp(p, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8) == 0) return "application/x-ole-storage";
+    for (size_t i = 0; i < n && i < 4096; i++)
+        if (p[i] < 0x09 || (p[i] > 0x0d && p[i] < 0x20) || p[i] == 0x7f)
+            return "application/octet-stream";
+    return "text/plain";
+}
+
+static int attachment_url(fl_req *r)
+{
+    json_object *in = NULL, *doc = NULL;
+    fl_ferrs ferrs;
+    char *out;
+    int rc;
+    const char *need = "Please provide attachment_url, filename and lead_id";
+
+    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
+        rc = serve_fail(r, 400, need);
+        goto out;
+    }
+    if (json_validate(r->arena, in, url_attachment_spec, &doc, &ferrs) < 0) {
+        rc = serve_fail(r, 400, strcmp(ferrs.e[0].field, "attachment_url") == 0
+                        && strcmp(ferrs.e[0].code, "missing") != 0
+                        ? "attachment_url must be an http or https URL" : need);
+        goto out;
+    }
+    char *name = sanitize_filename(r->arena, str_field(doc, "filename"));
+    if (name == NULL) {
+        rc = serve_fail(r, 400, "Invalid filename");
+        goto out;
+    }
+    json_object_object_add(doc, "filename", json_object_new_string(name));
+    rc = db_call(r, &st_attach_url, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
+    if (rc < 0) {
+        rc = serve_fail_pending(r);
+        goto out;
+    }
+    resp_json(r->resp, 202, "{\"message\":\"Your attachment was received and is being processed\"}");
+out:
+    json_object_put(in);
+    json_object_put(doc);
+    return rc;
+}
+
+int leads_attachment(fl_req *r, const fl_route *route)
+{
+    const char *filename = req_query(r, "filename");
+    const char *lead_id = req_query(r, "lead_id");
+    const char *encoded = req_query(r, "encoded");
+    unsigned char *content = (unsigned char *) r->body;
+    size_t len = r->body_len;
+    char sha[65];
+
+    (void) route;
+    r->resp->status = 400;
+    if (filename == NULL && lead_id == NULL && req_query(r, "encoded") == NULL)
+        return attachment_url(r);
+    if (filename == NULL || *filename == '\0' || lead_id == NULL || *lead_id == '\0')
+        return serve_fail(r, 400, "Please provide filename and lead_id");
+    if (encoded != NULL && strcasecmp(encoded, "true") != 0 && strcasecmp(encoded, "false") != 0)
+        return serve_fail(r, 400, "encoded must be true or false");
+    char *name = sanitize_filename(r->arena, filename);
+    if (name == NULL)
+        return serve_fail(r, 400, "Invalid filename");
+    if (encoded != NULL && strcasecmp(encoded, "true") == 0) {
+        size_t dlen;
+        if (len == 0 || json_base64_valid(r->body, &dlen) < 0 || strlen(r->body) != len)
+            return serve_fail(r, 400, "The attachment is not valid strict Base64");
+        content = arena_alloc(r->arena, len / 4 * 3 + 1);
+        if (content == NULL || EVP_DecodeBlock(content, (const unsigned char *) r->body, (int) len) < 0)
+            return serve_fail(r, 400, "The attachment is not valid strict Base64");
+        len = dlen;
+    }
+    if (len == 0)
+        return serve_fail(r, 400, "The attachment is empty");
+    crypto_sha256_hex(content, len, sha);
+
+    PGresult *res;
+    char lenbuf[24];
+    snprintf(lenbuf, sizeof(lenbuf), "%zu", len);
+    const char *params[7] = { r->tenant_id, r->credential_id, lead_id, name, (const char *) content,
+                              sha, sniff(content, len) };
+    int lengths[7] = { 0, 0, 0, 0, (int) len, 0, 0 };
+    int formats[7] = { 0, 0, 0, 0, 1, 0, 0 };
+    if (db_exec_bin(r, &st_attach, params, lengths, formats, &res) < 0)
+        return serve_fail_pending(r);
+    PQclear(res);
+    resp_json(r->resp, 202, "{\"message\":\"Your attachment was received and is being processed\"}");
+    return 0;
+}
+
+int leads_deal_status(fl_req *r, const fl_route *route)
+{
+    fl_buf doc;
+    char *out;
+    (void) route;
+    r->resp->status = 400;
+    const char *id = req_path_param(r, "lead_id");
+    if (id == NULL || strlen(id) > 100)
+        return serve_fail(r, 404, "Lead not found");
+    buf_init(&doc, r->arena, 128);
+    buf_puts(&doc, "{\"lead_id\":");
+    buf_json_str(&doc, id);
+    buf_puts(&doc, "}");
+    if (db_call(r, &st_status, doc.data, &out) < 0)
+        return serve_fail_pending(r);
+    resp_json(r->resp, 200, out);
+    return 0;
+}
+
+/* The signing secret for a new subscription, sealed; *plain gets the clear text. */
+static int new_secret(fl_req *r, json_object *doc, char **plain)
+{
+    char *s = arena_alloc(r->arena, 65);
+    if (s == NULL || crypto_random_hex(s, 32) < 0)
+        return -1;
+    char *sealed = crypto_pii_encrypt(r->arena, s);
+    if (sealed == NULL)
+        return -1;
+    json_object_object_add(doc, "secret_enc", json_object_new_string(sealed));
+    *plain = s;
+    return 0;
+}
+
+/* A callback URL must also pass the SSRF guard, as deliveries will. */
+static int url_allowed(const char *url)
+{
+    const char *ap = getenv("FL_WEBHOOK_ALLOW_PRIVATE");
+    fl_url u;
+    char err[160];
+    return net_url_check(url, ap != NULL && strcmp(ap, "1") == 0, &u, err, sizeof(err)) == 0;
+}
+
+int leads_webhook(fl_req *r, const fl_route *route)
+{
+    json_object *in = NULL, *doc = NULL, *errors = json_object_new_object(), *res = NULL, *v;
+    fl_ferrs ferrs;
+    char *out, *secret = NULL;
+    int rc;
+
+    (void) route;
+    r->resp->status = 422;
+    if (json_parse_strict(r->body, r->body_len, &in) < 0
+        || json_validate(r->arena, in, webhook_spec, &doc, &ferrs) < 0
+        || !url_allowed(str_field(doc, "webhook_url"))) {
+        add_error(errors, "webhook_url", "is not a valid URL");
+        rc = answer_errors(r, errors);
+        goto out;
+    }
+    if (new_secret(r, doc, &secret) < 0) {
+        rc = serve_fail(r, 500, NULL);
+        goto out;
+    }
+    rc = db_call(r, &st_webhook, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
+    if (rc < 0) {
+        rc = serve_fail_pending(r);
+        goto out;
+    }
+    /* the signing secret is shown once, when the subscription is made */
+    if (json_parse_strict(out, strlen(out), &res) == 0 && json_object_object_get_ex(res, "created", &v)
+        && json_object_get_boolean(v)) {
+        fl_buf b;
+        buf_init(&b, r->arena, 160);
+        buf_puts(&b, "{\"success\":true,\"signing_secret\":");
+        buf_json_str(&b, secret);
+        buf_puts(&b, "}");
+        resp_json(r->resp, 200, b.data);
+    } else {
+        resp_json(r->resp, 200, "{\"success\":true}");
+    }
+out:
+    json_object_put(in);
+    json_object_put(doc);
+    json_object_put(res);
+    json_object_put(errors);
+    return rc;
+}
+
+int leads_trigger_webhook(fl_req *r, const fl_route *route)
+{
+    json_object *in = NULL, *doc = NULL, *errors = json_object_new_object();
+    fl_ferrs ferrs;
+    char *out, *secret;
+    int rc;
+
+    (void) route;
+    r->resp->status = 400;
+    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
+        rc = serve_fail(r, 400, "Please provide lead_id, webhook_url and event_type");
+        goto out;
+    }
+    if (json_validate(r->arena, in, trigger_spec, &doc, &ferrs) < 0) {
+        int missing = 0;
+        for (size_t i = 0; i < ferrs.n; i++)
+            if (strcmp(ferrs.e[i].code, "missing") == 0)
+                missing = 1;
+        if (missing) {
+            rc = serve_fail(r, 400, "Please provide lead_id, webhook_url and event_type");
+            goto out;
+        }
+        for (size_t i = 0; i < ferrs.n; i++)
+            add_error(errors, ferrs.e[i].field, ferrs.e[i].message);
+        rc = answer_errors(r, errors);
+        goto out;
+    }
+    if (!url_allowed(str_field(doc, "webhook_url"))) {
+        add_error(errors, "webhook_url", "is not a valid URL");
+        rc = answer_errors(r, errors);
+        goto out;
+    }
+    if (new_secret(r, doc, &secret) < 0) {
+        rc = serve_fail(r, 500, NULL);
+        goto out;
+    }
+    rc = db_call(r, &st_trigger, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
+    if (rc < 0) {
+        rc = serve_fail_pending(r);
+        goto out;
+    }
+    resp_json(r->resp, 200, "{\"message\":\"Webhook trigger successful\"}");
+out:
+    json_object_put(in);
+    json_object_put(doc);
+    json_object_put(errors);
+    return rc;
+}

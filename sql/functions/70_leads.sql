@@ -1,0 +1,449 @@
+-- leads: the Forward Financing Partner API's stored functions, the deal stage
+-- machine, the rate limiter and DBA views.
+--
+-- API functions take (tenant, credential, doc): the credential is the partner
+-- the core authenticated; a partner reaches only its own leads (FL404 otherwise).
+
+-- Token bucket: takes one token when one is available.  rate tokens/s, burst max.
+CREATE OR REPLACE FUNCTION fl_rate_take(p_credential uuid, p_rate double precision, p_burst int)
+RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+    INSERT INTO rate_buckets AS b (credential_id, tokens, updated_at)
+    VALUES (p_credential, p_burst - 1, clock_timestamp())
+    ON CONFLICT (credential_id) DO UPDATE
+       SET tokens = least(p_burst::double precision,
+                          b.tokens + extract(epoch FROM clock_timestamp() - b.updated_at) * p_rate) - 1,
+           updated_at = clock_timestamp()
+     WHERE least(p_burst::double precision,
+                 b.tokens + extract(epoch FROM clock_timestamp() - b.updated_at) * p_rate) >= 1
+    RETURNING true
+$$;
+REVOKE ALL ON FUNCTION fl_rate_take(uuid, double precision, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_rate_take(uuid, double precision, int) TO fl_api;
+
+-- Owner: set a credential's rate (NULL: unlimited) and burst.
+CREATE OR REPLACE FUNCTION fl_key_limit(p_family text, p_public_id text, p_rate numeric, p_burst int)
+RETURNS boolean
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE credentials SET rate_per_sec = p_rate, burst = coalesce(p_burst, burst)
+     WHERE family = p_family AND public_id = p_public_id AND revoked_at IS NULL;
+    IF FOUND THEN
+        DELETE FROM rate_buckets WHERE credential_id =
+            (SELECT id FROM credentials WHERE family = p_family AND public_id = p_public_id);
+    END IF;
+    RETURN FOUND;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_key_limit(text, text, numeric, int) FROM PUBLIC;
+
+-- The partner's lead by its public id, in the current tenant; FL404 when it is
+-- missing or another partner's.
+CREATE OR REPLACE FUNCTION leads_find(p_credential uuid, p_public_id text) RETURNS leads
+    LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    l leads;
+BEGIN
+    SELECT * INTO l FROM leads WHERE public_id = p_public_id AND credential_id = p_credential;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Lead not found';
+    END IF;
+    RETURN l;
+END
+$$;
+GRANT EXECUTE ON FUNCTION leads_find(uuid, text) TO fl_api;
+
+-- POST /lead.  p_doc: the validated "lead" object, PII already sealed by the
+-- C side (ssn, fein, born_on), plus "public_id".
+CREATE OR REPLACE FUNCTION leads_create(p_tenant uuid, p_credential uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_lead uuid;
+    v_contact bigint;
+    c jsonb;
+    a jsonb := p_doc->'account_attributes';
+    ap jsonb := p_doc->'application_attributes';
+    ln jsonb := p_doc->'loan_attributes';
+    i int := 0;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    INSERT INTO leads (tenant_id, credential_id, public_id, reference_id)
+    VALUES (p_tenant, p_credential, p_doc->>'public_id', ap->>'reference_id')
+    ON CONFLICT (tenant_id, credential_id, reference_id) DO NOTHING
+    RETURNING id INTO v_lead;
+    IF v_lead IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL422', MESSAGE = 'Reference ID is not unique.';
+    END IF;
+
+    INSERT INTO lead_accounts (lead_id, tenant_id, entity_type, name, started_on, legal_name, phone,
+                               email, website, fein_enc, fein_last4, monthly_revenue, industry_name)
+    VALUES (v_lead, p_tenant, a->>'entity_type', a->>'name', (a->>'started_on')::date,
+            a->>'legal_name', a->>'phone', a->>'email', a->>'website', a->>'fein', a->>'fein_last4',
+            a->>'monthly_revenue', a->>'industry_name');
+    IF a ? 'current_address_attributes' THEN
+        INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
+        SELECT p_tenant, v_lead, NULL, x->>'street1', x->>'street2', x->>'city', x->>'state', x->>'zip'
+          FROM (SELECT a->'current_address_attributes' AS x) s;
+    END IF;
+
+    FOR c IN SELECT value FROM jsonb_array_elements(p_doc->'contacts_attributes') LOOP
+        i := i + 1;
+        INSERT INTO lead_contacts (tenant_id, lead_id, position, first_name, last_name, email, title,
+                                   born_on_enc, home_phone, cell_phone, ssn_enc, ssn_last4, ownership_date)
+        VALUES (p_tenant, v_lead, i, c->>'first_name', c->>'last_name', c->>'email', c->>'title',
+                c->>'born_on', c->>'home_phone', c->>'cell_phone', c->>'ssn', c->>'ssn_last4',
+                (c->>'ownership_date')::date)
+        RETURNING id INTO v_contact;
+        IF c ? 'current_address_attributes' THEN
+            INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
+            SELECT p_tenant, v_lead, v_contact, x->>'street1', x->>'street2', x->>'city', x->>'state', x->>'zip'
+              FROM (SELECT c->'current_address_attributes' AS x) s;
+        END IF;
+    END LOOP;
+
+    IF ln IS NOT NULL AND ln <> '{}'::jsonb THEN
+        INSERT INTO lead_prior_loans (tenant_id, lead_id, company_name, daily_payment_amount, balance)
+        VALUES (p_tenant, v_lead, ln->>'company_name', (ln->>'daily_payment_amount')::numeric,
+                (ln->>'balance')::numeric);
+    END IF;
+    INSERT INTO lead_applications (lead_id, tenant_id, has_current_loan, applicant_is_owner, loan_use,
+                                   capital_needed, owner_1_percent_ownership, owner_2_percent_ownership, notes)
+    VALUES (v_lead, p_tenant, (ap->>'has_current_loan')::boolean, (ap->>'applicant_is_owner')::boolean,
+            ap->>'loan_use', (ap->>'capital_needed')::numeric, (ap->>'owner_1_percent_ownership')::numeric,
+            (ap->>'owner_2_percent_ownership')::numeric, ap->>'notes');
+    INSERT INTO lead_stage_history (tenant_id, lead_id, from_stage, to_stage, changed_by)
+    VALUES (p_tenant, v_lead, NULL, 'Working', 'partner');
+    RETURN jsonb_build_object('id', p_doc->>'public_id');
+END
+$$;
+GRANT EXECUTE ON FUNCTION leads_create(uuid, uuid, jsonb) TO fl_api;
+
+-- An amount as the partner API shows it: 10000 rather than 10000.00.
+CREATE OR REPLACE FUNCTION leads_number(p numeric) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+AS $$ SELECT CASE WHEN p IS NULL THEN 'null'::jsonb
+                  WHEN p = trunc(p) THEN to_jsonb(trunc(p)::bigint)
+                  ELSE to_jsonb(p) END $$;
+GRANT EXECUTE ON FUNCTION leads_number(numeric) TO fl_api, fl_report;
+
+-- GET /deal_status/{lead_id}: the fields the stage has, exactly as documented.
+CREATE OR REPLACE FUNCTION leads_deal_status(p_tenant uuid, p_credential uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    l leads;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    l := leads_find(p_credential, p_doc->>'lead_id');
+    RETURN CASE l.stage
+        WHEN 'Approval Sent' THEN jsonb_build_object(
+            'stage', l.stage,
+            'required_stipulations', coalesce((SELECT jsonb_agg(jsonb_build_object('type', s.type) ORDER BY s.id)
+                                                 FROM lead_stipulations s WHERE s.lead_id = l.id), '[]'::jsonb),
+            'max_approval', leads_number(l.max_approval),
+            'max_payments', l.max_payments,
+            'offer_link', l.offer_link)
+        WHEN 'Declined' THEN jsonb_build_object(
+            'stage', l.stage,
+            'decline_drivers', array_to_string(l.decline_drivers, ';'),
+            'decline_notes', l.decline_notes)
+        WHEN 'File Missing Info' THEN jsonb_build_object('stage', l.stage, 'missing_info', l.missing_info)
+        ELSE jsonb_build_object('stage', l.stage)
+    END;
+END
+$$;
+GRANT EXECUTE ON FUNCTION leads_deal_status(uuid, uuid, jsonb) TO fl_api;
+
+-- POST /attachment with the file in the body.
+CREATE OR REPLACE FUNCTION leads_attachment_add(p_tenant uuid, p_credential uuid, p_lead text,
+                                                p_filename text, p_content bytea, p_sha256 text,
+                                                p_content_type text) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    l leads;
+    v_id uuid;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    l := leads_find(p_credential, p_lead);
+    INSERT INTO lead_attachments (tenant_id, lead_id, filename, state, size, sha256, content_type,
+                                  content, received_at)
+    VALUES (p_tenant, l.id, p_filename, 'received', octet_length(p_content), p_sha256, p_content_type,
+            p_content, now())
+    RETURNING id INTO v_id;
+    RETURN jsonb_build_object('attachment_id', v_id);
+END
+$$;
+GRANT EXECUTE ON FUNCTION leads_attachment_add(uuid, uuid, text, text, bytea, text, text) TO fl_api;
+
+-- POST /attachment with {attachment_url, filename, lead_id}: the worker fetches it.
+CREATE OR REPLACE FUNCTION leads_attachment_url(p_tenant uuid, p_credential uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    l leads;
+    v_id uuid;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    l := leads_find(p_credential, p_doc->>'lead_id');
+    INSERT INTO lead_attachments (tenant_id, lead_id, filename, source_url, state)
+    VALUES (p_tenant, l.id, p_doc->>'filename', p_doc->>'attachment_url', 'pending')
+    RETURNING id INTO v_id;
+    PERFORM pg_notify('fl_webhooks', '');     -- the same worker fetches attachments
+    RETURN jsonb_build_object('attachment_id', v_id);
+END
+$$;
+GRANT EXECUTE ON FUNCTION leads_attachment_url(uuid, uuid, jsonb) TO fl_api;
+
+-- POST /webhook: the partner's one callback URL (created, or its URL replaced).
+-- p_doc: {webhook_url, secret_enc}; the secret is kept from the first registration.
+CREATE OR REPLACE FUNCTION leads_webhook_register(p_tenant uuid, p_credential uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    UPDATE webhook_subscriptions
+       SET url = p_doc->>'webhook_url', active = true, updated_at = now()
+     WHERE credential_id = p_credential AND family = 'leads'
+    RETURNING id INTO v_id;
+    IF v_id IS NOT NULL THEN
+        RETURN jsonb_build_object('created', false, 'id', v_id);
+    END IF;
+    INSERT INTO webhook_subscriptions (tenant_id, family, credential_id, name, url, event_types, secret_enc)
+    VALUES (p_tenant, 'leads', p_credential, 'partner', p_doc->>'webhook_url',
+            ARRAY['Approved','Declined','Waiting on ISO'], p_doc->>'secret_enc')
+    RETURNING id INTO v_id;
+    RETURN jsonb_build_object('created', true, 'id', v_id);
+END
+$$;
+GRANT EXECUTE ON FUNCTION leads_webhook_register(uuid, uuid, jsonb) TO fl_api;
+
+-- POST /trigger_webhook: one delivery of {lead_id, event_type} to the given URL,
+-- signed with the partner's subscription secret (a subscription is made, not
+-- active, when the partner has none yet).
+CREATE OR REPLACE FUNCTION leads_trigger_webhook(p_tenant uuid, p_credential uuid, p_doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    l leads;
+    v_sub uuid;
+    v_event bigint;
+BEGIN
+    PERFORM fl_set_tenant(p_tenant);
+    l := leads_find(p_credential, p_doc->>'lead_id');
+    SELECT id INTO v_sub FROM webhook_subscriptions WHERE credential_id = p_credential AND family = 'leads';
+    IF v_sub IS NULL THEN
+        INSERT INTO webhook_subscriptions (tenant_id, family, credential_id, name, url, event_types,
+                                           secret_enc, active)
+        VALUES (p_tenant, 'leads', p_credential, 'partner', p_doc->>'webhook_url',
+                ARRAY['Approved','Declined','Waiting on ISO'], p_doc->>'secret_enc', false)
+        RETURNING id INTO v_sub;
+    END IF;
+    -- type 'trigger_webhook' matches no subscription's event types: no fan-out
+    INSERT INTO events (tenant_id, family, type, payload, audience)
+    VALUES (p_tenant, 'leads', 'trigger_webhook',
+            jsonb_build_object('lead_id', l.public_id, 'event_type', p_doc->>'event_type'), p_credential)
+    RETURNING id INTO v_event;
+    PERFORM webhook_enqueue(v_event, v_sub, p_doc->>'webhook_url');
+    RETURN jsonb_build_object('event_id', v_event);
+END
+$$;
+GRANT EXECUTE ON FUNCTION leads_trigger_webhook(uuid, uuid, jsonb) TO fl_api;
+
+-- The deal stage machine.  Declined is final; a stage is never "changed" to itself.
+CREATE OR REPLACE FUNCTION lead_stage_allowed(p_from text, p_to text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE p_from
+        WHEN 'Working'           THEN p_to IN ('Approval Sent','Declined','File Missing Info','Waiting on ISO')
+        WHEN 'File Missing Info' THEN p_to IN ('Working','Approval Sent','Declined','Waiting on ISO')
+        WHEN 'Waiting on ISO'    THEN p_to IN ('Working','Approval Sent','Declined','File Missing Info')
+        WHEN 'Approval Sent'     THEN p_to IN ('Working','Declined','Waiting on ISO')
+        ELSE false
+    END
+$$;
+GRANT EXECUTE ON FUNCTION lead_stage_allowed(text, text) TO fl_report;
+
+-- Underwriting moves a deal (owner: the CLI `./factorline lead stage`, or a DBA).
+-- p_details: max_approval, max_payments, offer_link, stipulations[] (Approval Sent);
+-- decline_drivers[], decline_notes (Declined); missing_info (File Missing Info).
+-- Approval Sent, Declined and Waiting on ISO write an event for the partner's webhook.
+CREATE OR REPLACE FUNCTION set_stage(p_lead text, p_stage text, p_details jsonb DEFAULT '{}'::jsonb)
+RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    l leads;
+    d jsonb := coalesce(p_details, '{}'::jsonb);
+    v_bad text;
+    v_event text;
+BEGIN
+    SELECT * INTO l FROM leads WHERE public_id = p_lead FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Lead not found';
+    END IF;
+    PERFORM fl_set_tenant(l.tenant_id);
+    IF p_stage NOT IN ('Working','Approval Sent','Declined','File Missing Info','Waiting on ISO') THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = format('Unknown stage %s', p_stage),
+            HINT = 'Working, Approval Sent, Declined, File Missing Info or Waiting on ISO.';
+    END IF;
+    IF NOT lead_stage_allowed(l.stage, p_stage) THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL409',
+            MESSAGE = format('A deal cannot move from %s to %s', l.stage, p_stage);
+    END IF;
+
+    IF p_stage = 'Approval Sent' THEN
+        IF coalesce((d->>'max_approval')::numeric, 0) <= 0 OR coalesce((d->>'max_payments')::int, 0) <= 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL400',
+                MESSAGE = 'Approval Sent needs max_approval and max_payments greater than zero';
+        END IF;
+        UPDATE leads SET max_approval = (d->>'max_approval')::numeric, max_payments = (d->>'max_payments')::int,
+                         offer_link = d->>'offer_link'
+         WHERE id = l.id;
+        DELETE FROM lead_stipulations WHERE lead_id = l.id;
+        INSERT INTO lead_stipulations (tenant_id, lead_id, type)
+        SELECT l.tenant_id, l.id, s FROM jsonb_array_elements_text(coalesce(d->'stipulations', '[]')) s;
+    ELSIF p_stage = 'Declined' THEN
+        IF jsonb_array_length(coalesce(d->'decline_drivers', '[]')) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Declined needs at least one decline driver';
+        END IF;
+        SELECT s INTO v_bad FROM jsonb_array_elements_text(d->'decline_drivers') s
+         WHERE s NOT IN (SELECT driver FROM lead_decline_drivers) LIMIT 1;
+        IF v_bad IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = format('Unknown decline driver %s', v_bad),
+                HINT = 'SELECT driver FROM lead_decline_drivers lists them.';
+        END IF;
+        UPDATE leads SET decline_drivers = ARRAY(SELECT jsonb_array_elements_text(d->'decline_drivers')),
+                         decline_notes = d->>'decline_notes'
+         WHERE id = l.id;
+    ELSIF p_stage = 'File Missing Info' THEN
+        IF coalesce(btrim(d->>'missing_info'), '') = '' THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'File Missing Info needs missing_info';
+        END IF;
+        UPDATE leads SET missing_info = d->>'missing_info' WHERE id = l.id;
+    END IF;
+
+    UPDATE leads SET stage = p_stage, stage_changed_at = now() WHERE id = l.id;
+    INSERT INTO lead_stage_history (tenant_id, lead_id, from_stage, to_stage, details)
+    VALUES (l.tenant_id, l.id, l.stage, p_stage, d);
+
+    v_event := CASE p_stage WHEN 'Approval Sent' THEN 'Approved' WHEN 'Declined' THEN 'Declined'
+                            WHEN 'Waiting on ISO' THEN 'Waiting on ISO' END;
+    IF v_event IS NOT NULL THEN
+        INSERT INTO events (tenant_id, family, type, payload, audience)
+        VALUES (l.tenant_id, 'leads', v_event,
+                jsonb_build_object('lead_id', l.public_id, 'event_type', v_event), l.credential_id);
+    END IF;
+    RETURN jsonb_build_object('lead_id', l.public_id, 'from', l.stage, 'stage', p_stage, 'event', v_event);
+END
+$$;
+REVOKE ALL ON FUNCTION set_stage(text, text, jsonb) FROM PUBLIC;
+
+-- Worker: claim attachments to fetch (SKIP LOCKED, leased like deliveries).
+CREATE OR REPLACE FUNCTION attachment_claim(p_limit int, p_lease_ms int)
+RETURNS TABLE (attachment_id uuid, url text, attempts int)
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+    WITH due AS (
+        SELECT a.id FROM lead_attachments a
+         WHERE a.state IN ('pending','fetching') AND a.next_attempt_at <= now()
+         ORDER BY a.next_attempt_at
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE lead_attachments a
+       SET state = 'fetching', attempts = a.attempts + 1,
+           next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
+      FROM due
+     WHERE a.id = due.id
+    RETURNING a.id, a.source_url, a.attempts
+$$;
+REVOKE ALL ON FUNCTION attachment_claim(int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attachment_claim(int, int) TO fl_worker;
+
+-- Worker: the outcome of a fetch.  Content: received.  An error: failed
+-- (after 3 attempts for errors worth retrying; at once otherwise).
+CREATE OR REPLACE FUNCTION attachment_record(p_id uuid, p_content bytea, p_sha256 text,
+                                             p_content_type text, p_error text, p_retry boolean)
+RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+DECLARE
+    a lead_attachments;
+BEGIN
+    SELECT * INTO a FROM lead_attachments WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND OR a.state <> 'fetching' THEN
+        RETURN coalesce(a.state, 'missing');
+    END IF;
+    IF p_content IS NOT NULL THEN
+        UPDATE lead_attachments
+           SET state = 'received', content = p_content, size = octet_length(p_content), sha256 = p_sha256,
+               content_type = p_content_type, error = NULL, received_at = now()
+         WHERE id = p_id;
+        RETURN 'received';
+    END IF;
+    IF p_retry AND a.attempts < 3 THEN
+        UPDATE lead_attachments SET state = 'pending', error = left(p_error, 500),
+               next_attempt_at = now() + make_interval(secs => 30 * a.attempts)
+         WHERE id = p_id;
+        RETURN 'pending';
+    END IF;
+    UPDATE lead_attachments SET state = 'failed', error = left(p_error, 500) WHERE id = p_id;
+    RETURN 'failed';
+END
+$$;
+REVOKE ALL ON FUNCTION attachment_record(uuid, bytea, text, text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attachment_record(uuid, bytea, text, text, text, boolean) TO fl_worker;
+
+-- DBA views.  Partners are credentials: shown by label and public id.
+CREATE OR REPLACE VIEW lead_pipeline AS
+SELECT l.tenant_id, t.name AS tenant, c.public_id AS partner, c.label AS partner_label, l.stage,
+       count(*) AS deals, sum(ap.capital_needed) AS capital_needed, max(l.stage_changed_at) AS last_change
+  FROM leads l
+  JOIN tenants t ON t.id = l.tenant_id
+  JOIN credentials c ON c.id = l.credential_id
+  LEFT JOIN lead_applications ap ON ap.lead_id = l.id
+ GROUP BY l.tenant_id, t.name, c.public_id, c.label, l.stage;
+
+-- Approval rate over decided deals (approved or declined), per partner.
+CREATE OR REPLACE VIEW lead_approval_rate AS
+SELECT l.tenant_id, t.name AS tenant, c.public_id AS partner, c.label AS partner_label,
+       count(*) AS deals,
+       count(*) FILTER (WHERE l.stage = 'Approval Sent') AS approved,
+       count(*) FILTER (WHERE l.stage = 'Declined') AS declined,
+       round(count(*) FILTER (WHERE l.stage = 'Approval Sent')::numeric
+             / nullif(count(*) FILTER (WHERE l.stage IN ('Approval Sent','Declined')), 0), 4) AS approval_rate
+  FROM leads l
+  JOIN tenants t ON t.id = l.tenant_id
+  JOIN credentials c ON c.id = l.credential_id
+ GROUP BY l.tenant_id, t.name, c.public_id, c.label;
+
+CREATE OR REPLACE VIEW lead_decline_driver_counts AS
+SELECT l.tenant_id, t.name AS tenant, d.driver, count(*) AS deals
+  FROM leads l
+  JOIN tenants t ON t.id = l.tenant_id
+  CROSS JOIN LATERAL unnest(l.decline_drivers) AS d(driver)
+ WHERE l.stage = 'Declined'
+ GROUP BY l.tenant_id, t.name, d.driver;
+
+-- Contacts with their PII masked: only the last four digits ever leave the database.
+CREATE OR REPLACE VIEW lead_contacts_masked AS
+SELECT c.tenant_id, l.public_id AS lead_id, c.position, c.first_name, c.last_name, c.email,
+       CASE WHEN c.ssn_last4 IS NOT NULL THEN '***-**-' || c.ssn_last4 END AS ssn,
+       CASE WHEN a.fein_last4 IS NOT NULL THEN '**-***' || a.fein_last4 END AS fein,
+       CASE WHEN c.born_on_enc IS NOT NULL THEN '****-**-**' END AS born_on
+  FROM lead_contacts c
+  JOIN leads l ON l.id = c.lead_id
+  LEFT JOIN lead_accounts a ON a.lead_id = c.lead_id;
+
+GRANT SELECT ON lead_pipeline, lead_approval_rate, lead_decline_driver_counts, lead_contacts_masked
+    TO fl_report;
