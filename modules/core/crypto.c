@@ -9,8 +9,16 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-static unsigned char pii_key[32];
-static char pii_key_id[9];
+#define PII_OLD_KEYS 8
+
+typedef struct pii_key_t {
+    unsigned char key[32];
+    char id[9];
+} pii_key_t;
+
+static pii_key_t pii_cur;                       /* seals and opens */
+static pii_key_t pii_old[PII_OLD_KEYS];         /* open only: rotated-out keys */
+static int pii_nold;
 static int pii_loaded;
 
 void crypto_sha256(const void *data, size_t n, unsigned char out[32])
@@ -79,7 +87,7 @@ static int unhex(const char *s, unsigned char *out, size_t n)
     return 0;
 }
 
-int crypto_pii_load(const char *path)
+static int load_key(const char *path, pii_key_t *k)
 {
     char text[80] = {0};
     FILE *f = fopen(path, "r");
@@ -89,14 +97,37 @@ int crypto_pii_load(const char *path)
     fclose(f);
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
         text[--n] = '\0';
-    if (n != 64 || unhex(text, pii_key, 32) < 0)
+    int rc = (n == 64 && unhex(text, k->key, 32) == 0) ? 0 : -1;
+    OPENSSL_cleanse(text, sizeof(text));
+    if (rc < 0)
         return -1;
     char idhex[65];
-    crypto_sha256_hex(pii_key, 32, idhex);
-    memcpy(pii_key_id, idhex, 8);
-    pii_key_id[8] = '\0';
+    crypto_sha256_hex(k->key, 32, idhex);
+    memcpy(k->id, idhex, 8);
+    k->id[8] = '\0';
+    return 0;
+}
+
+int crypto_pii_load(const char *path)
+{
+    if (load_key(path, &pii_cur) < 0)
+        return -1;
     pii_loaded = 1;
-    OPENSSL_cleanse(text, sizeof(text));
+    const char *old = getenv("FL_DATA_KEY_OLD_FILES");
+    if (old != NULL && *old) {
+        char *list = strdup(old), *save = NULL;
+        for (char *p = strtok_r(list, ":", &save); p && pii_nold < PII_OLD_KEYS; p = strtok_r(NULL, ":", &save))
+            crypto_pii_load_old(p);
+        free(list);
+    }
+    return 0;
+}
+
+int crypto_pii_load_old(const char *path)
+{
+    if (pii_nold == PII_OLD_KEYS || load_key(path, &pii_old[pii_nold]) < 0)
+        return -1;
+    pii_nold++;
     return 0;
 }
 
@@ -117,8 +148,8 @@ char *crypto_pii_encrypt(fl_arena *a, const char *plain)
         return NULL;
     ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL
-        || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, pii_key, raw) != 1
-        || EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *) pii_key_id, 8) != 1
+        || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, pii_cur.key, raw) != 1
+        || EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *) pii_cur.id, 8) != 1
         || EVP_EncryptUpdate(ctx, raw + 12, &len, (const unsigned char *) plain, (int) n) != 1
         || EVP_EncryptFinal_ex(ctx, raw + 12 + len, &fin) != 1
         || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, raw + 12 + n) != 1)
@@ -129,7 +160,7 @@ char *crypto_pii_encrypt(fl_arena *a, const char *plain)
     if (out == NULL)
         goto out;
     memcpy(out, "v1:", 3);
-    memcpy(out + 3, pii_key_id, 8);
+    memcpy(out + 3, pii_cur.id, 8);
     out[11] = ':';
     EVP_EncodeBlock((unsigned char *) out + 12, raw, (int) rawlen);
 out:
@@ -144,8 +175,15 @@ char *crypto_pii_decrypt(fl_arena *a, const char *sealed)
     EVP_CIPHER_CTX *ctx = NULL;
     int len = 0, fin = 0;
 
-    if (!pii_loaded || n < 12 || memcmp(sealed, "v1:", 3) != 0 || sealed[11] != ':'
-        || memcmp(sealed + 3, pii_key_id, 8) != 0)
+    const pii_key_t *k = NULL;
+    if (!pii_loaded || n < 12 || memcmp(sealed, "v1:", 3) != 0 || sealed[11] != ':')
+        return NULL;
+    if (memcmp(sealed + 3, pii_cur.id, 8) == 0)
+        k = &pii_cur;
+    for (int i = 0; k == NULL && i < pii_nold; i++)
+        if (memcmp(sealed + 3, pii_old[i].id, 8) == 0)
+            k = &pii_old[i];
+    if (k == NULL)
         return NULL;
     const char *b64 = sealed + 12;
     size_t blen = n - 12;
@@ -165,8 +203,8 @@ char *crypto_pii_decrypt(fl_arena *a, const char *sealed)
     out = arena_alloc(a, ctlen + 1);
     ctx = EVP_CIPHER_CTX_new();
     if (out == NULL || ctx == NULL
-        || EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, pii_key, raw) != 1
-        || EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *) pii_key_id, 8) != 1
+        || EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->key, raw) != 1
+        || EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *) k->id, 8) != 1
         || EVP_DecryptUpdate(ctx, (unsigned char *) out, &len, raw + 12, (int) ctlen) != 1
         || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, raw + 12 + ctlen) != 1
         || EVP_DecryptFinal_ex(ctx, (unsigned char *) out + len, &fin) != 1) {

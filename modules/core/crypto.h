@@ -24,9 +24,13 @@ void crypto_hmac_sha256_hex(const void *key, size_t keylen, const char *a, const
  * is the first 8 hex characters of sha256(key).  0 or -1. */
 int crypto_pii_load(const char *path);
 int crypto_pii_ready(void);
+/* Loads an earlier data key that may still decrypt what it sealed (rotation):
+ * FL_DATA_KEY_OLD_FILES lists them, colon-separated.  0 or -1. */
+int crypto_pii_load_old(const char *path);
 /* "v1:<keyid>:<base64(iv|ciphertext|tag)>" in the arena; NULL on failure. */
 char *crypto_pii_encrypt(fl_arena *a, const char *plain);
-/* The plain text in the arena; NULL when tampered, or the key is not loaded. */
+/* The plain text in the arena; NULL when tampered, or when neither the
+ * current key nor an old one has the key id the text was sealed with. */
 char *crypto_pii_decrypt(fl_arena *a, const char *sealed);
 
 #endif

@@ -247,6 +247,26 @@ static void test_crypto(void)
     tampered[n - 6] = tampered[n - 6] == 'A' ? 'B' : 'A';
     CU_ASSERT_PTR_NULL(crypto_pii_decrypt(A, tampered));
     CU_ASSERT_PTR_NULL(crypto_pii_decrypt(A, "v1:00000000:AAAA"));
+
+    /* rotation: a new current key seals; the old one, loaded as old, still opens */
+    char path2[] = "/tmp/fl-unit-key2XXXXXX", path1[] = "/tmp/fl-unit-key1XXXXXX";
+    int fd2 = mkstemp(path2), fd1 = mkstemp(path1);
+    CU_ASSERT_FATAL(fd2 >= 0 && fd1 >= 0);
+    const char *key2 = "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    CU_ASSERT_EQUAL(write(fd2, key2, strlen(key2)), (ssize_t) strlen(key2));
+    CU_ASSERT_EQUAL(write(fd1, key, strlen(key)), (ssize_t) strlen(key));
+    close(fd2);
+    close(fd1);
+    CU_ASSERT_EQUAL_FATAL(crypto_pii_load(path2), 0);
+    CU_ASSERT_PTR_NULL(crypto_pii_decrypt(A, sealed));          /* old key not loaded yet */
+    CU_ASSERT_EQUAL(crypto_pii_load_old(path1), 0);
+    CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed), "123456789");
+    char *sealed2 = crypto_pii_encrypt(A, "987654321");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sealed2);
+    CU_ASSERT(strncmp(sealed2 + 3, sealed + 3, 8) != 0);         /* another key id */
+    CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed2), "987654321");
+    unlink(path2);
+    unlink(path1);
 }
 
 static void test_hmac(void)
