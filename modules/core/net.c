@@ -32,7 +32,7 @@ static int v6_private(const unsigned char a[16])
         return v4_private(a + 12);
     if (memcmp(a, zero, 12) == 0)                       /* deprecated ::a.b.c.d */
         return v4_private(a + 12);
-    if (a[0] == 0x64 && a[1] == 0xff && a[2] == 0x9b)   /* 64:ff9b::/96 NAT64 */
+    if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b)  /* 64:ff9b::/96 NAT64 */
         return v4_private(a + 12);
     return (a[0] & 0xfe) == 0xfc                        /* fc00::/7 unique-local (and fd00:ec2::254) */
         || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)      /* fe80::/10 link-local */

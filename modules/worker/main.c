@@ -32,6 +32,7 @@
 typedef struct job {
     long long delivery_id;
     char event_id[24];
+    char *event_type;
     char *url, *body, *secret;
     const char *signature;      /* "isoamp" or "factorline" */
     CURL *easy;
@@ -71,7 +72,8 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *ud)
 
 static const fl_stmt st_claim = {
     "webhook_claim",
-    "SELECT delivery_id, event_id, url, body, secret_enc, signature FROM webhook_claim($1::int, $2::int)",
+    "SELECT delivery_id, event_id, url, body, secret_enc, signature, event_type"
+    " FROM webhook_claim($1::int, $2::int)",
     2, 0
 };
 static const fl_stmt st_record = {
@@ -108,6 +110,8 @@ static void job_setup(job *j, fl_arena *a, CURLM *multi)
         j->headers = curl_slist_append(j->headers, arena_printf(a, "Factorline-Signature: t=%s,v1=%s", t, sig));
     }
     j->headers = curl_slist_append(j->headers, arena_printf(a, "Factorline-Event-Id: %s", j->event_id));
+    /* event types are ours ([A-Za-z0-9 ._-]), never a partner's text */
+    j->headers = curl_slist_append(j->headers, arena_printf(a, "Factorline-Event-Type: %s", j->event_type));
     j->headers = curl_slist_append(j->headers, "Content-Type: application/json");
     j->headers = curl_slist_append(j->headers, "User-Agent: Factorline-Webhooks/1");
     j->headers = curl_slist_append(j->headers, "Expect:");
@@ -198,6 +202,7 @@ static int round_once(CURLM *multi, fl_arena *a)
         j->body = arena_strdup(a, PQgetisnull(res, i, 3) ? "{}" : PQgetvalue(res, i, 3));
         j->secret = arena_strdup(a, PQgetisnull(res, i, 4) ? "" : PQgetvalue(res, i, 4));
         j->signature = strcmp(PQgetvalue(res, i, 5), "isoamp") == 0 ? "isoamp" : "factorline";
+        j->event_type = arena_strdup(a, PQgetvalue(res, i, 6));
     }
     PQclear(res);
     for (int i = 0; i < n; i++)

@@ -319,6 +319,22 @@ static void test_ssrf(void)
     CU_ASSERT_EQUAL(net_url_check("http:///nohost", 1, &u, err, sizeof(err)), -1);
     CU_ASSERT_EQUAL(net_url_check("http://a b/", 1, &u, err, sizeof(err)), -1);
     CU_ASSERT(net_addr_private("not-an-address"));
+    /* other spellings of loopback and mapped or translated private addresses */
+    CU_ASSERT_EQUAL(net_url_check("http://2130706433/", 0, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://0x7f.1/", 0, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://[::ffff:10.1.2.3]/", 0, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://[64:ff9b::a9fe:a9fe]/", 0, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://1.1.1.1:0/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://[::1/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://1.1.1.1\\@10.0.0.1/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("https://1.1.1.1:8443/h?x=1", 0, &u, err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(u.scheme, "https");
+    CU_ASSERT(net_addr_private("172.31.255.255"));
+    CU_ASSERT(!net_addr_private("172.32.0.1"));
+    CU_ASSERT(net_addr_private("198.19.0.1"));
+    CU_ASSERT(net_addr_private("::"));
+    CU_ASSERT(!net_addr_private("8.8.8.8"));
+    CU_ASSERT(!net_addr_private("2606:4700::1111"));
 }
 
 int main(void)
