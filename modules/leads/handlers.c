@@ -135,6 +135,7 @@ void leads_error(fl_req *r, int status, const char *reason)
         case 401: msg = "Unauthorized"; break;
         case 403: msg = "HTTPS is required"; break;
         case 429: msg = "Rate limit exceeded"; break;
+        case 413: msg = "Attachment too large: the limit is 25 MB"; break;
         default: msg = resp_reason(status);
         }
     }
@@ -308,22 +309,6 @@ static char *sanitize_filename(fl_arena *a, const char *name)
     return out;
 }
 
-/* The content type from the first bytes, not from what the partner says. */
-static const char *sniff(const unsigned char *p, size_t n)
-{
-    if (n >= 5 && memcmp(p, "%PDF-", 5) == 0) return "application/pdf";
-    if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0) return "image/png";
-    if (n >= 3 && memcmp(p, "\xff\xd8\xff", 3) == 0) return "image/jpeg";
-    if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0)) return "image/gif";
-    if (n >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0)) return "image/tiff";
-    if (n >= 4 && memcmp(p, "PK\x03\x04", 4) == 0) return "application/zip";
-    if (n >= 8 && memcmp(p, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8) == 0) return "application/x-ole-storage";
-    for (size_t i = 0; i < n && i < 4096; i++)
-        if (p[i] < 0x09 || (p[i] > 0x0d && p[i] < 0x20) || p[i] == 0x7f)
-            return "application/octet-stream";
-    return "text/plain";
-}
-
 static int attachment_url(fl_req *r)
 {
     json_object *in = NULL, *doc = NULL;
@@ -397,7 +382,7 @@ int leads_attachment(fl_req *r, const fl_route *route)
     char lenbuf[24];
     snprintf(lenbuf, sizeof(lenbuf), "%zu", len);
     const char *params[7] = { r->tenant_id, r->credential_id, lead_id, name, (const char *) content,
-                              sha, sniff(content, len) };
+                              sha, mime_sniff(content, len) };
     int lengths[7] = { 0, 0, 0, 0, (int) len, 0, 0 };
     int formats[7] = { 0, 0, 0, 0, 1, 0, 0 };
     if (db_exec_bin(r, &st_attach, params, lengths, formats, &res) < 0)
@@ -477,6 +462,12 @@ int leads_webhook(fl_req *r, const fl_route *route)
     /* the signing secret is shown once, when the subscription is made */
     if (json_parse_strict(out, strlen(out), &res) == 0 && json_object_object_get_ex(res, "created", &v)
         && json_object_get_boolean(v)) {
+        /* made earlier by trigger_webhook: its own secret, shown now for the first time */
+        const char *kept = str_field(res, "secret_enc");
+        if (kept != NULL && (secret = crypto_pii_decrypt(r->arena, kept)) == NULL) {
+            rc = serve_fail(r, 500, NULL);
+            goto out;
+        }
         fl_buf b;
         buf_init(&b, r->arena, 160);
         buf_puts(&b, "{\"success\":true,\"signing_secret\":");

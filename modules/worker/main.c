@@ -344,19 +344,6 @@ static const fl_stmt st_att_record = {
     "SELECT attachment_record($1::uuid, $2::bytea, $3, $4, $5, $6::boolean)", 6, 0
 };
 
-/* The content type from the first bytes (the same rule as uploads). */
-static const char *sniff(const unsigned char *p, size_t n)
-{
-    if (n >= 5 && memcmp(p, "%PDF-", 5) == 0) return "application/pdf";
-    if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0) return "image/png";
-    if (n >= 3 && memcmp(p, "\xff\xd8\xff", 3) == 0) return "image/jpeg";
-    if (n >= 4 && memcmp(p, "PK\x03\x04", 4) == 0) return "application/zip";
-    for (size_t i = 0; i < n && i < 4096; i++)
-        if (p[i] < 0x09 || (p[i] > 0x0d && p[i] < 0x20) || p[i] == 0x7f)
-            return "application/octet-stream";
-    return "text/plain";
-}
-
 /* Fetches the attachments that are due; returns how many, or -1. */
 static int fetch_round(void)
 {
@@ -376,7 +363,7 @@ static int fetch_round(void)
             snprintf(err, sizeof(err), "empty document");
         snprintf(lenbuf, sizeof(lenbuf), "%zu", b.len);
         const char *rp[6] = { PQgetvalue(res, i, 0), ok ? (const char *) b.data : NULL, ok ? sha : NULL,
-                              ok ? sniff(b.data, b.len) : NULL, ok ? NULL : err, retry ? "t" : "f" };
+                              ok ? mime_sniff(b.data, b.len) : NULL, ok ? NULL : err, retry ? "t" : "f" };
         int lengths[6] = { 0, ok ? (int) b.len : 0, 0, 0, 0, 0 };
         int formats[6] = { 0, 1, 0, 0, 0, 0 };
         PGresult *r2;

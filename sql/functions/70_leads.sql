@@ -28,14 +28,17 @@ CREATE OR REPLACE FUNCTION fl_key_limit(p_family text, p_public_id text, p_rate 
 RETURNS boolean
     LANGUAGE plpgsql
 AS $$
+DECLARE
+    v_id uuid;
 BEGIN
     UPDATE credentials SET rate_per_sec = p_rate, burst = coalesce(p_burst, burst)
-     WHERE family = p_family AND public_id = p_public_id AND revoked_at IS NULL;
-    IF FOUND THEN
-        DELETE FROM rate_buckets WHERE credential_id =
-            (SELECT id FROM credentials WHERE family = p_family AND public_id = p_public_id);
+     WHERE family = p_family AND public_id = p_public_id AND revoked_at IS NULL
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        RETURN false;
     END IF;
-    RETURN FOUND;
+    DELETE FROM rate_buckets WHERE credential_id = v_id;   -- the new limit starts with a full bucket
+    RETURN true;
 END
 $$;
 REVOKE ALL ON FUNCTION fl_key_limit(text, text, numeric, int) FROM PUBLIC;
@@ -207,14 +210,23 @@ CREATE OR REPLACE FUNCTION leads_webhook_register(p_tenant uuid, p_credential uu
 AS $$
 DECLARE
     v_id uuid;
+    v_was_active boolean;
+    v_secret text;
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
-    UPDATE webhook_subscriptions
-       SET url = p_doc->>'webhook_url', active = true, updated_at = now()
-     WHERE credential_id = p_credential AND family = 'leads'
-    RETURNING id INTO v_id;
+    -- an inactive subscription was made by trigger_webhook with a secret nobody
+    -- was shown yet: registering activates it and hands back that secret (sealed;
+    -- the C side opens it) so earlier triggered deliveries verify too
+    SELECT id, active, secret_enc INTO v_id, v_was_active, v_secret FROM webhook_subscriptions
+     WHERE credential_id = p_credential AND family = 'leads' FOR UPDATE;
     IF v_id IS NOT NULL THEN
-        RETURN jsonb_build_object('created', false, 'id', v_id);
+        UPDATE webhook_subscriptions
+           SET url = p_doc->>'webhook_url', active = true, updated_at = now()
+         WHERE id = v_id;
+        IF v_was_active THEN
+            RETURN jsonb_build_object('created', false, 'id', v_id);
+        END IF;
+        RETURN jsonb_build_object('created', true, 'id', v_id, 'secret_enc', v_secret);
     END IF;
     INSERT INTO webhook_subscriptions (tenant_id, family, credential_id, name, url, event_types, secret_enc)
     VALUES (p_tenant, 'leads', p_credential, 'partner', p_doc->>'webhook_url',

@@ -1,0 +1,1371 @@
+/* Integration tests of the leads family (Forward Financing Partner API)
+ * through real nginx over TLS, against the test stack's PostgreSQL.
+ *
+ * Credentials ($FL_TEST_CREDENTIALS): a.leads, a.leads2 (another partner of
+ * the same tenant), b.leads (another tenant) are unlimited; a.leads_limited
+ * keeps 1 request/s with a burst of 5.  Webhook and trigger tests make
+ * partners of their own (fl-admin key add) so that their subscriptions and
+ * deliveries are theirs alone.  Stage changes go through
+ * `fl-admin lead stage` ($FL_TEST_ADMIN), as `./factorline lead stage` does.
+ * The DB checks (PII at rest, attachments, events) read as the owner
+ * ($FL_ADMIN_DATABASE_URL). */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include "itest.h"
+
+/* ------------------------------------------------------------- database --- */
+
+static PGconn *db;
+
+static PGconn *db_get(void)
+{
+    if (db == NULL)
+        db = PQconnectdb(it_env("FL_ADMIN_DATABASE_URL"));
+    if (PQstatus(db) != CONNECTION_OK)
+        PQreset(db);
+    return db;
+}
+
+/* The first cell of the first row (pool-owned); "" when there is no row, NULL
+ * on SQL NULL or on error (which fails the test). */
+static const char *qv(unsigned line, const char *sql, const char *const *p, int n)
+{
+    PGresult *r = PQexecParams(db_get(), sql, n, NULL, p, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        it_check(0, line, __FILE__, "SQL failed: %s: %s", sql, PQerrorMessage(db));
+        PQclear(r);
+        return NULL;
+    }
+    const char *out = "";
+    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        out = PQgetisnull(r, 0, 0) ? NULL : it_fmt("%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return out;
+}
+
+#define QARGS(...) ((const char *const[]){ __VA_ARGS__ })
+#define Q(sql, ...) qv(__LINE__, (sql), QARGS(__VA_ARGS__), \
+                       (int) (sizeof(QARGS(__VA_ARGS__)) / sizeof(const char *)))
+#define Q0(sql) qv(__LINE__, (sql), NULL, 0)
+
+/* ------------------------------------------------------------ documents --- */
+
+/* The document's example lead, exactly as the vendor shows it. */
+static const char *const EXAMPLE =
+    "{\n\"lead\": {\n\"contacts_attributes\": [\n{\n\"first_name\": \"Erlich\",\n\"last_name\": \"Bachman\",\n"
+    "\"email\": \"erlich@piedpiper.com\",\n\"title\": \"COO and Spiritual Advisor\",\n\"born_on\": \"2015-01-01\",\n"
+    "\"home_phone\": \"6176781000\",\n\"cell_phone\": \"6176781000\",\n\"ssn\": \"234345566\",\n"
+    "\"ownership_date\": \"2015-01-01\",\n\"current_address_attributes\": {\n\"street1\": \"36 Bromfield St\",\n"
+    "\"street2\": \"Second Floor\",\n\"city\": \"Boston\",\n\"state\": \"MA\",\n\"zip\": \"00112\"\n}\n}\n],\n"
+    "\"account_attributes\": {\n\"entity_type\": \"Limited Liability Company (LLC)\",\n\"name\": \"Pied Piper\",\n"
+    "\"started_on\": \"2015-01-01\",\n\"legal_name\": \"Pied Piper LLC\",\n\"phone\": \"6176781000\",\n"
+    "\"email\": \"support@piedpiper.com\",\n\"website\": \"https://www.piedpiper.com/\",\n\"fein\": \"000000000\",\n"
+    "\"monthly_revenue\": \"Less than $5,000\",\n\"industry_name\": \"Compression Algorithms\",\n"
+    "\"current_address_attributes\": {\n\"street1\": \"36 Bromfield St\",\n\"street2\": \"Second Floor\",\n"
+    "\"city\": \"Boston\",\n\"state\": \"MA\",\n\"zip\": \"00112\"\n}\n},\n\"loan_attributes\": {\n"
+    "\"company_name\": \"Wells Fargo\",\n\"daily_payment_amount\": 25,\n\"balance\": 15000.23\n},\n"
+    "\"application_attributes\": {\n\"has_current_loan\": true,\n\"applicant_is_owner\": true,\n"
+    "\"loan_use\": \"Debt Refinancing\",\n\"capital_needed\": \"50000\",\n\"owner_1_percent_ownership\": 56,\n"
+    "\"owner_2_percent_ownership\": 9,\n\"reference_id\": \"ANYTHING_YOUWANT_AS_A_STRING\",\n"
+    "\"notes\": \"We think this is a great deal!\"\n}\n}\n}";
+
+/* A copy of the example (pool-owned) with a fresh reference_id. */
+static json_object *lead_doc(void)
+{
+    json_object *o = it_json(EXAMPLE);
+    json_object *app = it_jget(o, "lead.application_attributes");
+    json_object_object_add(app, "reference_id", json_object_new_string(it_uniq("REF")));
+    return o;
+}
+
+/* Sets (value JSON text) or removes (value NULL) the member at path, such as
+ * "lead.contacts_attributes[0].ssn". */
+static void jset(json_object *root, const char *path, const char *value)
+{
+    const char *dot = strrchr(path, '.');
+    json_object *parent = it_jget(root, it_fmt("%.*s", (int) (dot - path), path));
+    IT_CHECK(parent != NULL, "jset: no parent for %s", path);
+    if (parent == NULL)
+        return;
+    if (value == NULL) {
+        json_object_object_del(parent, dot + 1);
+        return;
+    }
+    json_object *v = json_tokener_parse(value);         /* NULL for JSON null, too */
+    IT_CHECK(v != NULL || strcmp(value, "null") == 0, "jset: %s is not JSON", value);
+    json_object_object_add(parent, dot + 1, v);
+}
+
+static const char *jtext(json_object *o)
+{
+    return it_fmt("%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+}
+
+/* errors[attr] holds msg (attr is a literal key such as "contacts_attributes[0].ssn"). */
+static int err_has(const it_resp *r, const char *attr, const char *msg)
+{
+    json_object *errors, *arr;
+    if (r->json == NULL || !json_object_object_get_ex(r->json, "errors", &errors)
+        || !json_object_object_get_ex(errors, attr, &arr) || !json_object_is_type(arr, json_type_array))
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(arr); i++)
+        if (strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), msg) == 0)
+            return 1;
+    return 0;
+}
+
+#define ERR_HAS(r, attr, msg) \
+    IT_CHECK(err_has((r), (attr), (msg)), "errors[\"%s\"] lacks \"%s\": %s", (attr), (msg), (r)->body)
+
+/* The body equals want as JSON (member order aside). */
+#define JSON_IS(r, want) \
+    IT_CHECK((r)->json != NULL && json_object_equal((r)->json, it_json(want)), \
+             "body %s, expected %s", (r)->body, (want))
+
+static int is_json_ct(const it_resp *r)
+{
+    const char *ct = it_header_get(r, "Content-Type");
+    return ct != NULL && strncmp(ct, "application/json", 16) == 0;
+}
+
+/* ---------------------------------------------------------------- fixtures --- */
+
+#define A() it_cred_get("a", "leads")
+#define A2() it_cred_get("a", "leads2")
+#define B() it_cred_get("b", "leads")
+#define LIM() it_cred_get("a", "leads_limited")
+
+/* A copy of c talking to base (FL_TEST_HTTPS or FL_TEST_HTTP) + rest instead. */
+static const it_cred *cred_at(const it_cred *c, const char *base, const char *rest)
+{
+    it_cred *o = (it_cred *) it_alloc(sizeof(*o));
+    *o = *c;
+    o->base_url = it_fmt("%s%s", base, rest);
+    return o;
+}
+
+/* A new partner of tenant itest-a, unlimited: its own subscription and events. */
+static const it_cred *new_partner(void)
+{
+    int st;
+    const char *out = it_run(it_fmt("'%s' key add --tenant itest-a --family leads --base-url '%s/leads' 2>&1",
+                                    it_env("FL_TEST_ADMIN"), it_env("FL_TEST_HTTPS")), &st);
+    IT_CHECK(st == 0, "fl-admin key add: exit %d: %s", st, out);
+    const it_cred *c = it_cred_parse(out);
+    IT_CHECK(c != NULL, "fl-admin key add printed %s", out);
+    if (c == NULL)
+        return A();
+    const char *key = it_cred_header(c, "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    /* the exit status of key limit has a test of its own (test_key_limit) */
+    it_run(it_fmt("'%s' key limit --family leads --public-id '%s' --unlimited >/dev/null 2>&1", it_env("FL_TEST_ADMIN"), pub),
+           &st);
+    IT_STREQ(Q("SELECT (rate_per_sec IS NULL)::text FROM credentials WHERE family = 'leads' AND public_id = $1", pub),
+             "true");
+    return c;
+}
+
+/* POSTs a lead (doc NULL: a fresh copy of the example); its id, or NULL. */
+static const char *create_lead(const it_cred *c, json_object *doc)
+{
+    it_resp *r = it_post(c, "/lead", jtext(doc ? doc : lead_doc()));
+    IT_STATUS(r, 201);
+    return it_jstr(r->json, "id");
+}
+
+/* `fl-admin lead stage ID STAGE opts`; exit status in *st, output (stdout + stderr). */
+static const char *stage(const char *id, const char *stage_name, const char *opts, int *st)
+{
+    return it_run(it_fmt("'%s' lead stage '%s' '%s' %s 2>&1", it_env("FL_TEST_ADMIN"), id, stage_name, opts), st);
+}
+
+static void stage_ok(const char *id, const char *stage_name, const char *opts)
+{
+    int st;
+    const char *out = stage(id, stage_name, opts, &st);
+    IT_CHECK(st == 0, "lead stage %s %s: exit %d: %s", id, stage_name, st, out);
+}
+
+static const char *sha256_hex(const void *p, size_t n)
+{
+    unsigned char h[32];
+    char *hex = it_alloc(64);
+    SHA256(p, n, h);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", h[i]);
+    return hex;
+}
+
+/* Waits (bounded) for an attachment of the lead to leave pending/fetching; its state. */
+static const char *wait_attachment(const char *lead, const char *filename, double timeout)
+{
+    double end = it_now() + timeout;
+    const char *s;
+    for (;;) {
+        s = Q("SELECT a.state FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+              "WHERE l.public_id = $1 AND a.filename = $2", lead, filename);
+        if (s == NULL || (strcmp(s, "pending") != 0 && strcmp(s, "fetching") != 0) || it_now() >= end)
+            return s;
+        it_sleep(0.1);
+    }
+}
+
+/* ---------------------------------------------------------------- receiver --- */
+
+typedef struct rcv {
+    pid_t pid;
+    int port;
+    const char *log, *url;
+} rcv;
+
+static const char *logdir(void)
+{
+    return it_fmt("%s/../log", it_env("FL_TEST_RUN"));
+}
+
+static rcv rcv_start(const char *opts)
+{
+    rcv r = { -1, 0, NULL, NULL };
+    int fds[2];
+    const char *tag = it_uniq("lr");
+    r.log = it_fmt("%s/receiver-%s.log", logdir(), tag);
+    const char *cmd = it_fmt("exec '%s' --port 0 --log '%s' %s", it_env("FL_TEST_RECEIVER"), r.log, opts);
+    if (pipe(fds) < 0)
+        return r;
+    fflush(stdout);
+    fflush(stderr);
+    r.pid = fork();
+    if (r.pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *) NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[32] = { 0 };
+    ssize_t k = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    r.port = k > 0 ? atoi(buf) : 0;
+    IT_CHECK(r.port > 0, "fl-receiver did not start (%s)", cmd);
+    r.url = it_fmt("http://127.0.0.1:%d/hook/%s", r.port, tag);
+    return r;
+}
+
+static void rcv_stop(rcv *r)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        waitpid(r->pid, NULL, 0);
+        r->pid = -1;
+    }
+}
+
+static int rcv_read(const rcv *r, json_object **out, int max)
+{
+    FILE *f = fopen(r->log, "r");
+    int n = 0;
+    if (f == NULL)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) > 0 && n < max) {
+        if (line[len - 1] != '\n')
+            break;
+        json_object *j = it_json(line);
+        if (j != NULL)
+            out[n++] = j;
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+/* Waits up to timeout s for a request whose body has lead_id and event_type. */
+static json_object *rcv_wait_event(const rcv *r, const char *lead, const char *event, double timeout)
+{
+    json_object *lines[64];
+    double end = it_now() + timeout;
+    do {
+        int n = rcv_read(r, lines, 64);
+        for (int i = 0; i < n; i++) {
+            json_object *b = it_json(it_jstr(lines[i], "body"));
+            if (b && it_jstr(b, "lead_id") && strcmp(it_jstr(b, "lead_id"), lead) == 0
+                && it_jstr(b, "event_type") && strcmp(it_jstr(b, "event_type"), event) == 0)
+                return lines[i];
+        }
+        it_sleep(0.05);
+    } while (it_now() < end);
+    return NULL;
+}
+
+/* "t=..,v1=.." against HMAC-SHA256(secret, t + "." + body). */
+static int sig_ok(const char *secret, const char *header, const char *body)
+{
+    long t = -1;
+    const char *v1 = NULL;
+    if (header == NULL || secret == NULL || body == NULL)
+        return 0;
+    for (const char *p = header; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        if (strncmp(p, "t=", 2) == 0)
+            t = atol(p + 2);
+        else if (strncmp(p, "v1=", 3) == 0)
+            v1 = p + 3;
+    }
+    if (t < 0 || v1 == NULL || strlen(v1) < 64)
+        return 0;
+    const char *msg = it_fmt("%ld.%s", t, body);
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), secret, (int) strlen(secret), (const unsigned char *) msg, strlen(msg), mac, &maclen);
+    char hex[65];
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    return maclen == 32 && strncmp(hex, v1, 64) == 0;
+}
+
+/* ----------------------------------------------------------------- workers --- */
+
+/* The supervised fl-worker processes (children of the multiwatch in webhooks.pid). */
+static int worker_pids(pid_t *out, int max)
+{
+    const char *s = it_run(it_fmt("cat '%s/webhooks.pid'", it_env("FL_TEST_RUN")), NULL);
+    pid_t sup = (pid_t) atol(s);
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    if (d == NULL || sup <= 0) {
+        if (d)
+            closedir(d);
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL && n < max) {
+        if (!isdigit((unsigned char) e->d_name[0]))
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t k = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[k] = '\0';
+        const char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (rp && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 && ppid == sup && state != 'Z')
+            out[n++] = (pid_t) atol(e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static void workers_signal(int sig)
+{
+    pid_t p[16];
+    int n = worker_pids(p, 16);
+    IT_CHECK(n >= 1, "no supervised workers found");
+    for (int i = 0; i < n; i++)
+        kill(p[i], sig);
+}
+
+/* ------------------------------------------------------------------- tests --- */
+
+static const char *example_id;      /* the example lead, partner a.leads */
+
+/* The document's example, sent as is, is accepted; the id is opaque. */
+static void test_example_lead(void)
+{
+    it_resp *r = it_post(A(), "/lead", EXAMPLE);
+    IT_STATUS(r, 201);
+    IT_CHECK(is_json_ct(r), "Content-Type %s", it_header_get(r, "Content-Type"));
+    IT_MESSAGE(r, "Your lead was successfully created.");
+    example_id = it_jstr(r->json, "id");
+    IT_CHECK(example_id != NULL && strlen(example_id) == 32 && strspn(example_id, "0123456789abcdef") == 32,
+             "id %s is not 32 random hex digits", example_id ? example_id : "(none)");
+    IT_CHECK(json_object_object_length(r->json) == 2, "extra members: %s", r->body);
+    if (example_id == NULL)
+        return;
+    /* the id is not the row's key, and nothing else about the row */
+    IT_STREQ(Q("SELECT (id::text <> public_id)::text FROM leads WHERE public_id = $1", example_id), "true");
+    IT_STREQ(Q("SELECT reference_id FROM leads WHERE public_id = $1", example_id), "ANYTHING_YOUWANT_AS_A_STRING");
+    /* every part of the document was stored */
+    IT_STREQ(Q("SELECT a.name || '|' || a.fein_last4 || '|' || ap.capital_needed || '|' || ap.owner_1_percent_ownership "
+               "|| '|' || pl.balance || '|' || c.first_name || '|' || c.ssn_last4 || '|' || "
+               "(SELECT count(*) FROM lead_addresses x WHERE x.lead_id = l.id) "
+               "FROM leads l JOIN lead_accounts a ON a.lead_id = l.id JOIN lead_applications ap ON ap.lead_id = l.id "
+               "JOIN lead_prior_loans pl ON pl.lead_id = l.id JOIN lead_contacts c ON c.lead_id = l.id "
+               "WHERE l.public_id = $1", example_id),
+             "Pied Piper|0000|50000.00|56.00|15000.23|Erlich|5566|2");
+    /* two leads never get the same id */
+    const char *other = create_lead(A(), NULL);
+    IT_CHECK(other && strcmp(other, example_id) != 0, "two leads with id %s", example_id);
+}
+
+/* A reused reference_id: 422 with the document's message; another partner may use it. */
+static void test_reference_not_unique(void)
+{
+    json_object *d = lead_doc();
+    jset(d, "lead.application_attributes.reference_id", "\"THIS_ISNT_UNIQUE\"");
+    IT_STATUS(it_post(A(), "/lead", jtext(d)), 201);
+    it_resp *r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    JSON_IS(r, "{\"message\":\"Reference ID is not unique.\"}");
+    /* the example's reference, sent again by the same partner */
+    r = it_post(A(), "/v1/lead", EXAMPLE);
+    IT_STATUS(r, 422);
+    JSON_IS(r, "{\"message\":\"Reference ID is not unique.\"}");
+    /* uniqueness is per partner: another partner's own reference */
+    IT_STATUS(it_post(A2(), "/lead", jtext(d)), 201);
+    IT_STREQ(Q("SELECT count(*)::text FROM leads WHERE reference_id = 'THIS_ISNT_UNIQUE'"), "2");
+}
+
+/* The document's "Missing Info" example: no address on the contact. */
+static void test_missing_address(void)
+{
+    json_object *d = lead_doc();
+    jset(d, "lead.contacts_attributes[0].current_address_attributes", NULL);
+    it_resp *r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    IT_CHECK(is_json_ct(r), "Content-Type %s", it_header_get(r, "Content-Type"));
+    JSON_IS(r, "{\"errors\":{\"contacts_attributes\":[\"Must provide address\"]}}");
+
+    /* an address without its street is no address either */
+    d = lead_doc();
+    jset(d, "lead.contacts_attributes[0].current_address_attributes.street1", NULL);
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "contacts_attributes", "Must provide address");
+
+    /* one contact with an address is enough */
+    d = lead_doc();
+    json_object *contacts = it_jget(d, "lead.contacts_attributes");
+    json_object_array_add(contacts, json_tokener_parse("{\"first_name\":\"Jared\",\"last_name\":\"Dunn\"}"));
+    IT_STATUS(it_post(A(), "/lead", jtext(d)), 201);
+}
+
+/* Required members: reference_id, a contact's names, the account's name. */
+static void test_required(void)
+{
+    json_object *d = lead_doc();
+    jset(d, "lead.application_attributes.reference_id", NULL);
+    jset(d, "lead.contacts_attributes[0].first_name", NULL);
+    jset(d, "lead.contacts_attributes[0].last_name", "\"  \"");
+    jset(d, "lead.account_attributes.name", "null");
+    it_resp *r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "application_attributes.reference_id", "can't be blank");
+    ERR_HAS(r, "contacts_attributes[0].first_name", "can't be blank");
+    ERR_HAS(r, "contacts_attributes[0].last_name", "can't be blank");
+    ERR_HAS(r, "account_attributes.name", "can't be blank");
+    IT_CHECK(json_object_object_length(it_jget(r->json, "errors")) == 4,
+             "expected exactly 4 attributes in error: %s", r->body);
+
+    /* no contact at all, no account, no application */
+    d = lead_doc();
+    jset(d, "lead.contacts_attributes", "[]");
+    jset(d, "lead.account_attributes", NULL);
+    jset(d, "lead.application_attributes", NULL);
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    IT_CHECK(json_object_object_get_ex(it_jget(r->json, "errors"), "contacts_attributes", NULL),
+             "empty contacts_attributes not reported: %s", r->body);
+    ERR_HAS(r, "account_attributes", "can't be blank");
+    ERR_HAS(r, "application_attributes", "can't be blank");
+    IT_STREQ(Q("SELECT count(*)::text FROM leads WHERE reference_id LIKE 'REF%' AND NOT EXISTS "
+               "(SELECT 1 FROM lead_accounts a WHERE a.lead_id = leads.id)"), "0");
+}
+
+/* Every invalid field reported at once, under its attribute name. */
+static void test_validation_all_at_once(void)
+{
+    json_object *d = lead_doc();
+    jset(d, "lead.contacts_attributes[0].email", "\"not-an-email\"");
+    jset(d, "lead.contacts_attributes[0].home_phone", "\"617678100\"");
+    jset(d, "lead.contacts_attributes[0].cell_phone", "\"61767810001\"");
+    jset(d, "lead.contacts_attributes[0].ssn", "\"234-34-5566\"");
+    jset(d, "lead.contacts_attributes[0].born_on", "\"2015-02-30\"");
+    jset(d, "lead.contacts_attributes[0].ownership_date", "\"2999-01-01\"");
+    jset(d, "lead.contacts_attributes[0].current_address_attributes.state", "\"ZZ\"");
+    jset(d, "lead.contacts_attributes[0].current_address_attributes.zip", "\"0011\"");
+    jset(d, "lead.account_attributes.fein", "\"12345678\"");
+    jset(d, "lead.account_attributes.email", "\"support@\"");
+    jset(d, "lead.account_attributes.phone", "\"phone\"");
+    jset(d, "lead.account_attributes.started_on", "\"yesterday\"");
+    jset(d, "lead.account_attributes.current_address_attributes.zip", "\"001123\"");
+    jset(d, "lead.application_attributes.capital_needed", "\"-5\"");
+    jset(d, "lead.application_attributes.owner_1_percent_ownership", "101");
+    jset(d, "lead.application_attributes.owner_2_percent_ownership", "-1");
+    it_resp *r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "contacts_attributes[0].email", "is not a valid email");
+    ERR_HAS(r, "contacts_attributes[0].home_phone", "must be 10 digits");
+    ERR_HAS(r, "contacts_attributes[0].cell_phone", "must be 10 digits");
+    ERR_HAS(r, "contacts_attributes[0].ssn", "must be 9 digits");
+    ERR_HAS(r, "contacts_attributes[0].born_on", "is not a valid date");
+    ERR_HAS(r, "contacts_attributes[0].ownership_date", "can't be in the future");
+    ERR_HAS(r, "contacts_attributes[0].current_address_attributes.state", "is not a valid state");
+    ERR_HAS(r, "contacts_attributes[0].current_address_attributes.zip", "is not a valid zip code");
+    ERR_HAS(r, "account_attributes.fein", "must be 9 digits");
+    ERR_HAS(r, "account_attributes.email", "is not a valid email");
+    ERR_HAS(r, "account_attributes.phone", "must be 10 digits");
+    ERR_HAS(r, "account_attributes.started_on", "is not a valid date");
+    ERR_HAS(r, "account_attributes.current_address_attributes.zip", "is not a valid zip code");
+    ERR_HAS(r, "application_attributes.capital_needed", "must be a positive number with at most 2 decimals");
+    ERR_HAS(r, "application_attributes.owner_1_percent_ownership", "must be between 0 and 100");
+    ERR_HAS(r, "application_attributes.owner_2_percent_ownership", "must be between 0 and 100");
+    /* the contact's only address is invalid: it does not count as an address */
+    ERR_HAS(r, "contacts_attributes", "Must provide address");
+    IT_CHECK(json_object_object_length(it_jget(r->json, "errors")) == 17, "expected 17 attributes: %s", r->body);
+
+    /* the second contact's errors carry its index */
+    d = lead_doc();
+    json_object_array_add(it_jget(d, "lead.contacts_attributes"),
+                          json_tokener_parse("{\"first_name\":\"J\",\"last_name\":\"D\",\"ssn\":\"12345678\","
+                                             "\"born_on\":\"2999-12-31\"}"));
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "contacts_attributes[1].ssn", "must be 9 digits");
+    ERR_HAS(r, "contacts_attributes[1].born_on", "can't be in the future");
+    IT_CHECK(json_object_object_length(it_jget(r->json, "errors")) == 2, "the valid contact was reported: %s", r->body);
+
+    /* percentages that are each valid but sum over 100; capital_needed zero and not a number */
+    d = lead_doc();
+    jset(d, "lead.application_attributes.owner_1_percent_ownership", "60");
+    jset(d, "lead.application_attributes.owner_2_percent_ownership", "\"40.01\"");
+    jset(d, "lead.application_attributes.capital_needed", "\"0\"");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "application_attributes", "owner percentages of ownership must add up to at most 100");
+    ERR_HAS(r, "application_attributes.capital_needed", "must be a positive number with at most 2 decimals");
+    d = lead_doc();
+    jset(d, "lead.application_attributes.capital_needed", "\"fifty thousand\"");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "application_attributes.capital_needed", "must be a positive number with at most 2 decimals");
+
+    /* the edges that are valid: 100 in total, formatted phones, ZIP+4, lower-case state, a decimal */
+    d = lead_doc();
+    jset(d, "lead.application_attributes.owner_1_percent_ownership", "60");
+    jset(d, "lead.application_attributes.owner_2_percent_ownership", "\"40.00\"");
+    jset(d, "lead.application_attributes.capital_needed", "\"50000.50\"");
+    jset(d, "lead.contacts_attributes[0].home_phone", "\"(617) 678-1000\"");
+    jset(d, "lead.contacts_attributes[0].cell_phone", "\"1-617-678-1000\"");
+    jset(d, "lead.contacts_attributes[0].current_address_attributes.zip", "\"00112-1234\"");
+    jset(d, "lead.contacts_attributes[0].current_address_attributes.state", "\"ma\"");
+    jset(d, "lead.contacts_attributes[0].born_on", "\"1996-02-29\"");
+    const char *id = create_lead(A(), d);
+    IT_STREQ(Q("SELECT c.home_phone || '|' || c.cell_phone || '|' || x.state || '|' || x.zip || '|' || ap.capital_needed "
+               "FROM leads l JOIN lead_contacts c ON c.lead_id = l.id JOIN lead_addresses x ON x.contact_id = c.id "
+               "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.public_id = $1", id ? id : ""),
+             "6176781000|6176781000|MA|00112-1234|50000.50");
+}
+
+/* Malformed JSON and bodies that are not a lead document: 422. */
+static void test_malformed(void)
+{
+    static const char *const bodies[] = { "{\"lead\": {", "not json", "[]", "{}", "{\"lead\": []}", "" };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        it_resp *r = it_post(A(), "/lead", bodies[i]);
+        IT_STATUS(r, 422);
+        IT_CHECK(is_json_ct(r) && it_jget(r->json, "errors") != NULL
+                 && json_object_object_length(it_jget(r->json, "errors")) > 0,
+                 "body %s answered %s", bodies[i], r->body);
+    }
+    it_resp *r = it_post(A(), "/lead", "{\"lead\": {");
+    ERR_HAS(r, "base", "is not valid JSON");
+}
+
+/* Every endpoint, with and without /v1. */
+static void test_v1_and_plain_paths(void)
+{
+    static const char *const pre[] = { "", "/v1" };
+    rcv rc = rcv_start("");
+    for (int i = 0; i < 2; i++) {
+        json_object *d = lead_doc();
+        it_resp *r = it_post(A(), it_fmt("%s/lead", pre[i]), jtext(d));
+        IT_STATUS(r, 201);
+        const char *id = it_jstr(r->json, "id");
+        if (id == NULL)
+            continue;
+        r = it_get(A(), it_fmt("%s/deal_status/%s", pre[i], id));
+        IT_STATUS(r, 200);
+        JSON_IS(r, "{\"stage\":\"Working\"}");
+        r = it_call_ex(A(), "POST", it_fmt("%s/attachment?filename=a.txt&lead_id=%s", pre[i], id), NULL, 0,
+                       "hello", 5);
+        IT_STATUS(r, 202);
+        r = it_post(A(), it_fmt("%s/attachment", pre[i]),
+                    it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/a.pdf\",\"filename\":\"a.pdf\",\"lead_id\":\"%s\"}",
+                           rc.port, id));
+        IT_STATUS(r, 202);
+        r = it_post(A2(), it_fmt("%s/webhook", pre[i]), it_fmt("{\"webhook_url\":\"%s\"}", rc.url));
+        IT_STATUS(r, 200);
+        IT_STREQ(it_jstr(r->json, "success"), "true");
+        r = it_post(A(), it_fmt("%s/trigger_webhook", pre[i]),
+                    it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"%s\",\"event_type\":\"Approved\"}", rc.url, id));
+        IT_STATUS(r, 200);
+        IT_CHECK(rcv_wait_event(&rc, id, "Approved", 15) != NULL, "trigger via %s/trigger_webhook not delivered", pre[i]);
+        IT_STREQ(wait_attachment(id, "a.pdf", 15), "received");
+    }
+    rcv_stop(&rc);
+    /* the both-prefix spelling is not a path of the API */
+    it_resp *r = it_get(A(), "/v1/v1/deal_status/x");
+    IT_STATUS(r, 404);
+    r = it_get(A(), "/nope");
+    IT_STATUS(r, 404);
+    IT_CHECK(is_json_ct(r) && it_jstr(r->json, "message") != NULL, "404 body %s", r->body);
+    r = it_get(A(), "/lead");
+    IT_STATUS(r, 405);
+}
+
+/* The five endpoints, as (method, path, body) with a lead id filled in. */
+typedef struct call {
+    const char *method, *path, *body;
+} call;
+
+static int calls(call *out, const char *id)
+{
+    out[0] = (call){ "POST", "/lead", jtext(lead_doc()) };
+    out[1] = (call){ "POST", it_fmt("/attachment?filename=x.txt&lead_id=%s", id), "data" };
+    out[2] = (call){ "POST", "/attachment",
+                     it_fmt("{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"%s\"}", id) };
+    out[3] = (call){ "GET", it_fmt("/deal_status/%s", id), NULL };
+    out[4] = (call){ "POST", "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/h\"}" };
+    out[5] = (call){ "POST", "/trigger_webhook",
+                     it_fmt("{\"webhook_url\":\"http://127.0.0.1:9/h\",\"lead_id\":\"%s\",\"event_type\":\"x\"}", id) };
+    return 6;
+}
+
+static it_resp *do_call(const it_cred *c, const call *k)
+{
+    return it_call_ex(c, k->method, k->path, NULL, 0, k->body, k->body ? strlen(k->body) : 0);
+}
+
+/* api_key missing, wrong, unknown, malformed: 401 on every endpoint. */
+static void test_auth_401(void)
+{
+    const char *id = example_id ? example_id : "x";
+    const char *key = it_cred_header(A(), "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const it_cred *bad[] = {
+        it_cred_with(A(), "api_key", NULL),
+        it_cred_with(A(), "api_key", it_fmt("%s.%064x", pub, 0)),
+        it_cred_with(A(), "api_key", it_fmt("%s", strchr(key, '.') + 1)),
+        it_cred_with(A(), "api_key", it_fmt("ffffffffffffffffffffffff%s", strchr(key, '.'))),
+        it_cred_with(A(), "api_key", ""),
+        it_cred_with(A(), "api_key", it_fmt("%s.", pub)),
+    };
+    call k[8];
+    int n = calls(k, id);
+    for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++)
+        for (int i = 0; i < n; i++) {
+            it_resp *r = do_call(bad[b], &k[i]);
+            IT_CHECK(r->status == 401, "credential %zu, %s %s: %ld %s", b, k[i].method, k[i].path, r->status, r->body);
+            IT_CHECK(is_json_ct(r) && it_jstr(r->json, "message") != NULL, "401 body %s", r->body);
+        }
+    it_resp *r = do_call(bad[0], &k[3]);
+    JSON_IS(r, "{\"message\":\"Unauthorized\"}");
+    /* another partner's key is the wrong key for nothing: header name case does not matter */
+    r = do_call(it_cred_rename(A(), "api_key", "API_KEY"), &k[3]);
+    IT_STATUS(r, 200);
+}
+
+/* Plain HTTP: 403 on every endpoint, with or without a key, with or without /v1. */
+static void test_plain_http_403(void)
+{
+    const char *id = example_id ? example_id : "x";
+    const char *http = it_env("FL_TEST_HTTP");
+    const it_cred *plain[] = { cred_at(A(), http, "/leads"), cred_at(A(), http, "/leads/v1"),
+                               it_cred_with(cred_at(A(), http, "/leads"), "api_key", NULL) };
+    call k[8];
+    int n = calls(k, id);
+    for (size_t p = 0; p < sizeof(plain) / sizeof(plain[0]); p++)
+        for (int i = 0; i < n; i++) {
+            it_resp *r = do_call(plain[p], &k[i]);
+            IT_CHECK(r->status == 403, "plain %zu, %s %s: %ld %s", p, k[i].method, k[i].path, r->status, r->body);
+            IT_CHECK(is_json_ct(r) && it_jstr(r->json, "message") != NULL, "403 body %s", r->body);
+        }
+    JSON_IS(do_call(plain[0], &k[3]), "{\"message\":\"HTTPS is required\"}");
+    /* nothing was written over HTTP */
+    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+               "WHERE l.public_id = $1 AND a.filename = 'x.txt'", id), "0");
+}
+
+/* Over 1 request/s with burst 5: 7 quick requests, the first 5 pass, then 429;
+ * the bucket is in PostgreSQL, shared by both workers of the pool. */
+static void test_rate_limit(void)
+{
+    it_resp *first[5], *r6, *r7;
+    const char *path = "/deal_status/no-such-lead";
+    double t0 = it_now();
+    it_parallel(first, 5, LIM(), "GET", path, NULL);
+    r6 = it_get(LIM(), path);
+    r7 = it_get(LIM(), path);
+    double took = it_now() - t0;
+    for (int i = 0; i < 5; i++)
+        IT_CHECK(first[i]->status == 404, "request %d of the burst: %ld %s", i + 1, first[i]->status, first[i]->body);
+    IT_CHECK(took < 1.0, "the 7 requests took %.2f s: not a burst", took);
+    IT_CHECK(r6->status == 429 || r7->status == 429, "no 429 after the burst: %ld, %ld", r6->status, r7->status);
+    it_resp *t = r7->status == 429 ? r7 : r6;
+    JSON_IS(t, "{\"message\":\"Rate limit exceeded\"}");
+    IT_STREQ(it_header_get(t, "Retry-After"), "1");
+
+    /* the 7 requests were served by more than one worker process */
+    const char *ids[7];
+    for (int i = 0; i < 5; i++)
+        ids[i] = it_header_get(first[i], "X-Request-Id");
+    ids[5] = it_header_get(r6, "X-Request-Id");
+    ids[6] = it_header_get(r7, "X-Request-Id");
+    it_sleep(0.3);
+    pid_t pids[7];
+    int npids = 0;
+    for (int i = 0; i < 7; i++) {
+        if (ids[i] == NULL)
+            continue;
+        const char *line = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/leads.log' | head -1", ids[i], logdir()), NULL);
+        const char *p = strstr(line, "\"pid\":");
+        pid_t pid = p ? (pid_t) atol(p + 6) : 0;
+        int seen = 0;
+        for (int j = 0; j < npids; j++)
+            seen |= pids[j] == pid;
+        if (pid > 0 && !seen)
+            pids[npids++] = pid;
+    }
+    IT_CHECK(npids >= 2, "the requests were served by %d worker process(es), expected both", npids);
+
+    /* other credentials are not throttled by this one */
+    IT_STATUS(it_get(A(), path), 404);
+    /* the bucket refills at 1 token/s */
+    it_sleep(1.2);
+    IT_STATUS(it_get(LIM(), path), 404);
+    r6 = it_get(LIM(), path);
+    r7 = it_get(LIM(), path);
+    IT_CHECK(r6->status == 429 || r7->status == 429, "no 429 after one refilled token: %ld, %ld", r6->status, r7->status);
+}
+
+/* deal_status: the fields by stage, exactly as the document shows them. */
+static void test_deal_status_by_stage(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    const char *path = it_fmt("/v1/deal_status/%s", id);
+    JSON_IS(it_get(A(), path), "{\"stage\":\"Working\"}");
+
+    stage_ok(id, "File Missing Info", "--missing-info \"We're going to need more recent bank statements please!\"");
+    JSON_IS(it_get(A(), path),
+            "{\"stage\":\"File Missing Info\",\"missing_info\":\"We're going to need more recent bank statements please!\"}");
+
+    stage_ok(id, "Waiting on ISO", "");
+    JSON_IS(it_get(A(), path), "{\"stage\":\"Waiting on ISO\"}");
+
+    stage_ok(id, "Approval Sent", "--max-approval 10000 --max-payments 20 --offer-link offer.com "
+                                  "--stipulation 'Voided Check'");
+    it_resp *r = it_get(A(), path);
+    IT_STATUS(r, 200);
+    JSON_IS(r, "{\"stage\":\"Approval Sent\",\"required_stipulations\":[{\"type\":\"Voided Check\"}],"
+               "\"max_approval\":10000,\"max_payments\":20,\"offer_link\":\"offer.com\"}");
+    IT_CHECK(json_object_is_type(it_jget(r->json, "max_approval"), json_type_int), "max_approval is not a number: %s",
+             r->body);
+
+    stage_ok(id, "Declined", "--decline-driver 'Default history' --decline-driver 'Excessive liens or judgements' "
+                             "--decline-notes 'This merchant does not look credible'");
+    JSON_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
+                               "judgements\",\"decline_notes\":\"This merchant does not look credible\"}");
+
+    /* Declined is final */
+    int st;
+    const char *out = stage(id, "Working", "", &st);
+    IT_CHECK(st != 0 && strstr(out, "cannot move from Declined to Working") != NULL,
+             "Declined -> Working: exit %d: %s", st, out);
+    out = stage(id, "Approval Sent", "--max-approval 1 --max-payments 1", &st);
+    IT_CHECK(st != 0, "Declined -> Approval Sent accepted: %s", out);
+    JSON_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
+                               "judgements\",\"decline_notes\":\"This merchant does not look credible\"}");
+    IT_STREQ(Q("SELECT string_agg(coalesce(from_stage, '-') || '>' || to_stage, ',' ORDER BY h.id) "
+               "FROM lead_stage_history h JOIN leads l ON l.id = h.lead_id WHERE l.public_id = $1", id),
+             "->Working,Working>File Missing Info,File Missing Info>Waiting on ISO,Waiting on ISO>Approval Sent,"
+             "Approval Sent>Declined");
+}
+
+/* set_stage's refusals through the command line. */
+static void test_stage_errors(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    int st;
+    const char *out = stage(id, "Funded", "", &st);
+    IT_CHECK(st != 0 && strstr(out, "Unknown stage Funded") != NULL, "unknown stage: exit %d: %s", st, out);
+    out = stage(id, "Approval Sent", "--max-payments 20", &st);
+    IT_CHECK(st != 0 && strstr(out, "max_approval") != NULL, "Approval Sent without max_approval: exit %d: %s", st, out);
+    out = stage(id, "Declined", "", &st);
+    IT_CHECK(st != 0 && strstr(out, "decline driver") != NULL, "Declined without a driver: exit %d: %s", st, out);
+    out = stage(id, "Declined", "--decline-driver 'Bad vibes'", &st);
+    IT_CHECK(st != 0 && strstr(out, "Unknown decline driver Bad vibes") != NULL, "unknown driver: exit %d: %s", st, out);
+    out = stage(id, "File Missing Info", "", &st);
+    IT_CHECK(st != 0 && strstr(out, "missing_info") != NULL, "File Missing Info without text: exit %d: %s", st, out);
+    out = stage(id, "Working", "", &st);
+    IT_CHECK(st != 0 && strstr(out, "cannot move from Working to Working") != NULL, "Working -> Working: exit %d: %s",
+             st, out);
+    out = stage("no-such-lead", "Working", "", &st);
+    IT_CHECK(st != 0 && strstr(out, "Lead not found") != NULL, "unknown lead: exit %d: %s", st, out);
+    /* nothing changed, no event */
+    JSON_IS(it_get(A(), it_fmt("/deal_status/%s", id)), "{\"stage\":\"Working\"}");
+    IT_STREQ(Q("SELECT count(*)::text FROM events WHERE family = 'leads' AND payload->>'lead_id' = $1", id), "0");
+}
+
+/* A lead is visible only to the partner that submitted it. */
+static void test_isolation_404(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    const it_cred *others[] = { A2(), B() };
+    for (int i = 0; i < 2; i++) {
+        it_resp *r = it_get(others[i], it_fmt("/deal_status/%s", id));
+        IT_STATUS(r, 404);
+        JSON_IS(r, "{\"message\":\"Lead not found\"}");
+        r = it_call_ex(others[i], "POST", it_fmt("/attachment?filename=x.pdf&lead_id=%s", id), NULL, 0, "%PDF-", 5);
+        IT_STATUS(r, 404);
+        JSON_IS(r, "{\"message\":\"Lead not found\"}");
+        r = it_post(others[i], "/attachment",
+                    it_fmt("{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"%s\"}", id));
+        IT_STATUS(r, 404);
+        r = it_post(others[i], "/trigger_webhook",
+                    it_fmt("{\"webhook_url\":\"http://127.0.0.1:9/h\",\"lead_id\":\"%s\",\"event_type\":\"Approved\"}", id));
+        IT_STATUS(r, 404);
+    }
+    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
+               id), "0");
+    /* unknown ids, and the row's internal key */
+    IT_STATUS(it_get(A(), "/deal_status/0123456789abcdef0123456789abcdef"), 404);
+    const char *key = Q("SELECT id::text FROM leads WHERE public_id = $1", id);
+    IT_STATUS(it_get(A(), it_fmt("/deal_status/%s", key ? key : "x")), 404);
+    IT_STATUS(it_get(A(), it_fmt("/deal_status/%s", id)), 200);
+}
+
+/* POST /attachment with the file as the body, raw or strict Base64. */
+static void test_attachment_upload(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    static const char pdf[] = "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n\x00\x01\x02trailer\n";
+    size_t n = sizeof(pdf) - 1;
+    it_header oct[] = { { "Content-Type", "application/octet-stream" } };
+    it_resp *r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=bank_statement.pdf&lead_id=%s", id), oct, 1, pdf, n);
+    IT_STATUS(r, 202);
+    JSON_IS(r, "{\"message\":\"Your attachment was received and is being processed\"}");
+    IT_STREQ(Q("SELECT a.state || '|' || a.size || '|' || a.sha256 || '|' || a.content_type || '|' || "
+               "(encode(sha256(a.content), 'hex') = a.sha256)::text FROM lead_attachments a "
+               "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = $2", id, "bank_statement.pdf"),
+             it_fmt("received|%zu|%s|application/pdf|true", n, sha256_hex(pdf, n)));
+
+    /* strict Base64 (encoded=true): a PNG header */
+    static const unsigned char png[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R' };
+    char b64[64];
+    EVP_EncodeBlock((unsigned char *) b64, png, sizeof(png));
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=logo.png&lead_id=%s&encoded=true", id), NULL, 0, b64,
+                   strlen(b64));
+    IT_STATUS(r, 202);
+    IT_STREQ(Q("SELECT a.size || '|' || a.sha256 || '|' || a.content_type FROM lead_attachments a "
+               "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'logo.png'", id),
+             it_fmt("%zu|%s|image/png", sizeof(png), sha256_hex(png, sizeof(png))));
+
+    /* encoded=false is the raw body */
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=notes.txt&lead_id=%s&encoded=false", id), NULL, 0,
+                   "aGVsbG8=", 8);
+    IT_STATUS(r, 202);
+    IT_STREQ(Q("SELECT a.size || '|' || a.content_type FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+               "WHERE l.public_id = $1 AND a.filename = 'notes.txt'", id), "8|text/plain");
+
+    /* not strict Base64: line breaks, bad characters, bad padding, empty */
+    static const char *const bad[] = { "aGVs\nbG8=", "aGVsbG8", "aGVs*G8=", "aGVsbG8=\n", "====", "" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=b%zu.txt&lead_id=%s&encoded=true", i, id), NULL, 0,
+                       bad[i], strlen(bad[i]));
+        IT_CHECK(r->status == 400, "Base64 %zu (%s): %ld %s", i, bad[i], r->status, r->body);
+        IT_CHECK(is_json_ct(r) && it_jstr(r->json, "message") != NULL, "400 body %s", r->body);
+    }
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=b.txt&lead_id=%s&encoded=true", id), NULL, 0, "aGVs\nbG8=", 9);
+    JSON_IS(r, "{\"message\":\"The attachment is not valid strict Base64\"}");
+    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+               "WHERE l.public_id = $1 AND a.filename LIKE 'b_.txt'", id), "0");
+
+    /* filenames are sanitised: no directories, no control characters */
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=..%%2F..%%2Fetc%%2Fpasswd&lead_id=%s", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 202);
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=C:%%5Cdocs%%5Cq1%%0d%%0a.pdf&lead_id=%s", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 202);
+    IT_STREQ(Q("SELECT string_agg(a.filename, ',' ORDER BY a.filename) FROM lead_attachments a JOIN leads l "
+               "ON l.id = a.lead_id WHERE l.public_id = $1 AND a.size = 1", id), "passwd,q1.pdf");
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=..&lead_id=%s", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 400);
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=dir%%2F&lead_id=%s", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 400);
+}
+
+static void test_attachment_errors(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    it_resp *r = it_call_ex(A(), "POST", it_fmt("/attachment?lead_id=%s", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Please provide filename and lead_id\"}");
+    r = it_call_ex(A(), "POST", "/attachment?filename=a.pdf", NULL, 0, "x", 1);
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Please provide filename and lead_id\"}");
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=&lead_id=%s", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 400);
+    r = it_call_ex(A(), "POST", "/attachment?encoded=true", NULL, 0, "eA==", 4);
+    IT_STATUS(r, 400);
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=a.pdf&lead_id=%s&encoded=yes", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 400);
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=a.pdf&lead_id=%s", id), NULL, 0, "", 0);
+    IT_STATUS(r, 400);
+    r = it_call_ex(A(), "POST", "/attachment?filename=a.pdf&lead_id=no-such-lead", NULL, 0, "x", 1);
+    IT_STATUS(r, 404);
+    JSON_IS(r, "{\"message\":\"Lead not found\"}");
+
+    /* by URL: the three members, an http(s) URL, a known lead */
+    r = it_post(A(), "/attachment", it_fmt("{\"attachment_url\":\"http://127.0.0.1:9/x\",\"lead_id\":\"%s\"}", id));
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Please provide attachment_url, filename and lead_id\"}");
+    r = it_post(A(), "/attachment", "{\"filename\":\"x\",\"attachment_url\":\"http://127.0.0.1:9/x\"}");
+    IT_STATUS(r, 400);
+    r = it_post(A(), "/attachment", "{\"attachment_url\":");
+    IT_STATUS(r, 400);
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"ftp://example.com/x\",\"filename\":\"x\",\"lead_id\":\"%s\"}", id));
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"attachment_url must be an http or https URL\"}");
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"file:///etc/passwd\",\"filename\":\"x\",\"lead_id\":\"%s\"}", id));
+    IT_STATUS(r, 400);
+    r = it_post(A(), "/attachment", "{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"nope\"}");
+    IT_STATUS(r, 404);
+    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
+               id), "0");
+}
+
+/* Up to 25 MB is accepted; one byte more is 413 in the family's JSON. */
+static void test_attachment_size(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    size_t max = 25u * 1024 * 1024;
+    char *big = it_alloc(max + 1);
+    memset(big, 'A', max + 1);
+    memcpy(big, "%PDF-", 5);
+    it_header oct[] = { { "Content-Type", "application/octet-stream" } };
+    it_resp *r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=big.pdf&lead_id=%s", id), oct, 1, big, max + 1);
+    IT_STATUS(r, 413);
+    IT_CHECK(is_json_ct(r), "413 Content-Type %s", it_header_get(r, "Content-Type"));
+    JSON_IS(r, "{\"message\":\"Attachment too large: the limit is 25 MB\"}");
+    IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "413 without X-Request-Id");
+    /* Base64 counts as sent: the cap is on the request body */
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=big.pdf&lead_id=%s&encoded=true", id), oct, 1, big, max + 1);
+    IT_STATUS(r, 413);
+
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=max.pdf&lead_id=%s", id), oct, 1, big, max);
+    IT_STATUS(r, 202);
+    IT_STREQ(Q("SELECT a.size || '|' || a.sha256 || '|' || a.content_type FROM lead_attachments a "
+               "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'max.pdf'", id),
+             it_fmt("%zu|%s|application/pdf", max, sha256_hex(big, max)));
+    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+               "WHERE l.public_id = $1 AND a.filename = 'big.pdf'", id), "0");
+}
+
+/* An attachment by URL, fetched by the supervised worker from fl-receiver
+ * (which answers GET with {"ok":true}); one the server refuses ends failed. */
+static void test_attachment_url_fetched(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    rcv rc = rcv_start("");
+    const char *url = it_fmt("http://127.0.0.1:%d/files/statement.pdf", rc.port);
+    it_resp *r = it_post(A(), "/attachment",
+                         it_fmt("{\"attachment_url\":\"%s\",\"filename\":\"statement.pdf\",\"lead_id\":\"%s\"}", url, id));
+    IT_STATUS(r, 202);
+    JSON_IS(r, "{\"message\":\"Your attachment was received and is being processed\"}");
+    IT_STREQ(wait_attachment(id, "statement.pdf", 15), "received");
+    const char *body = "{\"ok\":true}";
+    IT_STREQ(Q("SELECT a.source_url || '|' || a.size || '|' || a.sha256 || '|' || a.content_type || '|' || "
+               "convert_from(a.content, 'UTF8') || '|' || a.attempts || '|' || (a.error IS NULL)::text "
+               "FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+               "WHERE l.public_id = $1 AND a.filename = 'statement.pdf'", id),
+             it_fmt("%s|%zu|%s|text/plain|%s|1|true", url, strlen(body), sha256_hex(body, strlen(body)), body));
+    json_object *lines[8];
+    int n = rcv_read(&rc, lines, 8);
+    IT_CHECK(n == 1, "%d requests at the file server, expected 1", n);
+    if (n >= 1) {
+        IT_JSTR(lines[0], "method", "GET");
+        IT_JSTR(lines[0], "path", "/files/statement.pdf");
+    }
+    rcv_stop(&rc);
+
+    /* the server answers 404: failed at once, with the error recorded */
+    rcv nf = rcv_start("--status-seq 404");
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/gone.pdf\",\"filename\":\"gone.pdf\",\"lead_id\":\"%s\"}",
+                       nf.port, id));
+    IT_STATUS(r, 202);
+    IT_STREQ(wait_attachment(id, "gone.pdf", 15), "failed");
+    IT_STREQ(Q("SELECT a.error || '|' || (a.content IS NULL)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+               "WHERE l.public_id = $1 AND a.filename = 'gone.pdf'", id), "HTTP 404|true");
+    rcv_stop(&nf);
+}
+
+/* The SSRF guard: a private address ends failed when the worker runs with
+ * FL_WEBHOOK_ALLOW_PRIVATE=0 (the supervised workers, which allow private
+ * addresses for the tests, are paused meanwhile). */
+static void test_attachment_url_ssrf(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    rcv rc = rcv_start("");
+    workers_signal(SIGSTOP);
+    static const char *const urls[] = { "http://127.0.0.1:%d/private.pdf", "http://10.0.0.1:%d/private.pdf",
+                                        "http://169.254.169.254:%d/latest/meta-data", "http://[::1]:%d/x.pdf",
+                                        "http://localhost:%d/x.pdf" };
+    int nurls = (int) (sizeof(urls) / sizeof(urls[0]));
+    for (int i = 0; i < nurls; i++) {
+        const char *u = it_fmt(urls[i], rc.port);
+        it_resp *r = it_post(A(), "/attachment",
+                             it_fmt("{\"attachment_url\":\"%s\",\"filename\":\"ssrf%d.pdf\",\"lead_id\":\"%s\"}", u, i, id));
+        IT_STATUS(r, 202);
+    }
+    int st;
+    const char *out = it_run(it_fmt("FL_WEBHOOK_ALLOW_PRIVATE=0 FL_WORKER_DATABASE_URL='%s' FL_DATA_KEY_FILE='%s' "
+                                    "'%s' --once 2>&1", it_env("FL_TEST_WORKER_DATABASE_URL"),
+                                    it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_WORKER")), &st);
+    IT_CHECK(st == 0, "fl-worker --once: exit %d: %s", st, out);
+    workers_signal(SIGCONT);
+    for (int i = 0; i < nurls; i++) {
+        const char *f = it_fmt("ssrf%d.pdf", i);
+        IT_CHECK(wait_attachment(id, f, 0) && strcmp(wait_attachment(id, f, 0), "failed") == 0,
+                 "%s (%s) is %s, expected failed", f, urls[i], wait_attachment(id, f, 0));
+        const char *err = Q("SELECT a.error FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                            "WHERE l.public_id = $1 AND a.filename = $2", id, f);
+        IT_CHECK(err && strncmp(err, "refused: ", 9) == 0, "%s: error %s", f, err ? err : "(null)");
+    }
+    json_object *lines[4];
+    IT_CHECK(rcv_read(&rc, lines, 4) == 0, "the private address was fetched");
+    rcv_stop(&rc);
+}
+
+/* POST /webhook: 200 {"success":true} (+ signing_secret the first time); 422 for a bad URL. */
+static void test_webhook_register(void)
+{
+    const it_cred *p = new_partner();
+    static const char *const bad[] = { "{\"webhook_url\":\"ftp://example.com/x\"}", "{\"webhook_url\":\"example.com\"}",
+                                       "{\"webhook_url\":\"\"}", "{}", "{\"webhook_url\":\"https://\"}",
+                                       "{\"webhook_url\":", "{\"webhook_url\":42}" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        it_resp *r = it_post(p, "/webhook", bad[i]);
+        IT_STATUS(r, 422);
+        JSON_IS(r, "{\"errors\":{\"webhook_url\":[\"is not a valid URL\"]}}");
+    }
+    it_resp *r = it_post(p, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/some-path\"}");
+    IT_STATUS(r, 200);
+    IT_STREQ(it_jstr(r->json, "success"), "true");
+    const char *secret = it_jstr(r->json, "signing_secret");
+    IT_CHECK(secret && strlen(secret) == 64, "first registration without signing_secret: %s", r->body);
+    IT_CHECK(json_object_object_length(r->json) == 2, "extra members: %s", r->body);
+    r = it_post(p, "/v1/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/other\"}");
+    IT_STATUS(r, 200);
+    JSON_IS(r, "{\"success\":true}");
+    const char *key = it_cred_header(p, "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    IT_STREQ(Q("SELECT s.url || '|' || s.active || '|' || count(*) OVER () || '|' || (s.secret_enc LIKE 'v1:%') "
+               "|| '|' || (strpos(s.secret_enc, $2) = 0) FROM webhook_subscriptions s "
+               "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub, secret ? secret : "x"),
+             "http://127.0.0.1:9/other|true|1|true|true");
+}
+
+/* A stage change reaches the partner's registered URL, signed. */
+static void test_webhook_on_stage_change(void)
+{
+    const it_cred *p = new_partner();
+    rcv rc = rcv_start("");
+    it_resp *r = it_post(p, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", rc.url));
+    IT_STATUS(r, 200);
+    const char *secret = it_jstr(r->json, "signing_secret");
+    IT_CHECK(secret != NULL, "no signing_secret: %s", r->body);
+    const char *id = create_lead(p, NULL), *id2 = create_lead(p, NULL);
+    if (id == NULL || id2 == NULL) {
+        rcv_stop(&rc);
+        return;
+    }
+    /* another partner's deal moving does not reach this partner */
+    const char *foreign = create_lead(A(), NULL);
+    if (foreign)
+        stage_ok(foreign, "Approval Sent", "--max-approval 500 --max-payments 5");
+
+    stage_ok(id, "Approval Sent", "--max-approval 10000 --max-payments 20 --offer-link offer.com");
+    json_object *line = rcv_wait_event(&rc, id, "Approved", 15);
+    IT_CHECK(line != NULL, "no Approved webhook for %s within 15 s", id);
+    if (line) {
+        const char *body = it_jstr(line, "body");
+        IT_JSTR(line, "method", "POST");
+        IT_JSTR(line, "path", strchr(rc.url + 7, '/'));
+        IT_CHECK(json_object_equal(it_json(body), it_json(it_fmt("{\"lead_id\":\"%s\",\"event_type\":\"Approved\"}", id))),
+                 "body %s", body);
+        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), body), "Factorline-Signature %s does not verify",
+                 it_jstr(line, "fl_sig"));
+        IT_CHECK(!sig_ok("0000000000000000000000000000000000000000000000000000000000000000", it_jstr(line, "fl_sig"), body),
+                 "the signature verifies with any secret");
+    }
+    stage_ok(id, "Declined", "--decline-driver Fraud");
+    IT_CHECK(rcv_wait_event(&rc, id, "Declined", 15) != NULL, "no Declined webhook");
+    stage_ok(id2, "File Missing Info", "--missing-info 'bank statements'");
+    stage_ok(id2, "Waiting on ISO", "");
+    line = rcv_wait_event(&rc, id2, "Waiting on ISO", 15);
+    IT_CHECK(line != NULL, "no Waiting on ISO webhook");
+    if (line)
+        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), it_jstr(line, "body")), "Waiting on ISO signature");
+    it_sleep(0.5);
+    json_object *lines[16];
+    int n = rcv_read(&rc, lines, 16);
+    IT_CHECK(n == 3, "%d deliveries, expected 3 (Approved, Declined, Waiting on ISO; none for File Missing Info or "
+                     "another partner's deal)", n);
+    IT_STREQ(Q("SELECT string_agg(type || ':' || (audience IS NOT NULL)::text, ',' ORDER BY id) FROM events "
+               "WHERE family = 'leads' AND payload->>'lead_id' = $1", id2), "Waiting on ISO:true");
+    rcv_stop(&rc);
+}
+
+/* POST /trigger_webhook: one signed delivery of {lead_id, event_type} to the given URL. */
+static void test_trigger_webhook(void)
+{
+    const it_cred *p = new_partner();
+    rcv reg = rcv_start(""), rc = rcv_start("");
+    it_resp *r = it_post(p, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", reg.url));
+    IT_STATUS(r, 200);
+    const char *secret = it_jstr(r->json, "signing_secret");
+    const char *id = create_lead(p, NULL);
+    if (id == NULL) {
+        rcv_stop(&reg);
+        rcv_stop(&rc);
+        return;
+    }
+    r = it_post(p, "/trigger_webhook",
+                it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"%s\",\"event_type\":\"Declined\"}", rc.url, id));
+    IT_STATUS(r, 200);
+    JSON_IS(r, "{\"message\":\"Webhook trigger successful\"}");
+    json_object *line = rcv_wait_event(&rc, id, "Declined", 15);
+    IT_CHECK(line != NULL, "the triggered webhook did not arrive");
+    if (line) {
+        const char *body = it_jstr(line, "body");
+        IT_CHECK(json_object_equal(it_json(body), it_json(it_fmt("{\"lead_id\":\"%s\",\"event_type\":\"Declined\"}", id))),
+                 "body %s", body);
+        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), body), "the trigger's signature does not verify with the secret");
+    }
+    /* only to the given URL: the registered one gets nothing, the stage did not change */
+    json_object *lines[4];
+    IT_CHECK(rcv_read(&reg, lines, 4) == 0, "the trigger was delivered to the registered URL too");
+    JSON_IS(it_get(p, it_fmt("/deal_status/%s", id)), "{\"stage\":\"Working\"}");
+
+    /* any of the three missing: 400 with the document's message */
+    static const char *const missing[] = {
+        "{\"lead_id\":\"%2$s\",\"event_type\":\"Approved\"}", "{\"webhook_url\":\"%1$s\",\"event_type\":\"Approved\"}",
+        "{\"webhook_url\":\"%1$s\",\"lead_id\":\"%2$s\"}", "{}", "{\"webhook_url\":\"%1$s\",\"lead_id\":\"%2$s\","
+        "\"event_type\":\"\"}", "not json" };
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        r = it_post(p, "/trigger_webhook", it_fmt(missing[i], rc.url, id));
+        IT_STATUS(r, 400);
+        JSON_IS(r, "{\"message\":\"Please provide lead_id, webhook_url and event_type\"}");
+    }
+    r = it_post(p, "/trigger_webhook", it_fmt("{\"webhook_url\":\"ftp://x/y\",\"lead_id\":\"%s\",\"event_type\":\"A\"}", id));
+    IT_STATUS(r, 422);
+    JSON_IS(r, "{\"errors\":{\"webhook_url\":[\"is not a valid URL\"]}}");
+    r = it_post(p, "/trigger_webhook", it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"nope\",\"event_type\":\"A\"}", rc.url));
+    IT_STATUS(r, 404);
+    it_sleep(0.5);
+    IT_CHECK(rcv_read(&rc, lines, 4) == 1, "refused triggers were delivered");
+    rcv_stop(&reg);
+    rcv_stop(&rc);
+}
+
+/* A partner that triggers before registering: the trigger is delivered, and
+ * its later first registration still gives the signing secret that signs it. */
+static void test_trigger_before_register(void)
+{
+    const it_cred *p = new_partner();
+    rcv rc = rcv_start("");
+    const char *id = create_lead(p, NULL);
+    if (id == NULL) {
+        rcv_stop(&rc);
+        return;
+    }
+    it_resp *r = it_post(p, "/trigger_webhook",
+                         it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"%s\",\"event_type\":\"Approved\"}", rc.url, id));
+    IT_STATUS(r, 200);
+    json_object *line = rcv_wait_event(&rc, id, "Approved", 15);
+    IT_CHECK(line != NULL, "the triggered webhook did not arrive");
+    r = it_post(p, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", rc.url));
+    IT_STATUS(r, 200);
+    const char *secret = it_jstr(r->json, "signing_secret");
+    IT_CHECK(secret != NULL, "the partner's first POST /webhook (after a trigger) gave no signing_secret: %s", r->body);
+    if (line && secret)
+        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), it_jstr(line, "body")),
+                 "the trigger's signature does not verify with the secret given later");
+    /* and the registration is active: a stage change is delivered */
+    stage_ok(id, "Waiting on ISO", "");
+    IT_CHECK(rcv_wait_event(&rc, id, "Waiting on ISO", 15) != NULL, "no webhook after registering");
+    rcv_stop(&rc);
+}
+
+/* ssn, fein and born_on never reach the database in clear. */
+static void test_pii_at_rest(void)
+{
+    json_object *d = lead_doc();
+    jset(d, "lead.contacts_attributes[0].ssn", "\"987654321\"");
+    jset(d, "lead.contacts_attributes[0].born_on", "\"1980-07-15\"");
+    jset(d, "lead.account_attributes.fein", "\"123456789\"");
+    const char *id = create_lead(A(), d);
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", it_uniq("PII")));
+    const char *id2 = create_lead(A(), d);
+    if (id == NULL || id2 == NULL)
+        return;
+    static const char *const cols[] = { "c.ssn_enc", "c.born_on_enc", "a.fein_enc" };
+    for (int i = 0; i < 3; i++) {
+        const char *v = Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                                 "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id);
+        IT_CHECK(v != NULL && strlen(v) > 12 && strncmp(v, "v1:", 3) == 0 && strspn(v + 3, "0123456789abcdef") == 8
+                 && v[11] == ':', "%s = %s: not v1:<8 hex key id>:...", cols[i], v ? v : "(null)");
+        IT_CHECK(v && !strstr(v, "987654321") && !strstr(v, "123456789") && !strstr(v, "1980-07-15")
+                 && !strstr(v, "19800715"), "%s holds clear text: %s", cols[i], v ? v : "");
+        /* the same value sealed twice gives two ciphertexts */
+        const char *v2 = Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                                  "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id2);
+        IT_CHECK(v && v2 && strcmp(v, v2) != 0, "%s: same ciphertext twice", cols[i]);
+    }
+    /* no column of any lead table, no event, no history row holds the clear values */
+    IT_STREQ(Q("SELECT (SELECT count(*) FROM lead_contacts x WHERE x::text ~ '987654321|1980-07-15') + "
+               "(SELECT count(*) FROM lead_accounts x WHERE x::text ~ '123456789') + "
+               "(SELECT count(*) FROM leads x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
+               "(SELECT count(*) FROM lead_stage_history x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
+               "(SELECT count(*) FROM events x WHERE x::text ~ '987654321|123456789|1980-07-15')"), "0");
+    IT_STREQ(Q("SELECT c.ssn_last4 || '|' || a.fein_last4 FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+               "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", id), "4321|6789");
+    /* the DBA view: the last four only */
+    IT_STREQ(Q("SELECT ssn || '|' || fein || '|' || born_on FROM lead_contacts_masked WHERE lead_id = $1", id),
+             "***-**-4321|**-***6789|****-**-**");
+    /* and the key id is the one key of the stack, the same for all three */
+    IT_STREQ(Q("SELECT count(DISTINCT split_part(v, ':', 2))::text FROM (SELECT c.ssn_enc AS v FROM lead_contacts c "
+               "UNION ALL SELECT c.born_on_enc FROM lead_contacts c UNION ALL SELECT a.fein_enc FROM lead_accounts a) s "
+               "WHERE v IS NOT NULL"), "1");
+    /* fl_report cannot read the sealed columns */
+    IT_STREQ(Q("SELECT (has_column_privilege('fl_report', 'lead_contacts', 'ssn_enc', 'SELECT') OR "
+               "has_column_privilege('fl_report', 'lead_contacts', 'born_on_enc', 'SELECT') OR "
+               "has_column_privilege('fl_report', 'lead_accounts', 'fein_enc', 'SELECT'))::text"), "false");
+}
+
+/* `key limit` on a partner's key: 0 and "limited", whether the key was used yet or not. */
+static void test_key_limit(void)
+{
+    int st;
+    const char *out = it_run(it_fmt("'%s' key add --tenant itest-a --family leads 2>&1", it_env("FL_TEST_ADMIN")), &st);
+    const it_cred *c = it_cred_parse(out);
+    IT_CHECK(st == 0 && c != NULL, "fl-admin key add: exit %d: %s", st, out);
+    if (c == NULL)
+        return;
+    const char *key = it_cred_header(c, "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *admin = it_env("FL_TEST_ADMIN");
+    out = it_run(it_fmt("'%s' key limit --family leads --public-id '%s' --rate 2 --burst 3 2>&1", admin, pub), &st);
+    IT_CHECK(st == 0 && strcmp(out, "limited\n") == 0, "key limit on a key never used: exit %d: %s", st, out);
+    IT_STREQ(Q("SELECT rate_per_sec || ' ' || burst FROM credentials WHERE family = 'leads' AND public_id = $1", pub), "2 3");
+    out = it_run(it_fmt("'%s' key limit --family leads --public-id nope --unlimited 2>&1", admin), &st);
+    IT_CHECK(st != 0, "key limit of an unknown key: exit %d: %s", st, out);
+    out = it_run(it_fmt("'%s' key limit --family leads --public-id '%s' 2>&1", admin, pub), &st);
+    IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "key limit without --rate or --unlimited: exit %d: %s", st, out);
+}
+
+/* The DBA views count this run's deals. */
+static void test_views(void)
+{
+    const it_cred *p = new_partner();
+    const char *ids[4];
+    for (int i = 0; i < 4; i++)
+        ids[i] = create_lead(p, NULL);
+    if (!ids[0] || !ids[1] || !ids[2] || !ids[3])
+        return;
+    stage_ok(ids[0], "Approval Sent", "--max-approval 1000 --max-payments 10");
+    stage_ok(ids[1], "Declined", "--decline-driver Fraud --decline-driver 'Sub 500 FICO'");
+    stage_ok(ids[2], "Declined", "--decline-driver Fraud");
+    const char *key = it_cred_header(p, "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    IT_STREQ(Q("SELECT string_agg(stage || ':' || deals || ':' || capital_needed, ',' ORDER BY stage) FROM lead_pipeline "
+               "WHERE partner = $1", pub), "Approval Sent:1:50000.00,Declined:2:100000.00,Working:1:50000.00");
+    IT_STREQ(Q("SELECT deals || ':' || approved || ':' || declined || ':' || approval_rate FROM lead_approval_rate "
+               "WHERE partner = $1", pub), "4:1:2:0.3333");
+    IT_STREQ(Q("SELECT tenant FROM lead_pipeline WHERE partner = $1 LIMIT 1", pub), "itest-a");
+    const char *fraud = Q("SELECT deals::text FROM lead_decline_driver_counts WHERE tenant = 'itest-a' AND driver = 'Fraud'");
+    IT_CHECK(fraud && atol(fraud) >= 2, "Fraud declines: %s", fraud ? fraud : "(null)");
+}
+
+int main(void)
+{
+    it_init();
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite s = CU_add_suite("leads", NULL, NULL);
+    CU_add_test(s, "the document's example lead is created", test_example_lead);
+    CU_add_test(s, "a reused reference_id is 422", test_reference_not_unique);
+    CU_add_test(s, "a contact without address is 422 (document example)", test_missing_address);
+    CU_add_test(s, "required members", test_required);
+    CU_add_test(s, "every invalid field at once", test_validation_all_at_once);
+    CU_add_test(s, "malformed JSON is 422", test_malformed);
+    CU_add_test(s, "every endpoint with and without /v1", test_v1_and_plain_paths);
+    CU_add_test(s, "401 without a valid api_key", test_auth_401);
+    CU_add_test(s, "403 over plain HTTP", test_plain_http_403);
+    CU_add_test(s, "429 over 1 request/s, shared by the workers", test_rate_limit);
+    CU_add_test(s, "deal_status fields by stage; Declined is final", test_deal_status_by_stage);
+    CU_add_test(s, "set_stage refusals", test_stage_errors);
+    CU_add_test(s, "another partner or tenant gets 404", test_isolation_404);
+    CU_add_test(s, "attachment upload, raw and Base64", test_attachment_upload);
+    CU_add_test(s, "attachment errors", test_attachment_errors);
+    CU_add_test(s, "attachment up to 25 MB, 413 beyond", test_attachment_size);
+    CU_add_test(s, "attachment by URL fetched by the worker", test_attachment_url_fetched);
+    CU_add_test(s, "attachment by URL: SSRF guard", test_attachment_url_ssrf);
+    CU_add_test(s, "webhook registration", test_webhook_register);
+    CU_add_test(s, "webhook delivered after a stage change", test_webhook_on_stage_change);
+    CU_add_test(s, "trigger_webhook", test_trigger_webhook);
+    CU_add_test(s, "trigger_webhook before registering", test_trigger_before_register);
+    CU_add_test(s, "PII encrypted at rest", test_pii_at_rest);
+    CU_add_test(s, "DBA views", test_views);
+    CU_add_test(s, "key limit exit status", test_key_limit);
+
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failures = CU_get_number_of_failures();
+    unsigned run = CU_get_number_of_tests_run();
+    CU_cleanup_registry();
+    if (db)
+        PQfinish(db);
+    it_cleanup();
+    return failures > 0 || run == 0 ? 1 : 0;
+}

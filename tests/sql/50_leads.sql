@@ -1,0 +1,247 @@
+-- leads: RLS on the new tables, the stage machine, set_stage and its events,
+-- the shared rate limiter, partner isolation, attachments and the DBA views.
+BEGIN;
+SELECT plan(69);
+
+-- RLS forced on every table of the family (00_schema covers the tenant_id
+-- tables in general; rate_buckets has no tenant_id, so it is named here).
+SELECT is((SELECT array_agg(t ORDER BY t) FROM unnest(ARRAY['leads','lead_stipulations','lead_accounts',
+              'lead_contacts','lead_addresses','lead_prior_loans','lead_applications','lead_stage_history',
+              'lead_attachments','rate_buckets']) t
+            WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t::regclass
+                                AND c.relrowsecurity AND c.relforcerowsecurity)),
+          NULL, 'RLS is enabled and forced on every leads table and on rate_buckets');
+SELECT is((SELECT array_agg(t ORDER BY t) FROM unnest(ARRAY['leads','lead_stipulations','lead_accounts',
+              'lead_contacts','lead_addresses','lead_prior_loans','lead_applications','lead_stage_history',
+              'lead_attachments']) t
+            WHERE NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t::regclass
+                                AND 'fl_api'::regrole = ANY (p.polroles)
+                                AND pg_get_expr(p.polqual, p.polrelid) LIKE '%fl_current_tenant()%'
+                                AND pg_get_expr(p.polwithcheck, p.polrelid) LIKE '%fl_current_tenant()%')),
+          NULL, 'every leads table has a tenant policy for fl_api (USING and WITH CHECK)');
+SELECT ok(NOT has_table_privilege('fl_api', 'rate_buckets', 'SELECT')
+          AND NOT has_table_privilege('fl_api', 'rate_buckets', 'INSERT')
+          AND has_function_privilege('fl_api', 'fl_rate_take(uuid, double precision, integer)', 'EXECUTE'),
+          'fl_api reaches rate_buckets only through fl_rate_take');
+SELECT ok((SELECT prosecdef AND proconfig::text LIKE '%search_path=public, pg_temp%'
+             FROM pg_proc WHERE oid = 'fl_rate_take(uuid, double precision, integer)'::regprocedure),
+          'fl_rate_take is SECURITY DEFINER with a fixed search_path');
+SELECT ok(NOT has_function_privilege('fl_api', 'set_stage(text, text, jsonb)', 'EXECUTE')
+          AND NOT has_function_privilege('fl_report', 'set_stage(text, text, jsonb)', 'EXECUTE')
+          AND NOT has_function_privilege('fl_api', 'fl_key_limit(text, text, numeric, integer)', 'EXECUTE'),
+          'set_stage and fl_key_limit are for the owner only');
+SELECT ok(NOT has_table_privilege('fl_api', 'lead_decline_drivers', 'INSERT')
+          AND NOT has_table_privilege('fl_api', 'leads', 'DELETE'),
+          'fl_api cannot add decline drivers or delete leads');
+SELECT ok(NOT has_column_privilege('fl_report', 'lead_contacts', 'ssn_enc', 'SELECT')
+          AND NOT has_column_privilege('fl_report', 'lead_contacts', 'born_on_enc', 'SELECT')
+          AND NOT has_column_privilege('fl_report', 'lead_accounts', 'fein_enc', 'SELECT')
+          AND NOT has_column_privilege('fl_report', 'lead_attachments', 'content', 'SELECT')
+          AND has_column_privilege('fl_report', 'lead_contacts', 'ssn_last4', 'SELECT'),
+          'fl_report reads no sealed PII and no documents, only the last four');
+SELECT ok(has_table_privilege('fl_report', 'lead_pipeline', 'SELECT')
+          AND has_table_privilege('fl_report', 'lead_approval_rate', 'SELECT')
+          AND has_table_privilege('fl_report', 'lead_decline_driver_counts', 'SELECT')
+          AND has_table_privilege('fl_report', 'lead_contacts_masked', 'SELECT'),
+          'fl_report reads the DBA views');
+
+-- The stage machine: the whole table.
+SELECT is((SELECT array_agg(f || '>' || t ORDER BY f, t)
+             FROM unnest(ARRAY['Working','Approval Sent','Declined','File Missing Info','Waiting on ISO']) f,
+                  unnest(ARRAY['Working','Approval Sent','Declined','File Missing Info','Waiting on ISO']) t
+            WHERE lead_stage_allowed(f, t)),
+          ARRAY['Approval Sent>Declined','Approval Sent>Waiting on ISO','Approval Sent>Working',
+                'File Missing Info>Approval Sent','File Missing Info>Declined','File Missing Info>Waiting on ISO',
+                'File Missing Info>Working',
+                'Waiting on ISO>Approval Sent','Waiting on ISO>Declined','Waiting on ISO>File Missing Info',
+                'Waiting on ISO>Working',
+                'Working>Approval Sent','Working>Declined','Working>File Missing Info','Working>Waiting on ISO'],
+          'lead_stage_allowed: the transition table');
+SELECT ok(NOT lead_stage_allowed('Declined', 'Working') AND NOT lead_stage_allowed('Declined', 'Approval Sent')
+          AND NOT lead_stage_allowed('Declined', 'Declined'), 'Declined is final');
+SELECT ok(NOT lead_stage_allowed('Working', 'Working') AND NOT lead_stage_allowed('Working', 'Funded')
+          AND NOT lead_stage_allowed('Funded', 'Working') AND lead_stage_allowed(NULL, 'Working') IS NOT TRUE,
+          'no self-transitions, no unknown stages');
+
+-- Fixture: tenants, three partners (two in tenant A), subscriptions.
+SELECT fl_tenant_add('Leads T A', 'LEADS-TA') AS ta \gset
+SELECT fl_tenant_add('Leads T B', 'LEADS-TB') AS tb \gset
+SELECT fl_key_add('Leads T A', 'leads', 'pgtap-la1', sha256('s1'), 'Partner One') AS p1 \gset
+SELECT fl_key_add('Leads T A', 'leads', 'pgtap-la2', sha256('s2'), 'Partner Two') AS p2 \gset
+SELECT fl_key_add('Leads T B', 'leads', 'pgtap-lb1', sha256('s3'), 'Partner B') AS pb \gset
+
+SET LOCAL ROLE fl_api;
+SELECT is(leads_create(:'ta', :'p1', '{"public_id":"pt-lead-1","application_attributes":{"reference_id":"R1",
+            "capital_needed":"1000.00","owner_1_percent_ownership":"50.00"},"account_attributes":{"name":"Acme",
+            "fein":"v1:0000000a:sealed","fein_last4":"6789"},"contacts_attributes":[{"first_name":"A","last_name":"B",
+            "ssn":"v1:0000000a:sealed","ssn_last4":"4321","born_on":"v1:0000000a:sealed",
+            "current_address_attributes":{"street1":"1 Main","city":"Boston","state":"MA","zip":"02110"}}]}'),
+          '{"id":"pt-lead-1"}'::jsonb, 'leads_create returns the public id');
+SELECT throws_ok(format($$SELECT leads_create(%L, %L, '{"public_id":"pt-lead-dup","application_attributes":
+                          {"reference_id":"R1"},"account_attributes":{"name":"Acme"},"contacts_attributes":[]}')$$,
+                        :'ta', :'p1'),
+                 'FL422', 'Reference ID is not unique.', 'a partner cannot reuse a reference_id');
+SELECT lives_ok(format($$SELECT leads_create(%L, %L, '{"public_id":"pt-lead-2","application_attributes":
+                         {"reference_id":"R1","capital_needed":"500"},"account_attributes":{"name":"Other"},
+                         "contacts_attributes":[]}')$$, :'ta', :'p2'),
+                'another partner may use the same reference_id');
+SELECT count(leads_create(:'ta', :'p1', format('{"public_id":"pt-lead-%s","application_attributes":{"reference_id":"R%s",
+         "capital_needed":"100"},"account_attributes":{"name":"N%s"},"contacts_attributes":[]}', i, i, i)::jsonb)) AS x
+  FROM generate_series(3, 6) i \gset
+SELECT leads_create(:'tb', :'pb', '{"public_id":"pt-lead-b","application_attributes":{"reference_id":"R1"},
+         "account_attributes":{"name":"B"},"contacts_attributes":[]}') IS NOT NULL AS x \gset
+
+-- leads_find: the partner's own lead only.
+SELECT fl_set_tenant(:'ta') IS NULL AS x \gset
+SELECT is((leads_find(:'p1', 'pt-lead-1')).reference_id, 'R1', 'leads_find finds the partner''s lead');
+SELECT throws_ok(format($$SELECT leads_find(%L, 'pt-lead-1')$$, :'p2'), 'FL404', 'Lead not found',
+                 'leads_find refuses another partner''s lead');
+SELECT throws_ok(format($$SELECT leads_find(%L, 'no-such')$$, :'p1'), 'FL404', 'Lead not found',
+                 'leads_find refuses an unknown id');
+SELECT throws_ok(format($$SELECT leads_deal_status(%L, %L, '{"lead_id":"pt-lead-1"}')$$, :'tb', :'pb'),
+                 'FL404', 'Lead not found', 'another tenant''s partner gets 404');
+SELECT throws_ok(format($$SELECT leads_attachment_add(%L, %L, 'pt-lead-1', 'x.pdf', '\x25'::bytea, %L, 'text/plain')$$,
+                        :'ta', :'p2', repeat('0', 64)),
+                 'FL404', 'Lead not found', 'no attachment to another partner''s lead');
+SELECT throws_ok(format($$SELECT leads_trigger_webhook(%L, %L, '{"lead_id":"pt-lead-1","webhook_url":"http://x/",
+                          "event_type":"Approved"}')$$, :'ta', :'p2'),
+                 'FL404', 'Lead not found', 'no trigger on another partner''s lead');
+SELECT fl_set_tenant(:'tb');
+SELECT is((SELECT count(*) FROM leads), 1::bigint, 'tenant B sees only its own lead');
+SELECT fl_set_tenant(:'ta');
+SELECT is(leads_deal_status(:'ta', :'p1', '{"lead_id":"pt-lead-1"}'), '{"stage":"Working"}'::jsonb,
+          'a new deal is Working, with the stage only');
+
+-- Webhook registration: created once, the secret kept, the URL replaced.
+SELECT is(leads_webhook_register(:'ta', :'p1', '{"webhook_url":"http://127.0.0.1:9/h1","secret_enc":"v1:0000000a:s1"}')
+          ->> 'created', 'true', 'the first registration creates the subscription');
+SELECT is(leads_webhook_register(:'ta', :'p1', '{"webhook_url":"http://127.0.0.1:9/h2","secret_enc":"v1:0000000a:s2"}')
+          ->> 'created', 'false', 'a second registration updates it');
+SELECT is(leads_webhook_register(:'ta', :'p2', '{"webhook_url":"http://127.0.0.1:9/p2","secret_enc":"v1:0000000a:p2"}')
+          ->> 'created', 'true', 'partner two registers its own');
+RESET ROLE;
+SELECT is((SELECT url || ' ' || secret_enc || ' ' || active FROM webhook_subscriptions WHERE credential_id = :'p1'),
+          'http://127.0.0.1:9/h2 v1:0000000a:s1 true', 'the URL is replaced, the first secret kept');
+
+-- set_stage: refusals.
+SELECT throws_ok($$SELECT set_stage('no-such', 'Working')$$, 'FL404', 'Lead not found', 'set_stage: unknown lead');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Funded')$$, 'FL400', 'Unknown stage Funded', 'set_stage: unknown stage');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Approval Sent', '{"max_payments":20}')$$, 'FL400',
+                 'Approval Sent needs max_approval and max_payments greater than zero',
+                 'set_stage: Approval Sent without max_approval');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Approval Sent', '{"max_approval":"10000","max_payments":0}')$$, 'FL400',
+                 'Approval Sent needs max_approval and max_payments greater than zero',
+                 'set_stage: Approval Sent with zero payments');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Declined', '{}')$$, 'FL400',
+                 'Declined needs at least one decline driver', 'set_stage: Declined without a driver');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Declined', '{"decline_drivers":["Fraud","Bad vibes"]}')$$, 'FL400',
+                 'Unknown decline driver Bad vibes', 'set_stage: unknown decline driver');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'File Missing Info', '{"missing_info":"  "}')$$, 'FL400',
+                 'File Missing Info needs missing_info', 'set_stage: File Missing Info without text');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Working')$$, 'FL409', 'A deal cannot move from Working to Working',
+                 'set_stage: no self-transition');
+SELECT is((SELECT stage FROM leads WHERE public_id = 'pt-lead-1'), 'Working', 'refusals changed nothing');
+
+-- set_stage: moves, details and events.
+SELECT is(set_stage('pt-lead-1', 'File Missing Info', '{"missing_info":"statements"}'),
+          '{"lead_id":"pt-lead-1","from":"Working","stage":"File Missing Info","event":null}'::jsonb,
+          'File Missing Info: moved, no event');
+SELECT is((SELECT count(*) FROM events WHERE payload->>'lead_id' = 'pt-lead-1'), 0::bigint,
+          'File Missing Info writes no event');
+SELECT is(set_stage('pt-lead-1', 'Approval Sent', '{"max_approval":"10000","max_payments":"20","offer_link":"offer.com",
+                     "stipulations":["Voided Check","Bank Statements"]}') ->> 'event', 'Approved',
+          'Approval Sent writes the Approved event');
+SELECT is((SELECT type || ' ' || family || ' ' || payload::text || ' ' || (audience = :'p1') || ' ' || (tenant_id = :'ta')
+             FROM events WHERE payload->>'lead_id' = 'pt-lead-1' ORDER BY id DESC LIMIT 1),
+          'Approved leads {"lead_id": "pt-lead-1", "event_type": "Approved"} true true',
+          'the event: type, payload {lead_id, event_type}, addressed to the partner');
+SELECT is((SELECT array_agg(d.url ORDER BY d.url) FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+            WHERE e.payload->>'lead_id' = 'pt-lead-1'),
+          ARRAY['http://127.0.0.1:9/h2'], 'one delivery, to the partner''s URL only (not partner two''s)');
+SELECT is(leads_deal_status(:'ta', :'p1', '{"lead_id":"pt-lead-1"}'),
+          '{"stage":"Approval Sent","required_stipulations":[{"type":"Voided Check"},{"type":"Bank Statements"}],
+            "max_approval":10000,"max_payments":20,"offer_link":"offer.com"}'::jsonb,
+          'deal_status of an approved deal');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'File Missing Info', '{"missing_info":"x"}')$$, 'FL409',
+                 'A deal cannot move from Approval Sent to File Missing Info', 'Approval Sent -> File Missing Info is refused');
+SELECT is(set_stage('pt-lead-1', 'Declined', '{"decline_drivers":["Default history","Excessive liens or judgements"],
+                     "decline_notes":"not credible"}') ->> 'event', 'Declined', 'Declined writes the Declined event');
+SELECT is(leads_deal_status(:'ta', :'p1', '{"lead_id":"pt-lead-1"}'),
+          '{"stage":"Declined","decline_drivers":"Default history;Excessive liens or judgements",
+            "decline_notes":"not credible"}'::jsonb, 'deal_status of a declined deal: drivers joined with ;');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Working')$$, 'FL409', 'A deal cannot move from Declined to Working',
+                 'FL409 on a refused transition: Declined is final');
+SELECT is(set_stage('pt-lead-3', 'Waiting on ISO') ->> 'event', 'Waiting on ISO', 'Waiting on ISO writes its event');
+SELECT is(set_stage('pt-lead-3', 'Working') ->> 'event', NULL, 'back to Working: no event');
+SELECT is((SELECT string_agg(coalesce(h.from_stage, '-') || '>' || h.to_stage, ',' ORDER BY h.id)
+             FROM lead_stage_history h JOIN leads l ON l.id = h.lead_id WHERE l.public_id = 'pt-lead-1'),
+          '->Working,Working>File Missing Info,File Missing Info>Approval Sent,Approval Sent>Declined',
+          'the stage history');
+
+-- fl_rate_take: a token bucket per credential.
+SELECT is(ARRAY(SELECT coalesce(fl_rate_take(:'p2', 0.001, 3), false) FROM generate_series(1, 5)),
+          ARRAY[true, true, true, false, false], 'burst 3: three takes, then refused');
+UPDATE rate_buckets SET tokens = 0, updated_at = clock_timestamp() - interval '2.5 seconds' WHERE credential_id = :'p2';
+SELECT is(ARRAY(SELECT coalesce(fl_rate_take(:'p2', 1, 3), false) FROM generate_series(1, 4)),
+          ARRAY[true, true, false, false], 'refill: 2.5 s at 1 token/s gives two takes');
+UPDATE rate_buckets SET tokens = 0, updated_at = clock_timestamp() - interval '1 hour' WHERE credential_id = :'p2';
+SELECT is(ARRAY(SELECT coalesce(fl_rate_take(:'p2', 1, 3), false) FROM generate_series(1, 4)),
+          ARRAY[true, true, true, false], 'refill is capped at the burst');
+SET LOCAL ROLE fl_api;
+SELECT is(ARRAY(SELECT coalesce(fl_rate_take(:'pb', 0.001, 2), false) FROM generate_series(1, 3)),
+          ARRAY[true, true, false], 'fl_api takes tokens; buckets are per credential');
+RESET ROLE;
+SELECT is((SELECT round(tokens::numeric, 2) FROM rate_buckets WHERE credential_id = :'pb'), 0.00::numeric,
+          'a refused take leaves the bucket as it was');
+SELECT is(fl_key_limit('leads', 'pgtap-la1', 2, 4), true,
+          'fl_key_limit on a credential that has no bucket yet reports success');
+SELECT is((SELECT rate_per_sec || ' ' || burst FROM credentials WHERE id = :'p1'), '2 4', 'fl_key_limit sets rate and burst');
+SELECT is(fl_key_limit('leads', 'no-such-key', 2, 4), false, 'fl_key_limit of an unknown key is false');
+SELECT is(fl_key_limit('leads', 'pgtap-la2', NULL, NULL), true, 'fl_key_limit --unlimited on a used key');
+SELECT ok((SELECT rate_per_sec IS NULL FROM credentials WHERE id = :'p2')
+          AND NOT EXISTS (SELECT 1 FROM rate_buckets WHERE credential_id = :'p2'),
+          'unlimited: no rate, the bucket dropped');
+
+-- Attachments by URL: claimed, retried, failed or received.
+SET LOCAL ROLE fl_api;
+SELECT fl_set_tenant(:'ta');
+SELECT leads_attachment_url(:'ta', :'p1', '{"lead_id":"pt-lead-3","filename":"a.pdf","attachment_url":"http://x/a"}')
+       IS NOT NULL AS x \gset
+RESET ROLE;
+UPDATE lead_attachments SET next_attempt_at = now() - interval '1 hour' WHERE state IN ('pending','fetching');
+SELECT count(*) AS x FROM attachment_claim(100, 60000) \gset
+SELECT is((SELECT state || ' ' || attempts FROM lead_attachments WHERE filename = 'a.pdf' AND source_url = 'http://x/a'),
+          'fetching 1', 'claimed: fetching, one attempt');
+SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), NULL, NULL, NULL,
+                            'HTTP 503', true), 'pending', 'a retryable error: pending again');
+UPDATE lead_attachments SET attempts = 3, state = 'fetching' WHERE source_url = 'http://x/a';
+SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), NULL, NULL, NULL,
+                            'HTTP 503', true), 'failed', 'after 3 attempts: failed');
+UPDATE lead_attachments SET state = 'fetching' WHERE source_url = 'http://x/a';
+SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), '\x25504446'::bytea,
+                            encode(sha256('\x25504446'::bytea), 'hex'), 'application/pdf', NULL, false),
+          'received', 'content: received');
+SELECT is((SELECT size || ' ' || content_type || ' ' || (error IS NULL) || ' ' || (received_at IS NOT NULL)
+             FROM lead_attachments WHERE source_url = 'http://x/a'),
+          '4 application/pdf true true', 'received with size and type, error cleared');
+
+-- The DBA views.
+SELECT set_stage('pt-lead-4', 'Approval Sent', '{"max_approval":"500","max_payments":"10"}') IS NOT NULL AS x \gset
+SELECT set_stage('pt-lead-5', 'Declined', '{"decline_drivers":["Fraud"]}') IS NOT NULL AS x \gset
+SELECT is((SELECT string_agg(stage || ':' || deals || ':' || coalesce(capital_needed::text, '-'), ',' ORDER BY stage)
+             FROM lead_pipeline WHERE tenant = 'Leads T A' AND partner = 'pgtap-la1'),
+          'Approval Sent:1:100.00,Declined:2:1100.00,Working:2:200.00', 'lead_pipeline: deals by stage and partner');
+SELECT is((SELECT partner_label FROM lead_pipeline WHERE partner = 'pgtap-la2'), 'Partner Two',
+          'lead_pipeline names the partner');
+SELECT is((SELECT deals || ' ' || approved || ' ' || declined || ' ' || approval_rate FROM lead_approval_rate
+            WHERE partner = 'pgtap-la1'), '5 1 2 0.3333', 'lead_approval_rate: approved over decided');
+SELECT is((SELECT approval_rate FROM lead_approval_rate WHERE partner = 'pgtap-la2'), NULL,
+          'no decided deal: no rate (not a division by zero)');
+SELECT is((SELECT string_agg(driver || ':' || deals, ',' ORDER BY driver) FROM lead_decline_driver_counts
+            WHERE tenant = 'Leads T A'),
+          'Default history:1,Excessive liens or judgements:1,Fraud:1', 'lead_decline_driver_counts');
+SELECT is((SELECT ssn || ' ' || fein || ' ' || born_on FROM lead_contacts_masked WHERE lead_id = 'pt-lead-1'),
+          '***-**-4321 **-***6789 ****-**-**', 'lead_contacts_masked shows the last four only');
+
+SELECT * FROM finish();
+ROLLBACK;
