@@ -16,7 +16,7 @@ int main(void)
         return 1;
     }
     PGresult *p = PQprepare(c, "q", "SELECT invoice_number, amount::text FROM invoices"
-                            " WHERE tenant_id = $1::uuid AND integration_id = $2", 2, NULL);
+                            " WHERE tenant_id = $1::uuid AND invoice_integration_id = $2", 2, NULL);
     if (PQresultStatus(p) != PGRES_COMMAND_OK) {
         fprintf(stderr, "baseline: %s", PQresultErrorMessage(p));
         return 1;
