@@ -263,6 +263,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid IntegrationBatchId';
     END IF;
 
+    -- Concurrent first posts of one IntegrationBatchId queue here, so the later
+    -- ones see the first's schedule and answer as for a retry.
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant::text || '/sched/' || v_batch_id, 0));
     -- Idempotent retry: same IntegrationBatchId and same body -> the stored answer, nothing written.
     SELECT * INTO v_old FROM schedules WHERE tenant_id = p_tenant AND integration_batch_id = v_batch_id;
     IF FOUND THEN
@@ -472,6 +475,8 @@ DECLARE
     v_bad       text;
     v_sum       numeric;
     v_out       jsonb;
+    v_plines    payment_lines[];
+    v_summary   jsonb;
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
     IF v_ref IS NULL THEN
@@ -517,31 +522,67 @@ BEGIN
             DETAIL = format('BatchTotal %s, sum of Amount %s.', v_total, v_sum);
     END IF;
 
+    -- A concurrent first post of the same BatchReference: wait for it, then answer as for a retry.
     INSERT INTO payment_batches (tenant_id, batch_reference, batch_total, account_number, request_hash)
     VALUES (p_tenant, v_ref, v_total, fl_txt(p_doc, 'AccountNumber'), v_hash)
+    ON CONFLICT (tenant_id, batch_reference) DO NOTHING
     RETURNING id INTO v_batch_id;
+    IF NOT FOUND THEN
+        SELECT * INTO v_old FROM payment_batches WHERE tenant_id = p_tenant AND batch_reference = v_ref;
+        IF v_hash IS NOT NULL AND v_old.request_hash = v_hash THEN
+            RETURN v_old.response;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate BatchReference',
+            DETAIL = format('BatchReference %s was already posted with a different body.', v_ref);
+    END IF;
 
-    INSERT INTO payment_lines (tenant_id, batch_id, line_no, payment_date, bank_batch_item, payment_type,
-                               amount, bank_ref_number, account_number, transaction_number, remitter_name,
-                               memo_line, invoice_ref_number, client_code, financial_docs, unapplied_amount)
-    SELECT p_tenant, v_batch_id, n, fl_txt(e, 'PaymentDate')::date, fl_txt(e, 'BankBatchItem'),
-           upper(fl_txt(e, 'PaymentType')), fl_txt(e, 'Amount')::numeric(18,2), fl_txt(e, 'BankRefNumber'),
-           fl_txt(e, 'AccountNumber'), fl_txt(e, 'TransactionNumber'), fl_txt(e, 'RemitterName'),
-           fl_txt(e, 'MemoLine'), fl_txt(e, 'InvoiceRefNumber'), fl_txt(e, 'ClientCode'),
-           fl_txt(e, 'FinancialDocs'), fl_txt(e, 'Amount')::numeric(18,2)
+    -- The lines, reconciled: each is inserted once, with its result (see fl_reconcile_lines).
+    SELECT array_agg(ROW(nextval('payment_lines_id_seq'), p_tenant, v_batch_id, n::int,
+                         fl_txt(e, 'PaymentDate')::date, fl_txt(e, 'BankBatchItem'),
+                         upper(fl_txt(e, 'PaymentType')), fl_txt(e, 'Amount')::numeric(18,2),
+                         fl_txt(e, 'BankRefNumber'), fl_txt(e, 'AccountNumber'), fl_txt(e, 'TransactionNumber'),
+                         fl_txt(e, 'RemitterName'), fl_txt(e, 'MemoLine'), fl_txt(e, 'InvoiceRefNumber'),
+                         fl_txt(e, 'ClientCode'), fl_txt(e, 'FinancialDocs'),
+                         0, fl_txt(e, 'Amount')::numeric(18,2), 'pending', NULL, NULL)::payment_lines
+                     ORDER BY n)
+      INTO v_plines
       FROM jsonb_array_elements(v_lines) WITH ORDINALITY x(e, n);
+    -- The echo (what fl_batch_json(batch) reads back) and the summary event, from the lines
+    -- and their results, without reading them back.
+    SELECT jsonb_build_object(
+               'BatchReference', v_ref,
+               'BatchTotal', fl_money(v_total),
+               'AccountNumber', fl_txt(p_doc, 'AccountNumber'),
+               'PaymentDetails', jsonb_agg(jsonb_build_object(
+                   'PaymentDate', l.payment_date,
+                   'BankBatchItem', l.bank_batch_item,
+                   'PaymentType', l.payment_type,
+                   'Amount', fl_money(l.amount),
+                   'BankRefNumber', l.bank_ref_number,
+                   'AccountNumber', l.account_number,
+                   'TransactionNumber', l.transaction_number,
+                   'RemitterName', l.remitter_name,
+                   'MemoLine', l.memo_line,
+                   'InvoiceRefNumber', l.invoice_ref_number,
+                   'ClientCode', l.client_code,
+                   'FinancialDocs', l.financial_docs,
+                   'AppliedAmount', fl_money(r.line_applied),
+                   'UnappliedAmount', fl_money(l.amount - r.line_applied),
+                   'Status', r.line_status,
+                   'ExceptionReason', r.line_reason,
+                   'Applications', r.line_apps) ORDER BY r.line_k)),
+           jsonb_build_object('BatchReference', v_ref, 'BatchTotal', fl_money(v_total),
+                              'Lines', count(*),
+                              'AppliedAmount', fl_money(coalesce(sum(r.line_applied), 0)),
+                              'UnappliedAmount', fl_money(coalesce(sum(l.amount - r.line_applied), 0)),
+                              'Exceptions', count(*) FILTER (WHERE r.line_status = 'exception'))
+      INTO v_out, v_summary
+      FROM fl_reconcile_lines(p_tenant, v_plines, true) r
+      JOIN unnest(v_plines) WITH ORDINALITY l ON l.ordinality = r.line_k;
 
-    PERFORM reconcile_batch(v_batch_id);
-
-    v_out := fl_batch_json(v_batch_id);
     UPDATE payment_batches SET response = v_out WHERE id = v_batch_id;
-    PERFORM fl_event(p_tenant, 'posting', 'payment_batch.posted',
-        (SELECT jsonb_build_object('BatchReference', v_ref, 'BatchTotal', fl_money(v_total),
-                                   'Lines', count(*),
-                                   'AppliedAmount', fl_money(coalesce(sum(applied_amount), 0)),
-                                   'UnappliedAmount', fl_money(coalesce(sum(unapplied_amount), 0)),
-                                   'Exceptions', count(*) FILTER (WHERE status = 'exception'))
-           FROM payment_lines WHERE batch_id = v_batch_id));
+    INSERT INTO events (tenant_id, family, type, payload)
+    VALUES (p_tenant, 'posting', 'payment_batch.posted', v_summary);
     RETURN v_out;
 END
 $$;

@@ -14,15 +14,38 @@
 -- Applying takes min(remaining, open_balance) per invoice; the rest stays unapplied ('partial').
 -- Lines applied by invoice number teach debtor_accounts the payer's AccountNumber.
 -- Only 'pending' lines are processed: running it again changes nothing.
-CREATE OR REPLACE FUNCTION reconcile_batch(p_batch_id uuid) RETURNS void
+--
+-- fl_reconcile_lines(tenant, lines, insert) does the work on lines given as payment_lines rows in line
+-- order: reconcile_batch passes the stored pending lines (insert = false: their results are
+-- updated); posting_post_payments passes the new lines (insert = true: each is inserted once,
+-- with its result, or pending just before the one-by-one path when that path takes it). It
+-- returns per line (line_k = position in lines) its result and Applications, for the echo.
+-- How (the result is that of processing the lines one by one in line order):
+--  * every open invoice a line names (InvoiceRefNumber or a MemoLine token) is locked up front,
+--    in id order, so that concurrent batches paying the same invoices cannot deadlock;
+--  * fast path: one statement applies the leading run of lines whose InvoiceRefNumber names
+--    exactly one open invoice (within ClientCode). Lines of the run paying the same invoice get,
+--    in line order, min(amount, what is left): cumulative applied = least(balance, cumulative
+--    amount); a line finding it already paid is 'Invoice <n> not open', as it would one by one;
+--  * slow path: the other lines, one by one with the rules above, up to the next line that
+--    qualified for the fast path, where the fast path is evaluated again (on the new state).
+CREATE OR REPLACE FUNCTION fl_reconcile_lines(p_tenant uuid, p_lines payment_lines[], p_insert boolean)
+RETURNS TABLE (line_k int, line_applied numeric, line_status text, line_reason text, line_apps jsonb)
     LANGUAGE plpgsql
     -- Every statement below is written to have a good generic plan; custom re-planning of the
     -- apply statement per line cost more than executing it.
     SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    v_tenant     uuid;
-    l            record;
+    v_tenant     uuid := p_tenant;
+    v_n          int := coalesce(cardinality(p_lines), 0);
+    v_pos        int := 1;
+    v_stop       int;
+    v_next       int;
+    v_end        int;
+    -- one line (slow path)
+    l            payment_lines;
+    l_ref        text;
     r            record;
     v_clients    uuid[];
     v_debtors    uuid[];
@@ -35,180 +58,164 @@ DECLARE
     v_reason     text;
     v_by_number  boolean;
     v_applied    numeric(18,2);
-    -- line results, written in one statement at the end
+    -- slow-path line results, written in one statement at the end
     a_id         bigint[] := '{}';
     a_applied    numeric[] := '{}';
     a_status     text[] := '{}';
     a_reason     text[] := '{}';
+    -- fast path: per invoice, what the run pays
+    f_inv        uuid[];
+    f_tid        tid[];
+    v_cnt        bigint;
+    f_tot        numeric[];
+    f_last       date[];
+    f_paid       date[];
+    f_by         int[];
+    -- fast path: per line, its result
+    r_k          int[];
+    r_applied    numeric[];
+    r_status     text[];
+    r_reason     text[];
+    r_apps       jsonb[];
+    v_apps       jsonb;
 BEGIN
-    SELECT tenant_id INTO v_tenant FROM payment_batches WHERE id = p_batch_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Batch not found';
+    IF v_n = 0 THEN
+        RETURN;
     END IF;
-    PERFORM fl_set_tenant(v_tenant);
 
-    FOR l IN SELECT id, amount, payment_date, account_number, remitter_name, memo_line,
-                    lower(invoice_ref_number) AS ref, invoice_ref_number, client_code
-               FROM payment_lines
-              WHERE batch_id = p_batch_id AND status = 'pending'
-              ORDER BY line_no
-                FOR UPDATE
+    -- Lock every open invoice that a line names, in id order (no deadlock between batches).
+    PERFORM 1
+       FROM invoices
+      WHERE tenant_id = v_tenant
+        AND invoice_number_norm = ANY (ARRAY(
+                SELECT lower(u.invoice_ref_number) FROM unnest(p_lines) u
+                 WHERE u.invoice_ref_number IS NOT NULL
+                UNION
+                SELECT t.tok FROM unnest(p_lines) u,
+                       regexp_split_to_table(lower(u.memo_line), '[^a-z0-9]+') t(tok)
+                 WHERE u.memo_line IS NOT NULL AND length(t.tok) >= 3))
+        AND paid_in_full_on IS NULL AND status <> 'X'
+      ORDER BY id
+        FOR UPDATE;
+
     LOOP
-        v_clients := NULL; v_debtors := NULL; v_dset_done := false; v_targets := NULL;
-        v_status := NULL; v_reason := NULL; v_by_number := false; v_applied := 0;
-
-        IF l.client_code IS NOT NULL THEN
-            SELECT array_agg(id) INTO v_clients FROM clients
-             WHERE tenant_id = v_tenant
-               AND (upper(comp_code) = upper(l.client_code) OR client_key = l.client_code);
+        -- Fast path from line v_pos: the run of lines naming exactly one open invoice by number.
+        -- MATERIALIZED: ref must be a plain value for the index condition on invoice_number_norm
+        -- (RLS lets only leakproof operators on plain values be index conditions; lower() is not).
+        -- Invoices are updated by a second statement: the foreign-key checks of the applications
+        -- then find the invoice rows still as locked above (no second row lock per invoice).
+        WITH ln AS MATERIALIZED (
+            SELECT u.ordinality::int AS k, u.id, u.amount, u.payment_date AS pdate,
+                   u.account_number AS acct, lower(u.invoice_ref_number) AS ref,
+                   u.invoice_ref_number AS refraw, u.client_code AS code, u.tenant_id AS x_tenant,
+                   u.batch_id AS x_batch, u.line_no AS x_no, u.bank_batch_item AS x_item,
+                   u.payment_type AS x_type, u.bank_ref_number AS x_bankref, u.transaction_number AS x_tx,
+                   u.remitter_name AS x_remit, u.memo_line AS x_memo, u.financial_docs AS x_docs
+              FROM unnest(p_lines) WITH ORDINALITY u
+             WHERE u.ordinality >= v_pos
+        ), q AS (
+            SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.tid, m.did, m.bal, m.cid, m.iid, m.inum
+              FROM ln
+              LEFT JOIN LATERAL (
+                   SELECT array_agg(c.id) AS ids FROM clients c
+                    WHERE ln.code IS NOT NULL AND c.tenant_id = v_tenant
+                      AND (c.comp_code_key = upper(ln.code) OR c.client_key = ln.code)) cl ON true
+              LEFT JOIN LATERAL (
+                   SELECT count(*) AS cnt, (array_agg(i.id))[1] AS inv, (array_agg(i.ctid))[1] AS tid,
+                          (array_agg(i.debtor_id))[1] AS did,
+                          (array_agg(i.open_balance))[1] AS bal, (array_agg(i.client_id))[1] AS cid,
+                          (array_agg(i.invoice_integration_id))[1] AS iid,
+                          (array_agg(i.invoice_number))[1] AS inum
+                     FROM invoices i
+                    WHERE ln.ref IS NOT NULL AND i.tenant_id = v_tenant AND i.invoice_number_norm = ln.ref
+                      AND i.paid_in_full_on IS NULL AND i.status <> 'X'
+                      AND (cl.ids IS NULL OR i.client_id = ANY (cl.ids))) m ON true
+        ), stop AS (
+            SELECT min(k) AS k FROM q WHERE ok IS NOT TRUE
+        ), run AS (
+            SELECT q.*,
+                   least(q.bal, sum(q.amount) OVER w) AS cum_after,
+                   least(q.bal, sum(q.amount) OVER w - q.amount) AS cum_before
+              FROM q
+             WHERE q.ok AND q.k < coalesce((SELECT k FROM stop), 2147483647)
+            WINDOW w AS (PARTITION BY q.inv ORDER BY q.k)
+        ), ap AS (
+            SELECT run.*, run.cum_after - run.cum_before AS amt,
+                   CASE WHEN run.cum_after = run.cum_before THEN 'exception'
+                        WHEN run.cum_after - run.cum_before = run.amount THEN 'applied'
+                        ELSE 'partial' END AS status,
+                   CASE WHEN run.cum_after = run.cum_before
+                        THEN 'Invoice ' || run.refraw || ' not open' END AS reason
+              FROM run
+        ), ins_lines AS (
+            -- new lines (posting_post_payments): written once, with their result
+            INSERT INTO payment_lines (id, tenant_id, batch_id, line_no, payment_date, bank_batch_item,
+                                       payment_type, amount, bank_ref_number, account_number,
+                                       transaction_number, remitter_name, memo_line, invoice_ref_number,
+                                       client_code, financial_docs, applied_amount, unapplied_amount,
+                                       status, exception_reason, reconciled_at)
+            SELECT ap.id, ap.x_tenant, ap.x_batch, ap.x_no, ap.pdate, ap.x_item, ap.x_type, ap.amount,
+                   ap.x_bankref, ap.acct, ap.x_tx, ap.x_remit, ap.x_memo, ap.refraw, ap.code, ap.x_docs,
+                   ap.amt, ap.amount - ap.amt, ap.status, ap.reason, now()
+              FROM ap
+             WHERE p_insert
+             ORDER BY ap.k
+        ), upd_lines AS (
+            -- stored pending lines (reconcile_batch)
+            UPDATE payment_lines p
+               SET applied_amount   = ap.amt,
+                   unapplied_amount = p.amount - ap.amt,
+                   status           = ap.status,
+                   exception_reason = ap.reason,
+                   reconciled_at    = now()
+              FROM ap
+             WHERE NOT p_insert AND p.id = ap.id
+        ), ins AS (
+            INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
+            SELECT v_tenant, ap.id, ap.inv, ap.amt FROM ap WHERE ap.amt > 0 ORDER BY ap.k
+        ), learn AS (
+            INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number)
+            SELECT DISTINCT v_tenant, ap.did, ap.acct FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL
+            ON CONFLICT DO NOTHING
+        ), per_inv AS (
+            SELECT inv, (array_agg(tid))[1] AS tid, sum(amt) AS tot, max(pdate) AS last_date,
+                   min(pdate) FILTER (WHERE cum_after = bal) AS paid_date,
+                   min(k) FILTER (WHERE cum_after = bal) AS paid_by
+              FROM ap WHERE amt > 0
+             GROUP BY inv
+        )
+        SELECT (SELECT k FROM stop),
+               (SELECT min(q.k) FROM q WHERE q.ok AND q.k > (SELECT k FROM stop)),
+               (SELECT array_agg(p.inv) FROM per_inv p), (SELECT array_agg(p.tid) FROM per_inv p),
+               (SELECT array_agg(p.tot) FROM per_inv p),
+               (SELECT array_agg(p.last_date) FROM per_inv p), (SELECT array_agg(p.paid_date) FROM per_inv p),
+               (SELECT array_agg(p.paid_by) FROM per_inv p),
+               array_agg(ap.k), array_agg(ap.amt), array_agg(ap.status), array_agg(ap.reason),
+               array_agg(CASE WHEN ap.amt > 0
+                              THEN jsonb_build_array(jsonb_build_object(
+                                       'InvoiceIntegrationId', ap.iid, 'InvoiceNumber', ap.inum,
+                                       'ClientKey', c.client_key, 'Amount', fl_money(ap.amt)))
+                              ELSE '[]'::jsonb END)
+          INTO v_stop, v_next, f_inv, f_tid, f_tot, f_last, f_paid, f_by, r_k, r_applied, r_status, r_reason, r_apps
+          FROM ap
+          LEFT JOIN clients c ON c.id = ap.cid AND ap.amt > 0;
+        IF r_k IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM unnest(r_k, r_applied, r_status, r_reason, r_apps);
         END IF;
 
-        -- 1. InvoiceRefNumber
-        IF l.ref IS NOT NULL THEN
-            SELECT array_agg(id ORDER BY id), array_agg(debtor_id ORDER BY id) INTO v_ids, v_dids
-              FROM (SELECT id, debtor_id FROM invoices
-                     WHERE tenant_id = v_tenant AND lower(btrim(invoice_number)) = l.ref
-                       AND open_balance > 0 AND status <> 'X'
-                       AND (v_clients IS NULL OR client_id = ANY (v_clients))
-                       FOR UPDATE) s;
-            IF cardinality(v_ids) = 1 THEN
-                v_targets := v_ids;
-            ELSIF cardinality(v_ids) > 1 THEN
-                IF NOT v_dset_done THEN
-                    IF l.account_number IS NOT NULL THEN
-                        SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
-                         WHERE tenant_id = v_tenant AND account_number = l.account_number;
-                    END IF;
-                    IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
-                        SELECT array_agg(id) INTO v_debtors FROM debtors
-                         WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
-                    END IF;
-                    v_dset_done := true;
-                END IF;
-                SELECT array_agg(u.id) INTO v_targets FROM unnest(v_ids, v_dids) u(id, did)
-                 WHERE u.did = ANY (v_debtors);
-                IF coalesce(cardinality(v_targets), 0) <> 1 THEN
-                    v_targets := NULL;
-                    v_status := 'exception';
-                    v_reason := 'Ambiguous invoice ' || l.invoice_ref_number;
-                END IF;
-            ELSIF EXISTS (SELECT 1 FROM invoices
-                           WHERE tenant_id = v_tenant AND lower(btrim(invoice_number)) = l.ref
-                             AND (v_clients IS NULL OR client_id = ANY (v_clients))) THEN
-                v_status := 'exception';
-                v_reason := 'Invoice ' || l.invoice_ref_number || ' not open';
-            END IF;
-            v_by_number := v_targets IS NOT NULL;
-        END IF;
-
-        -- 2. MemoLine
-        IF v_targets IS NULL AND v_status IS NULL AND l.memo_line IS NOT NULL THEN
-            SELECT array_agg(tok ORDER BY ord) INTO v_tokens
-              FROM (SELECT tok, min(ord) AS ord
-                      FROM regexp_split_to_table(lower(l.memo_line), '[^a-z0-9]+') WITH ORDINALITY t(tok, ord)
-                     WHERE length(tok) >= 3
-                     GROUP BY tok) s;
-            IF v_tokens IS NOT NULL THEN
-                FOR r IN SELECT t.tok, array_agg(i.id ORDER BY i.id) AS ids,
-                                array_agg(i.debtor_id ORDER BY i.id) AS dids
-                           FROM unnest(v_tokens) WITH ORDINALITY t(tok, ord)
-                           JOIN LATERAL (SELECT id, debtor_id FROM invoices
-                                          WHERE tenant_id = v_tenant
-                                            AND lower(btrim(invoice_number)) = t.tok
-                                            AND open_balance > 0 AND status <> 'X'
-                                            AND (v_clients IS NULL OR client_id = ANY (v_clients))
-                                            FOR UPDATE) i ON true
-                          GROUP BY t.tok, t.ord
-                          ORDER BY t.ord
-                LOOP
-                    IF cardinality(r.ids) = 1 THEN
-                        v_targets := coalesce(v_targets, '{}') || r.ids[1];
-                        CONTINUE;
-                    END IF;
-                    IF NOT v_dset_done THEN
-                        IF l.account_number IS NOT NULL THEN
-                            SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
-                             WHERE tenant_id = v_tenant AND account_number = l.account_number;
-                        END IF;
-                        IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
-                            SELECT array_agg(id) INTO v_debtors FROM debtors
-                             WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
-                        END IF;
-                        v_dset_done := true;
-                    END IF;
-                    SELECT array_agg(u.id) INTO v_ids FROM unnest(r.ids, r.dids) u(id, did)
-                     WHERE u.did = ANY (v_debtors);
-                    IF coalesce(cardinality(v_ids), 0) <> 1 THEN
-                        v_targets := NULL;
-                        v_status := 'exception';
-                        v_reason := 'Ambiguous invoice ' || r.tok;
-                        EXIT;
-                    END IF;
-                    v_targets := coalesce(v_targets, '{}') || v_ids[1];
-                END LOOP;
-                v_by_number := v_targets IS NOT NULL;
-            END IF;
-        END IF;
-
-        -- 3. Exact open balance for the payer's debtor (or the ClientCode client).
-        IF v_targets IS NULL AND v_status IS NULL THEN
-            IF NOT v_dset_done THEN
-                IF l.account_number IS NOT NULL THEN
-                    SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
-                     WHERE tenant_id = v_tenant AND account_number = l.account_number;
-                END IF;
-                IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
-                    SELECT array_agg(id) INTO v_debtors FROM debtors
-                     WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
-                END IF;
-                v_dset_done := true;
-            END IF;
-            -- Two statements, so each plan can use its index.
-            IF v_debtors IS NOT NULL THEN
-                SELECT array_agg(id) INTO v_ids
-                  FROM (SELECT id FROM invoices
-                         WHERE tenant_id = v_tenant AND debtor_id = ANY (v_debtors)
-                           AND open_balance = l.amount AND open_balance > 0 AND status <> 'X'
-                           AND (v_clients IS NULL OR client_id = ANY (v_clients))
-                         LIMIT 2 FOR UPDATE) s;
-            ELSIF v_clients IS NOT NULL THEN
-                SELECT array_agg(id) INTO v_ids
-                  FROM (SELECT id FROM invoices
-                         WHERE tenant_id = v_tenant AND client_id = ANY (v_clients)
-                           AND open_balance = l.amount AND open_balance > 0 AND status <> 'X'
-                         LIMIT 2 FOR UPDATE) s;
-            ELSE
-                v_ids := NULL;
-            END IF;
-            IF cardinality(v_ids) = 1 THEN
-                v_targets := v_ids;
-            END IF;
-        END IF;
-
-        -- Apply in target order: min(remaining, open_balance) each (running sum over targets).
-        IF v_targets IS NOT NULL THEN
-            WITH t AS (
-                SELECT u.id, u.ord, i.open_balance AS bal
-                  FROM unnest(v_targets) WITH ORDINALITY u(id, ord)
-                  JOIN invoices i ON i.id = u.id
-            ), a AS (
-                SELECT id, ord,
-                       least(bal, greatest(0, l.amount - coalesce(sum(bal) OVER (ORDER BY ord
-                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS amt
-                  FROM t
-            ), upd AS (
+        -- The invoices by ctid (read above from the rows this transaction has locked: a Tid Scan
+        -- instead of an index search per invoice); checked: every one must be updated.
+        IF f_inv IS NOT NULL THEN
+            WITH upd AS (
                 UPDATE invoices i
-                   SET open_balance    = i.open_balance - a.amt,
-                       last_payment_on = greatest(i.last_payment_on, l.payment_date),
-                       paid_in_full_on = CASE WHEN i.open_balance = a.amt THEN l.payment_date
+                   SET open_balance    = i.open_balance - p.tot,
+                       last_payment_on = greatest(i.last_payment_on, p.last_date),
+                       paid_in_full_on = CASE WHEN i.open_balance = p.tot THEN p.paid_date
                                               ELSE i.paid_in_full_on END
-                  FROM a
-                 WHERE i.id = a.id AND a.amt > 0
-             RETURNING i.id, i.client_id, i.debtor_id, i.invoice_integration_id, i.invoice_number,
-                       i.amount, i.open_balance, i.paid_in_full_on, a.amt, a.ord
-            ), ins AS (
-                INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
-                SELECT v_tenant, l.id, upd.id, upd.amt FROM upd ORDER BY upd.ord
+                  FROM unnest(f_inv, f_tid, f_tot, f_last, f_paid, f_by) p(inv, tid, tot, last_date, paid_date, paid_by)
+                 WHERE i.ctid = p.tid AND i.id = p.inv
+             RETURNING i.client_id, i.debtor_id, i.invoice_integration_id, i.invoice_number,
+                       i.amount, i.open_balance, i.paid_in_full_on, p.paid_by
             ), ev AS (
                 INSERT INTO events (tenant_id, family, type, payload)
                 SELECT v_tenant, 'posting', 'invoice.paid',
@@ -222,27 +229,227 @@ BEGIN
                   JOIN clients c ON c.id = upd.client_id
                   JOIN debtors d ON d.id = upd.debtor_id
                  WHERE upd.open_balance = 0
-                 ORDER BY upd.ord
-            ), learn AS (
-                INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number)
-                SELECT v_tenant, (array_agg(upd.debtor_id))[1], l.account_number
-                  FROM upd
-                 WHERE v_by_number AND l.account_number IS NOT NULL
-                HAVING count(DISTINCT upd.debtor_id) = 1
-                ON CONFLICT DO NOTHING
+                 ORDER BY upd.paid_by
             )
-            SELECT coalesce(sum(amt), 0) INTO v_applied FROM upd;
+            SELECT count(*) INTO v_cnt FROM upd;
+            IF v_cnt <> cardinality(f_inv) THEN
+                RAISE EXCEPTION 'reconcile: % of % invoices updated', v_cnt, cardinality(f_inv);
+            END IF;
         END IF;
+        EXIT WHEN v_stop IS NULL;
 
-        a_id      := a_id || l.id;
-        a_applied := a_applied || v_applied;
-        a_status  := a_status || CASE WHEN v_status IS NOT NULL THEN v_status
-                                      WHEN v_applied = 0 THEN 'unapplied'
-                                      WHEN v_applied = l.amount THEN 'applied'
-                                      ELSE 'partial' END;
-        a_reason  := a_reason || v_reason;
+        -- Slow path: lines v_stop .. v_next - 1, one by one (new lines are stored pending first).
+        v_end := coalesce(v_next - 1, v_n);
+        IF p_insert THEN
+            INSERT INTO payment_lines SELECT * FROM unnest(p_lines[v_stop:v_end]);
+        END IF;
+        FOR k IN v_stop .. v_end LOOP
+            l := p_lines[k];
+            l_ref := lower(l.invoice_ref_number);
+            v_clients := NULL; v_debtors := NULL; v_dset_done := false; v_targets := NULL;
+            v_status := NULL; v_reason := NULL; v_by_number := false; v_applied := 0; v_apps := NULL;
+
+            IF l.client_code IS NOT NULL THEN
+                SELECT array_agg(id) INTO v_clients FROM clients
+                 WHERE tenant_id = v_tenant
+                   AND (comp_code_key = upper(l.client_code) OR client_key = l.client_code);
+            END IF;
+
+            -- 1. InvoiceRefNumber
+            IF l_ref IS NOT NULL THEN
+                SELECT array_agg(id ORDER BY id), array_agg(debtor_id ORDER BY id) INTO v_ids, v_dids
+                  FROM (SELECT id, debtor_id FROM invoices
+                         WHERE tenant_id = v_tenant AND invoice_number_norm = l_ref
+                           AND paid_in_full_on IS NULL AND status <> 'X'
+                           AND (v_clients IS NULL OR client_id = ANY (v_clients))
+                           FOR UPDATE) s;
+                IF cardinality(v_ids) = 1 THEN
+                    v_targets := v_ids;
+                ELSIF cardinality(v_ids) > 1 THEN
+                    IF NOT v_dset_done THEN
+                        IF l.account_number IS NOT NULL THEN
+                            SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
+                             WHERE tenant_id = v_tenant AND account_number = l.account_number;
+                        END IF;
+                        IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
+                            SELECT array_agg(id) INTO v_debtors FROM debtors
+                             WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
+                        END IF;
+                        v_dset_done := true;
+                    END IF;
+                    SELECT array_agg(u.id) INTO v_targets FROM unnest(v_ids, v_dids) u(id, did)
+                     WHERE u.did = ANY (v_debtors);
+                    IF coalesce(cardinality(v_targets), 0) <> 1 THEN
+                        v_targets := NULL;
+                        v_status := 'exception';
+                        v_reason := 'Ambiguous invoice ' || l.invoice_ref_number;
+                    END IF;
+                ELSIF EXISTS (SELECT 1 FROM invoices
+                               WHERE tenant_id = v_tenant AND invoice_number_norm = l_ref
+                                 AND (v_clients IS NULL OR client_id = ANY (v_clients))) THEN
+                    v_status := 'exception';
+                    v_reason := 'Invoice ' || l.invoice_ref_number || ' not open';
+                END IF;
+                v_by_number := v_targets IS NOT NULL;
+            END IF;
+
+            -- 2. MemoLine
+            IF v_targets IS NULL AND v_status IS NULL AND l.memo_line IS NOT NULL THEN
+                SELECT array_agg(tok ORDER BY ord) INTO v_tokens
+                  FROM (SELECT tok, min(ord) AS ord
+                          FROM regexp_split_to_table(lower(l.memo_line), '[^a-z0-9]+') WITH ORDINALITY t(tok, ord)
+                         WHERE length(tok) >= 3
+                         GROUP BY tok) s;
+                IF v_tokens IS NOT NULL THEN
+                    FOR r IN SELECT t.tok, array_agg(i.id ORDER BY i.id) AS ids,
+                                    array_agg(i.debtor_id ORDER BY i.id) AS dids
+                               FROM unnest(v_tokens) WITH ORDINALITY t(tok, ord)
+                               JOIN LATERAL (SELECT id, debtor_id FROM invoices
+                                              WHERE tenant_id = v_tenant
+                                                AND invoice_number_norm = t.tok
+                                                AND paid_in_full_on IS NULL AND status <> 'X'
+                                                AND (v_clients IS NULL OR client_id = ANY (v_clients))
+                                                FOR UPDATE) i ON true
+                              GROUP BY t.tok, t.ord
+                              ORDER BY t.ord
+                    LOOP
+                        IF cardinality(r.ids) = 1 THEN
+                            v_targets := coalesce(v_targets, '{}') || r.ids[1];
+                            CONTINUE;
+                        END IF;
+                        IF NOT v_dset_done THEN
+                            IF l.account_number IS NOT NULL THEN
+                                SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
+                                 WHERE tenant_id = v_tenant AND account_number = l.account_number;
+                            END IF;
+                            IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
+                                SELECT array_agg(id) INTO v_debtors FROM debtors
+                                 WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
+                            END IF;
+                            v_dset_done := true;
+                        END IF;
+                        SELECT array_agg(u.id) INTO v_ids FROM unnest(r.ids, r.dids) u(id, did)
+                         WHERE u.did = ANY (v_debtors);
+                        IF coalesce(cardinality(v_ids), 0) <> 1 THEN
+                            v_targets := NULL;
+                            v_status := 'exception';
+                            v_reason := 'Ambiguous invoice ' || r.tok;
+                            EXIT;
+                        END IF;
+                        v_targets := coalesce(v_targets, '{}') || v_ids[1];
+                    END LOOP;
+                    v_by_number := v_targets IS NOT NULL;
+                END IF;
+            END IF;
+
+            -- 3. Exact open balance for the payer's debtor (or the ClientCode client).
+            IF v_targets IS NULL AND v_status IS NULL THEN
+                IF NOT v_dset_done THEN
+                    IF l.account_number IS NOT NULL THEN
+                        SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
+                         WHERE tenant_id = v_tenant AND account_number = l.account_number;
+                    END IF;
+                    IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
+                        SELECT array_agg(id) INTO v_debtors FROM debtors
+                         WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
+                    END IF;
+                    v_dset_done := true;
+                END IF;
+                -- Two statements, so each plan can use its index.
+                IF v_debtors IS NOT NULL THEN
+                    SELECT array_agg(id) INTO v_ids
+                      FROM (SELECT id FROM invoices
+                             WHERE tenant_id = v_tenant AND debtor_id = ANY (v_debtors)
+                               AND open_balance = l.amount AND paid_in_full_on IS NULL AND status <> 'X'
+                               AND (v_clients IS NULL OR client_id = ANY (v_clients))
+                             LIMIT 2 FOR UPDATE) s;
+                ELSIF v_clients IS NOT NULL THEN
+                    SELECT array_agg(id) INTO v_ids
+                      FROM (SELECT id FROM invoices
+                             WHERE tenant_id = v_tenant AND client_id = ANY (v_clients)
+                               AND open_balance = l.amount AND paid_in_full_on IS NULL AND status <> 'X'
+                             LIMIT 2 FOR UPDATE) s;
+                ELSE
+                    v_ids := NULL;
+                END IF;
+                IF cardinality(v_ids) = 1 THEN
+                    v_targets := v_ids;
+                END IF;
+            END IF;
+
+            -- Apply in target order: min(remaining, open_balance) each (running sum over targets).
+            IF v_targets IS NOT NULL THEN
+                WITH t AS (
+                    SELECT u.id, u.ord, i.open_balance AS bal
+                      FROM unnest(v_targets) WITH ORDINALITY u(id, ord)
+                      JOIN invoices i ON i.id = u.id
+                ), a AS (
+                    SELECT id, ord,
+                           least(bal, greatest(0, l.amount - coalesce(sum(bal) OVER (ORDER BY ord
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS amt
+                      FROM t
+                ), upd AS (
+                    UPDATE invoices i
+                       SET open_balance    = i.open_balance - a.amt,
+                           last_payment_on = greatest(i.last_payment_on, l.payment_date),
+                           paid_in_full_on = CASE WHEN i.open_balance = a.amt THEN l.payment_date
+                                                  ELSE i.paid_in_full_on END
+                      FROM a
+                     WHERE i.id = a.id AND a.amt > 0
+                 RETURNING i.id, i.client_id, i.debtor_id, i.invoice_integration_id, i.invoice_number,
+                           i.amount, i.open_balance, i.paid_in_full_on, a.amt, a.ord
+                ), ins AS (
+                    INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
+                    SELECT v_tenant, l.id, upd.id, upd.amt FROM upd ORDER BY upd.ord
+                ), ev AS (
+                    INSERT INTO events (tenant_id, family, type, payload)
+                    SELECT v_tenant, 'posting', 'invoice.paid',
+                           jsonb_build_object('InvoiceIntegrationId', upd.invoice_integration_id,
+                                              'InvoiceNumber', upd.invoice_number,
+                                              'ClientKey', c.client_key,
+                                              'DebtorKey', d.debtor_key,
+                                              'InvoiceAmount', fl_money(upd.amount),
+                                              'PaidInFullOn', upd.paid_in_full_on)
+                      FROM upd
+                      JOIN clients c ON c.id = upd.client_id
+                      JOIN debtors d ON d.id = upd.debtor_id
+                     WHERE upd.open_balance = 0
+                     ORDER BY upd.ord
+                ), learn AS (
+                    INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number)
+                    SELECT v_tenant, (array_agg(upd.debtor_id))[1], l.account_number
+                      FROM upd
+                     WHERE v_by_number AND l.account_number IS NOT NULL
+                    HAVING count(DISTINCT upd.debtor_id) = 1
+                    ON CONFLICT DO NOTHING
+                )
+                SELECT coalesce(sum(upd.amt), 0),
+                       jsonb_agg(jsonb_build_object('InvoiceIntegrationId', upd.invoice_integration_id,
+                                                    'InvoiceNumber', upd.invoice_number,
+                                                    'ClientKey', c.client_key,
+                                                    'Amount', fl_money(upd.amt)) ORDER BY upd.ord)
+                  INTO v_applied, v_apps
+                  FROM upd
+                  JOIN clients c ON c.id = upd.client_id;
+            END IF;
+
+            a_id      := a_id || l.id;
+            a_applied := a_applied || v_applied;
+            a_status  := a_status || CASE WHEN v_status IS NOT NULL THEN v_status
+                                          WHEN v_applied = 0 THEN 'unapplied'
+                                          WHEN v_applied = l.amount THEN 'applied'
+                                          ELSE 'partial' END;
+            a_reason  := a_reason || v_reason;
+            line_k := k; line_applied := v_applied; line_status := a_status[cardinality(a_status)];
+            line_reason := v_reason; line_apps := coalesce(v_apps, '[]'::jsonb);
+            RETURN NEXT;
+        END LOOP;
+
+        EXIT WHEN v_next IS NULL;
+        v_pos := v_next;
     END LOOP;
 
+    -- Slow-path results.
     UPDATE payment_lines p
        SET applied_amount   = u.applied,
            unapplied_amount = p.amount - u.applied,
@@ -251,6 +458,29 @@ BEGIN
            reconciled_at    = now()
       FROM unnest(a_id, a_applied, a_status, a_reason) u(id, applied, status, reason)
      WHERE p.id = u.id;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_reconcile_lines(uuid, payment_lines[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_reconcile_lines(uuid, payment_lines[], boolean) TO fl_api;
+
+-- A stored batch: its pending lines (see above).
+CREATE OR REPLACE FUNCTION reconcile_batch(p_batch_id uuid) RETURNS void
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_tenant uuid;
+    v_lines  payment_lines[];
+BEGIN
+    SELECT tenant_id INTO v_tenant FROM payment_batches WHERE id = p_batch_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Batch not found';
+    END IF;
+    PERFORM fl_set_tenant(v_tenant);
+    -- The batch row lock serialises reconciliations of a batch.
+    SELECT array_agg(l ORDER BY l.line_no) INTO v_lines
+      FROM payment_lines l
+     WHERE l.batch_id = p_batch_id AND l.status = 'pending';
+    PERFORM count(*) FROM fl_reconcile_lines(v_tenant, v_lines, false);
 END
 $$;
 REVOKE ALL ON FUNCTION reconcile_batch(uuid) FROM PUBLIC;

@@ -19,6 +19,9 @@ CREATE TABLE clients (
     client_key         text NOT NULL CHECK (btrim(client_key) <> ''),
     name               text NOT NULL,
     comp_code          text,
+    -- ClientCode look-ups compare upper(comp_code). Through RLS only leakproof operators on plain
+    -- columns can be index conditions (upper() is not leakproof), hence a stored column.
+    comp_code_key      text GENERATED ALWAYS AS (upper(comp_code)) STORED,
     address1           text,
     address2           text,
     city               text,
@@ -48,7 +51,7 @@ CREATE TABLE clients (
     UNIQUE (tenant_id, client_key),
     UNIQUE (tenant_id, id)
 );
-CREATE INDEX clients_comp_code_idx ON clients (tenant_id, upper(comp_code));
+CREATE INDEX clients_comp_code_idx ON clients (tenant_id, comp_code_key);
 
 -- Master debtors (and vendors: a broker's carriers are debtors linked with relation 'vendor').
 CREATE TABLE debtors (
@@ -141,6 +144,10 @@ CREATE TABLE invoices (
     vendor_id               uuid,                    -- broker schedules: the carrier (a debtor row)
     invoice_integration_id  text NOT NULL CHECK (btrim(invoice_integration_id) <> ''),
     invoice_number          text NOT NULL CHECK (btrim(invoice_number) <> ''),
+    -- the look-up key of invoice_number: a plain column, so that fl_api (RLS) can use an index
+    -- on it (lower()/btrim() are not leakproof: an index on the expression is never used as an
+    -- index condition through RLS, which made every look-up a scan of the tenant's invoices)
+    invoice_number_norm     text GENERATED ALWAYS AS (lower(btrim(invoice_number))) STORED,
     amount                  numeric(18,2) NOT NULL CHECK (amount > 0),
     open_balance            numeric(18,2) NOT NULL,
     invoice_date            date NOT NULL DEFAULT current_date,
@@ -166,15 +173,20 @@ CREATE TABLE invoices (
     UNIQUE (tenant_id, id)
 );
 CREATE INDEX invoices_schedule_idx ON invoices (schedule_id, seq);
--- Reconciliation lookups: by invoice number among open invoices, by debtor and exact balance.
-CREATE INDEX invoices_open_number_idx ON invoices (tenant_id, lower(btrim(invoice_number)))
-    WHERE open_balance > 0 AND status <> 'X';
-CREATE INDEX invoices_open_debtor_balance_idx ON invoices (tenant_id, debtor_id, open_balance)
-    WHERE open_balance > 0 AND status <> 'X';
-CREATE INDEX invoices_open_client_balance_idx ON invoices (tenant_id, client_id, open_balance)
-    WHERE open_balance > 0 AND status <> 'X';
--- All invoices by number: tells "already paid" from "unknown" and serves DBA look-ups.
-CREATE INDEX invoices_number_idx ON invoices (tenant_id, lower(btrim(invoice_number)));
+-- Reconciliation look-ups. Payments update open_balance, last_payment_on and (once, when paid in
+-- full) paid_in_full_on: no index may contain open_balance or last_payment_on, not even in a
+-- partial-index predicate, so that a partial payment is a HOT update (no index entries written).
+-- "Open" is spelled paid_in_full_on IS NULL (equivalent to open_balance > 0 by the CHECKs above).
+-- Balances are not indexed: numeric equality is not leakproof, so through RLS it could not be an
+-- index condition anyway; the exact-amount rule filters the open invoices of one debtor/client.
+-- By number, all invoices (open ones and closed ones, which tell "not open" from "unknown"):
+CREATE INDEX invoices_number_idx ON invoices (tenant_id, invoice_number_norm);
+CREATE INDEX invoices_open_debtor_idx ON invoices (tenant_id, debtor_id)
+    WHERE paid_in_full_on IS NULL AND status <> 'X';
+CREATE INDEX invoices_open_client_idx ON invoices (tenant_id, client_id)
+    WHERE paid_in_full_on IS NULL AND status <> 'X';
+-- Free space on each page for the new row versions of HOT updates.
+ALTER TABLE invoices SET (fillfactor = 85);
 
 CREATE TABLE payment_batches (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -183,15 +195,18 @@ CREATE TABLE payment_batches (
     batch_total      numeric(18,2) NOT NULL CHECK (batch_total > 0),
     account_number   text,
     request_hash     text,
-    response         jsonb,
+    response         jsonb COMPRESSION lz4,   -- the stored echo (~40 kB per 100 lines); lz4 is cheap
     posted_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (tenant_id, batch_reference),
     UNIQUE (tenant_id, id)
 );
 
+-- payment_lines and payment_applications have no foreign key of their own to tenants: their
+-- composite key to the parent (payment_batches, payment_lines) carries tenant_id, and the parent's
+-- tenant_id references tenants, so it would be checked again per row (100s of rows per request).
 CREATE TABLE payment_lines (
     id                  bigserial PRIMARY KEY,
-    tenant_id           uuid NOT NULL REFERENCES tenants,
+    tenant_id           uuid NOT NULL,
     batch_id            uuid NOT NULL,
     line_no             int NOT NULL CHECK (line_no > 0),
     payment_date        date NOT NULL,
@@ -221,13 +236,14 @@ CREATE TABLE payment_lines (
     UNIQUE (batch_id, line_no),
     UNIQUE (tenant_id, id)
 );
--- Lines are inserted 'pending' and updated once by reconcile_batch in the same transaction: free
--- space and no index on status/amount columns keep that update HOT.
+-- posting_post_payments inserts most lines with their result; the others are inserted 'pending'
+-- and updated once by reconciliation (as are lines a DBA sets back to pending): free space and no
+-- index on status/amount columns keep that update HOT.
 ALTER TABLE payment_lines SET (fillfactor = 80);
 
 CREATE TABLE payment_applications (
     id          bigserial PRIMARY KEY,
-    tenant_id   uuid NOT NULL REFERENCES tenants,
+    tenant_id   uuid NOT NULL,
     line_id     bigint NOT NULL,
     invoice_id  uuid NOT NULL,
     amount      numeric(18,2) NOT NULL CHECK (amount > 0),

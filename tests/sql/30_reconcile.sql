@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(37);
+SELECT plan(40);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -107,6 +107,16 @@ SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B
                                      {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"2.00"}]}')$$, :'t'),
                  'FL400', 'Invalid Amount', 'a line amount must be positive');
 SELECT is((SELECT count(*) FROM events WHERE type = 'payment_batch.posted'), 2::bigint, 'payment_batch.posted events');
+SELECT is((SELECT count(*) FROM payment_batches b WHERE b.response IS DISTINCT FROM fl_batch_json(b.id)), 0::bigint,
+          'the stored responses equal the batches read back (fl_batch_json)');
+-- Two lines of one batch paying the same invoice: the second finds it paid by the first.
+SELECT posting_post_payments(:'t', '{"BatchReference":"B4","BatchTotal":"405.00","RequestHash":"rh4","PaymentDetails":[
+  {"PaymentDate":"2024-03-05","PaymentType":"ACH","Amount":"400.00","InvoiceRefNumber":"200"},
+  {"PaymentDate":"2024-03-06","PaymentType":"ACH","Amount":"5.00","InvoiceRefNumber":"200"}]}') AS r4 \gset
+SELECT is(:'r4'::jsonb #> '{PaymentDetails,0,Applications,0}' ->> 'InvoiceIntegrationId', 'I200-1',
+          'the only open invoice 200 left is paid in full');
+SELECT is(:'r4'::jsonb #>> '{PaymentDetails,1,ExceptionReason}', 'Invoice 200 not open',
+          'a later line of the same batch finds it paid');
 RESET ROLE;
 
 -- A DBA re-running reconciliation (as the owner) changes nothing.

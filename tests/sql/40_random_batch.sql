@@ -1,6 +1,6 @@
 -- A reproducible random batch of 1,000 lines against a few hundred invoices; invariants must hold.
 BEGIN;
-SELECT plan(18);
+SELECT plan(19);
 SELECT setseed(0.20240301);
 
 SELECT fl_tenant_add('Random T', 'RAND-T') AS t \gset
@@ -92,6 +92,9 @@ SELECT is((SELECT sum(x::numeric) FROM jsonb_path_query(
               LATERAL (SELECT j #>> '{}') s(x)),
           (SELECT sum(applied_amount) FROM payment_lines WHERE tenant_id = :'t'),
           'the stored response agrees with the lines');
+SELECT is((SELECT response FROM payment_batches WHERE tenant_id = :'t'),
+          (SELECT fl_batch_json(id) FROM payment_batches WHERE tenant_id = :'t'),
+          'the stored response is the batch read back (fl_batch_json)');
 
 -- DBA views, read as fl_report through RLS.
 CREATE TEMP TABLE rnd_expect AS
