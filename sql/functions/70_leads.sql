@@ -67,12 +67,9 @@ CREATE OR REPLACE FUNCTION leads_create(p_tenant uuid, p_credential uuid, p_doc 
 AS $$
 DECLARE
     v_lead uuid;
-    v_contact bigint;
-    c jsonb;
     a jsonb := p_doc->'account_attributes';
     ap jsonb := p_doc->'application_attributes';
     ln jsonb := p_doc->'loan_attributes';
-    i int := 0;
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
     INSERT INTO leads (tenant_id, credential_id, public_id, reference_id)
@@ -88,26 +85,27 @@ BEGIN
     VALUES (v_lead, p_tenant, a->>'entity_type', a->>'name', (a->>'started_on')::date,
             a->>'legal_name', a->>'phone', a->>'email', a->>'website', a->>'fein', a->>'fein_last4',
             a->>'monthly_revenue', a->>'industry_name');
-    IF a ? 'current_address_attributes' THEN
-        INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
-        SELECT p_tenant, v_lead, NULL, x->>'street1', x->>'street2', x->>'city', x->>'state', x->>'zip'
-          FROM (SELECT a->'current_address_attributes' AS x) s;
-    END IF;
 
-    FOR c IN SELECT value FROM jsonb_array_elements(p_doc->'contacts_attributes') LOOP
-        i := i + 1;
+    -- contacts, then every address (the business's and each contact's) in one statement
+    WITH c AS (
         INSERT INTO lead_contacts (tenant_id, lead_id, position, first_name, last_name, email, title,
                                    born_on_enc, home_phone, cell_phone, ssn_enc, ssn_last4, ownership_date)
-        VALUES (p_tenant, v_lead, i, c->>'first_name', c->>'last_name', c->>'email', c->>'title',
-                c->>'born_on', c->>'home_phone', c->>'cell_phone', c->>'ssn', c->>'ssn_last4',
-                (c->>'ownership_date')::date)
-        RETURNING id INTO v_contact;
-        IF c ? 'current_address_attributes' THEN
-            INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
-            SELECT p_tenant, v_lead, v_contact, x->>'street1', x->>'street2', x->>'city', x->>'state', x->>'zip'
-              FROM (SELECT c->'current_address_attributes' AS x) s;
-        END IF;
-    END LOOP;
+        SELECT p_tenant, v_lead, e.n, e.x->>'first_name', e.x->>'last_name', e.x->>'email', e.x->>'title',
+               e.x->>'born_on', e.x->>'home_phone', e.x->>'cell_phone', e.x->>'ssn', e.x->>'ssn_last4',
+               (e.x->>'ownership_date')::date
+          FROM jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
+        RETURNING id, position
+    ), addr AS (
+        SELECT c.id AS contact_id, e.x->'current_address_attributes' AS x
+          FROM c JOIN jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
+            ON e.n = c.position
+         WHERE e.x ? 'current_address_attributes'
+        UNION ALL
+        SELECT NULL, a->'current_address_attributes' WHERE a ? 'current_address_attributes'
+    )
+    INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
+    SELECT p_tenant, v_lead, contact_id, x->>'street1', x->>'street2', x->>'city', x->>'state', x->>'zip'
+      FROM addr;
 
     IF ln IS NOT NULL AND ln <> '{}'::jsonb THEN
         INSERT INTO lead_prior_loans (tenant_id, lead_id, company_name, daily_payment_amount, balance)
