@@ -1,22 +1,26 @@
-/* fl-worker: delivers the events outbox as signed HTTP callbacks.
+/* fl-worker: delivers the events outbox as signed HTTP callbacks, and fetches
+ * leads attachments submitted by URL.
  *
- * Wakes on NOTIFY fl_webhooks (or every FL_WEBHOOK_SWEEP_MS), claims due
- * deliveries with webhook_claim() (FOR UPDATE SKIP LOCKED, so any number of
- * workers on any number of hosts never send one delivery at the same time),
- * sends them concurrently with one libcurl multi handle (connections kept per
- * destination), and records each attempt with webhook_record(), which owns
- * the retry schedule.  A worker killed mid-delivery leaves a lease that
- * expires: the delivery is sent again (at-least-once; receivers drop
- * duplicates by Factorline-Event-Id).  SIGTERM: finish the batch, then exit.
+ * One event loop around one libcurl multi handle (connections kept per
+ * destination).  Due work is claimed with webhook_claim() / attachment_claim()
+ * (FOR UPDATE SKIP LOCKED, so any number of workers on any number of hosts
+ * never take the same item at the same time) whenever a slot is free and
+ * there may be work: after a NOTIFY on fl_webhooks (the PostgreSQL socket is
+ * polled with curl's), after a claim that came back full, and every
+ * FL_WEBHOOK_SWEEP_MS.  Each transfer is recorded as soon as it ends, so a
+ * slow receiver holds one slot, never the others.  webhook_record() owns the
+ * retry schedule.  A worker killed mid-delivery leaves a lease that expires:
+ * the delivery is sent again (at-least-once; receivers drop duplicates by
+ * Factorline-Event-Id).  SIGTERM: no new claims; transfers in flight finish
+ * and are recorded, then the worker exits.
  *
- * The same worker fetches leads attachments submitted by URL: GET, the same
- * SSRF guard on every hop, at most 3 redirects each checked again, 25 MB, 30 s.
+ * Attachments: GET, the SSRF guard on every hop, at most 3 redirects each
+ * checked again, 25 MB, 30 s in all.
  *
  *   fl-worker          run until SIGTERM
- *   fl-worker --once   deliver what is due now, then exit (tests, cron)
+ *   fl-worker --once   deliver and fetch what is due now, then exit (tests, cron)
  */
 #include <curl/curl.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,28 +30,38 @@
 #include <unistd.h>
 #include "fl.h"
 
-#define MAX_BATCH 64
+#define MAX_SLOTS 64
 #define MAX_RESPONSE (64 * 1024)
+#define FETCH_MAX (25 * 1024 * 1024)
+#define FETCH_REDIRECTS 3
+#define FETCH_TIMEOUT_MS 30000L
+#define FETCH_SLOTS 4
+
+enum job_kind { JOB_FREE, JOB_DELIVERY, JOB_FETCH };
 
 typedef struct job {
-    long long delivery_id;
+    enum job_kind kind;
+    char id[40];                 /* delivery id or attachment uuid */
     char event_id[24];
-    char *event_type;
-    char *url, *body, *secret;
-    const char *signature;      /* "isoamp" or "factorline" */
+    char *event_type, *url, *body, *secret;   /* malloc'd, freed by job_free */
+    const char *signature;       /* "isoamp" or "factorline" */
     CURL *easy;
-    struct curl_slist *headers;
-    size_t received;
-    long status;
-    long start_us;
+    struct curl_slist *headers, *resolve;
+    long start_us, status;
     char error[CURL_ERROR_SIZE + 64];
-    int refused;
+    /* deliveries: bytes of the answer read (and dropped) */
+    size_t received;
+    /* fetches: the document, the hop, whether trying again could help */
+    unsigned char *data;
+    size_t len, cap;
+    int too_big, hops, retry;
 } job;
 
 static volatile sig_atomic_t stopping;
 static struct {
     int allow_private, batch, lease_ms, base_ms, max_age_s, sweep_ms;
 } cfg;
+static job slots[MAX_SLOTS];
 
 static void on_stop(int sig)
 {
@@ -61,15 +75,6 @@ static int env_int(const char *name, int def)
     return v && *v ? atoi(v) : def;
 }
 
-static size_t on_body(char *ptr, size_t size, size_t n, void *ud)
-{
-    job *j = ud;
-    (void) ptr;
-    j->received += size * n;
-    /* the answer's body is read up to 64 KiB and dropped */
-    return j->received > MAX_RESPONSE ? 0 : size * n;
-}
-
 static const fl_stmt st_claim = {
     "webhook_claim",
     "SELECT delivery_id, event_id, url, body, secret_enc, signature, event_type"
@@ -81,24 +86,133 @@ static const fl_stmt st_record = {
     "SELECT webhook_record($1::bigint, $2::int, $3::int, $4::text, $5::int, $6::int)",
     6, 0
 };
+static const fl_stmt st_att_claim = {
+    "attachment_claim", "SELECT attachment_id::text, url FROM attachment_claim($1::int, $2::int)", 2, 0
+};
+static const fl_stmt st_att_record = {
+    "attachment_record",
+    "SELECT attachment_record($1::uuid, $2::bytea, $3, $4, $5, $6::boolean)", 6, 0
+};
 
-/* Prepares one delivery: SSRF check with the address pinned, signature, headers. */
-static void job_setup(job *j, fl_arena *a, CURLM *multi)
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (d == NULL) {
+        log_msg("error", NULL, "out of memory");
+        exit(1);
+    }
+    return d;
+}
+
+static void job_free(job *j)
+{
+    free(j->event_type);
+    free(j->url);
+    free(j->body);
+    free(j->secret);
+    free(j->data);
+    curl_slist_free_all(j->headers);
+    curl_slist_free_all(j->resolve);
+    memset(j, 0, sizeof(*j));
+}
+
+static job *free_slot(void)
+{
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (slots[i].kind == JOB_FREE)
+            return &slots[i];
+    return NULL;
+}
+
+static int count(enum job_kind k)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_SLOTS; i++)
+        n += slots[i].kind == k;
+    return n;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t n, void *ud)
+{
+    job *j = ud;
+    (void) ptr;
+    j->received += size * n;
+    /* a delivery's answer is read up to 64 KiB and dropped */
+    return j->received > MAX_RESPONSE ? 0 : size * n;
+}
+
+static size_t on_fetch(char *ptr, size_t size, size_t n, void *ud)
+{
+    job *j = ud;
+    size_t k = size * n;
+    if (j->len + k > FETCH_MAX) {
+        j->too_big = 1;
+        return 0;
+    }
+    if (j->len + k > j->cap) {
+        size_t cap = j->cap ? j->cap : 65536;
+        while (cap < j->len + k)
+            cap *= 2;
+        unsigned char *d = realloc(j->data, cap);
+        if (d == NULL)
+            return 0;
+        j->data = d;
+        j->cap = cap;
+    }
+    memcpy(j->data + j->len, ptr, k);
+    j->len += k;
+    return k;
+}
+
+/* An easy handle for j->url, pinned to the address the SSRF guard checked
+ * (a second lookup of the name cannot rebind it).  0, or -1 with j->error. */
+static int start_transfer(job *j, CURLM *multi, long timeout_ms)
 {
     fl_url u;
-    char err[160], t[24], sig[65], resolve[400];
-    char *secret = crypto_pii_decrypt(a, j->secret);
+    char why[160], resolve[400];
+    if (net_url_check(j->url, cfg.allow_private, &u, why, sizeof(why)) < 0) {
+        snprintf(j->error, sizeof(j->error), "refused: %s", why);
+        return -1;
+    }
+    snprintf(resolve, sizeof(resolve), "%s:%d:%s%s%s", u.host, u.port,
+             strchr(u.addr, ':') ? "[" : "", u.addr, strchr(u.addr, ':') ? "]" : "");
+    curl_slist_free_all(j->resolve);
+    j->resolve = curl_slist_append(NULL, resolve);
+    j->easy = curl_easy_init();
+    curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
+    curl_easy_setopt(j->easy, CURLOPT_RESOLVE, j->resolve);
+    curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(j->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->error);
+    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+    j->error[0] = '\0';
+    if (j->kind == JOB_DELIVERY) {
+        curl_easy_setopt(j->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->body);
+        curl_easy_setopt(j->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(j->body));
+        curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
+        curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_body);
+    } else {
+        curl_easy_setopt(j->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) FETCH_MAX);
+        curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "Factorline-Attachments/1");
+        curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_fetch);
+    }
+    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
+    curl_multi_add_handle(multi, j->easy);
+    return 0;
+}
 
-    j->start_us = req_now_us();
+/* Signature and headers of a delivery; -1 with j->error when it cannot be signed. */
+static int sign(job *j, fl_arena *a)
+{
+    char t[24], sig[65];
+    char *secret = crypto_pii_decrypt(a, j->secret);
     if (secret == NULL) {
         snprintf(j->error, sizeof(j->error), "the signing secret cannot be decrypted with this data key");
-        j->refused = 1;
-        return;
-    }
-    if (net_url_check(j->url, cfg.allow_private, &u, err, sizeof(err)) < 0) {
-        snprintf(j->error, sizeof(j->error), "refused: %s", err);
-        j->refused = 1;
-        return;
+        return -1;
     }
     snprintf(t, sizeof(t), "%lld", (long long) time(NULL));
     if (strcmp(j->signature, "isoamp") == 0) {
@@ -115,268 +229,154 @@ static void job_setup(job *j, fl_arena *a, CURLM *multi)
     j->headers = curl_slist_append(j->headers, "Content-Type: application/json");
     j->headers = curl_slist_append(j->headers, "User-Agent: Factorline-Webhooks/1");
     j->headers = curl_slist_append(j->headers, "Expect:");
-
-    /* connect to the address that was checked, not to a second lookup of the name */
-    snprintf(resolve, sizeof(resolve), "%s:%d:%s%s%s", u.host, u.port,
-             strchr(u.addr, ':') ? "[" : "", u.addr, strchr(u.addr, ':') ? "]" : "");
-    struct curl_slist *res = curl_slist_append(NULL, resolve);
-
-    j->easy = curl_easy_init();
-    curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
-    curl_easy_setopt(j->easy, CURLOPT_RESOLVE, res);
-    curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(j->easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(j->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->body);
-    curl_easy_setopt(j->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(j->body));
-    curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
-    curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
-    curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->error);
-    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, res);
-    j->error[0] = '\0';
-    curl_multi_add_handle(multi, j->easy);
+    return 0;
 }
 
-static void job_finish(job *j, CURLM *multi, CURLcode rc)
+/* Records a finished delivery and frees its slot; -1 when the database is gone
+ * (the lease then expires and another round sends it again). */
+static int record_delivery(job *j)
 {
-    struct curl_slist *res = NULL;
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
-    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && j->status > 0)) {
-        if (j->error[0] == '\0')
-            snprintf(j->error, sizeof(j->error), "%s", curl_easy_strerror(rc));
-        j->status = 0;
-    } else if (j->status < 200 || j->status > 299) {
-        snprintf(j->error, sizeof(j->error), "HTTP %ld", j->status);
-    }
-    curl_easy_getinfo(j->easy, CURLINFO_PRIVATE, (char **) &res);
-    curl_multi_remove_handle(multi, j->easy);
-    curl_easy_cleanup(j->easy);
-    curl_slist_free_all(res);
-    curl_slist_free_all(j->headers);
-    j->easy = NULL;
-    j->headers = NULL;
-}
-
-/* Records the attempt; returns 0 or -1 when the database is gone. */
-static int job_record(job *j, fl_arena *a)
-{
-    char id[24], status[24], lat[24], base[16], age[16];
+    char status[24], lat[24], base[16], age[16];
     PGresult *res;
-    snprintf(id, sizeof(id), "%lld", j->delivery_id);
     snprintf(status, sizeof(status), "%ld", j->status);
     snprintf(lat, sizeof(lat), "%ld", (req_now_us() - j->start_us) / 1000);
     snprintf(base, sizeof(base), "%d", cfg.base_ms);
     snprintf(age, sizeof(age), "%d", cfg.max_age_s);
-    const char *p[6] = { id, j->status ? status : NULL, lat, j->error[0] ? j->error : NULL, base, age };
-    (void) a;
-    if (db_exec(NULL, &st_record, p, &res) < 0)
-        return -1;
-    PQclear(res);
-    return 0;
+    const char *p[6] = { j->id, j->status ? status : NULL, lat, j->error[0] ? j->error : NULL, base, age };
+    int rc = db_exec(NULL, &st_record, p, &res);
+    if (rc == 0)
+        PQclear(res);
+    job_free(j);
+    return rc < 0 ? -1 : 0;
 }
 
-/* One claim-deliver-record round; returns how many were claimed, or -1. */
-static int round_once(CURLM *multi, fl_arena *a)
+static int record_fetch(job *j)
+{
+    char sha[65] = "";
+    PGresult *res;
+    int ok = j->error[0] == '\0' && j->len > 0;
+    if (ok)
+        crypto_sha256_hex(j->data, j->len, sha);
+    else if (j->error[0] == '\0')
+        snprintf(j->error, sizeof(j->error), "empty document");
+    const char *p[6] = { j->id, ok ? (const char *) j->data : NULL, ok ? sha : NULL,
+                         ok ? mime_sniff(j->data, j->len) : NULL, ok ? NULL : j->error, j->retry ? "t" : "f" };
+    int lengths[6] = { 0, ok ? (int) j->len : 0, 0, 0, 0, 0 };
+    int formats[6] = { 0, 1, 0, 0, 0, 0 };
+    if (!ok)
+        log_msg("warn", NULL, "attachment %s: %s", j->id, j->error);
+    int rc = db_exec_bin(NULL, &st_att_record, p, lengths, formats, &res);
+    if (rc == 0)
+        PQclear(res);
+    job_free(j);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Claims up to want deliveries and starts them; the number claimed, or -1. */
+static int claim_deliveries(CURLM *multi, fl_arena *a, int want)
 {
     char lim[16], lease[16];
     PGresult *res;
-    job jobs[MAX_BATCH];
-    int n;
-
-    snprintf(lim, sizeof(lim), "%d", cfg.batch);
+    snprintf(lim, sizeof(lim), "%d", want);
     snprintf(lease, sizeof(lease), "%d", cfg.lease_ms);
     const char *p[2] = { lim, lease };
     if (db_exec(NULL, &st_claim, p, &res) < 0)
         return -1;
-    n = PQntuples(res);
-    memset(jobs, 0, sizeof(jobs));
+    int n = PQntuples(res), rc = n;
     for (int i = 0; i < n; i++) {
-        job *j = &jobs[i];
-        j->delivery_id = atoll(PQgetvalue(res, i, 0));
+        job *j = free_slot();
+        j->kind = JOB_DELIVERY;
+        snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(res, i, 0));
         snprintf(j->event_id, sizeof(j->event_id), "%s", PQgetvalue(res, i, 1));
-        j->url = arena_strdup(a, PQgetvalue(res, i, 2));
-        j->body = arena_strdup(a, PQgetisnull(res, i, 3) ? "{}" : PQgetvalue(res, i, 3));
-        j->secret = arena_strdup(a, PQgetisnull(res, i, 4) ? "" : PQgetvalue(res, i, 4));
+        j->url = xstrdup(PQgetvalue(res, i, 2));
+        j->body = xstrdup(PQgetisnull(res, i, 3) ? "{}" : PQgetvalue(res, i, 3));
+        j->secret = xstrdup(PQgetvalue(res, i, 4));
         j->signature = strcmp(PQgetvalue(res, i, 5), "isoamp") == 0 ? "isoamp" : "factorline";
-        j->event_type = arena_strdup(a, PQgetvalue(res, i, 6));
+        j->event_type = xstrdup(PQgetvalue(res, i, 6));
+        j->start_us = req_now_us();
+        if (sign(j, a) < 0 || start_transfer(j, multi, 10000L) < 0) {
+            if (record_delivery(j) < 0)
+                rc = -1;
+        }
     }
     PQclear(res);
-    for (int i = 0; i < n; i++)
-        job_setup(&jobs[i], a, multi);
-
-    int running = 1;
-    while (running) {
-        curl_multi_perform(multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(multi, &left)) != NULL) {
-            if (m->msg != CURLMSG_DONE)
-                continue;
-            for (int i = 0; i < n; i++)
-                if (jobs[i].easy == m->easy_handle) {
-                    job_finish(&jobs[i], multi, m->data.result);
-                    break;
-                }
-        }
-        if (running)
-            curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    int rc = n;
-    for (int i = 0; i < n; i++)
-        if (job_record(&jobs[i], a) < 0)
-            rc = -1;   /* the lease expires and another round sends it again */
+    arena_reset(a);
     return rc;
 }
 
-/* ---- attachments by URL ---------------------------------------------- */
-
-#define FETCH_MAX (25 * 1024 * 1024)
-#define FETCH_REDIRECTS 3
-#define FETCH_TIMEOUT_MS 30000L
-
-typedef struct fetch_buf {
-    unsigned char *data;
-    size_t len, cap;
-    int too_big;
-} fetch_buf;
-
-static size_t on_fetch(char *ptr, size_t size, size_t n, void *ud)
+static int claim_fetches(CURLM *multi, int want)
 {
-    fetch_buf *b = ud;
-    size_t k = size * n;
-    if (b->len + k > FETCH_MAX) {
-        b->too_big = 1;
-        return 0;
-    }
-    if (b->len + k > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + k)
-            cap *= 2;
-        unsigned char *d = realloc(b->data, cap);
-        if (d == NULL)
-            return 0;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, k);
-    b->len += k;
-    return k;
-}
-
-/* GETs url into b, following at most 3 redirects, each one checked by the
- * SSRF guard and pinned to the checked address.  0, or -1 with err set;
- * *retry says whether trying again later could help. */
-static int fetch(const char *url, fetch_buf *b, char *err, size_t errsz, int *retry)
-{
-    char cur[2048];
-    long start = req_now_us();
-    snprintf(cur, sizeof(cur), "%s", url);
-    *retry = 0;
-    for (int hop = 0; hop <= FETCH_REDIRECTS; hop++) {
-        fl_url u;
-        char why[160], resolve[400], cerr[CURL_ERROR_SIZE] = "";
-        long left = FETCH_TIMEOUT_MS - (req_now_us() - start) / 1000, status = 0;
-        if (left <= 0) {
-            snprintf(err, errsz, "timed out after 30 s");
-            *retry = 1;
-            return -1;
-        }
-        if (net_url_check(cur, cfg.allow_private, &u, why, sizeof(why)) < 0) {
-            snprintf(err, errsz, "refused: %s", why);
-            return -1;
-        }
-        snprintf(resolve, sizeof(resolve), "%s:%d:%s%s%s", u.host, u.port,
-                 strchr(u.addr, ':') ? "[" : "", u.addr, strchr(u.addr, ':') ? "]" : "");
-        struct curl_slist *res = curl_slist_append(NULL, resolve);
-        CURL *e = curl_easy_init();
-        b->len = 0;
-        curl_easy_setopt(e, CURLOPT_URL, cur);
-        curl_easy_setopt(e, CURLOPT_RESOLVE, res);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, left);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) FETCH_MAX);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_fetch);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, cerr);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "Factorline-Attachments/1");
-        CURLcode rc = curl_easy_perform(e);
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        char *next = NULL;
-        curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &next);
-        if (next != NULL)
-            snprintf(cur, sizeof(cur), "%s", next);
-        curl_easy_cleanup(e);
-        curl_slist_free_all(res);
-        if (b->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-            snprintf(err, errsz, "larger than 25 MB");
-            return -1;
-        }
-        if (rc != CURLE_OK) {
-            snprintf(err, errsz, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
-            *retry = 1;
-            return -1;
-        }
-        if (status >= 300 && status < 400 && next != NULL)
-            continue;
-        if (status < 200 || status > 299) {
-            snprintf(err, errsz, "HTTP %ld", status);
-            *retry = status >= 500 || status == 429;
-            return -1;
-        }
-        return 0;
-    }
-    snprintf(err, errsz, "more than %d redirects", FETCH_REDIRECTS);
-    return -1;
-}
-
-static const fl_stmt st_att_claim = {
-    "attachment_claim", "SELECT attachment_id::text, url FROM attachment_claim($1::int, $2::int)", 2, 0
-};
-static const fl_stmt st_att_record = {
-    "attachment_record",
-    "SELECT attachment_record($1::uuid, $2::bytea, $3, $4, $5, $6::boolean)", 6, 0
-};
-
-/* Fetches the attachments that are due; returns how many, or -1. */
-static int fetch_round(void)
-{
+    char lim[16];
     PGresult *res;
-    const char *p[2] = { "4", "60000" };
+    snprintf(lim, sizeof(lim), "%d", want);
+    const char *p[2] = { lim, "60000" };
     if (db_exec(NULL, &st_att_claim, p, &res) < 0)
         return -1;
     int n = PQntuples(res), rc = n;
-    for (int i = 0; i < n && rc >= 0; i++) {
-        fetch_buf b = { NULL, 0, 0, 0 };
-        char err[300] = "", sha[65] = "", lenbuf[24];
-        int retry = 0;
-        int ok = fetch(PQgetvalue(res, i, 1), &b, err, sizeof(err), &retry) == 0 && b.len > 0;
-        if (ok)
-            crypto_sha256_hex(b.data, b.len, sha);
-        else if (err[0] == '\0')
-            snprintf(err, sizeof(err), "empty document");
-        snprintf(lenbuf, sizeof(lenbuf), "%zu", b.len);
-        const char *rp[6] = { PQgetvalue(res, i, 0), ok ? (const char *) b.data : NULL, ok ? sha : NULL,
-                              ok ? mime_sniff(b.data, b.len) : NULL, ok ? NULL : err, retry ? "t" : "f" };
-        int lengths[6] = { 0, ok ? (int) b.len : 0, 0, 0, 0, 0 };
-        int formats[6] = { 0, 1, 0, 0, 0, 0 };
-        PGresult *r2;
-        if (db_exec_bin(NULL, &st_att_record, rp, lengths, formats, &r2) < 0)
+    for (int i = 0; i < n; i++) {
+        job *j = free_slot();
+        j->kind = JOB_FETCH;
+        snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(res, i, 0));
+        j->url = xstrdup(PQgetvalue(res, i, 1));
+        j->start_us = req_now_us();
+        if (start_transfer(j, multi, FETCH_TIMEOUT_MS) < 0 && record_fetch(j) < 0)
             rc = -1;
-        else
-            PQclear(r2);
-        if (!ok)
-            log_msg("warn", NULL, "attachment %s: %s", PQgetvalue(res, i, 0), err);
-        free(b.data);
     }
     PQclear(res);
     return rc;
+}
+
+/* A transfer ended.  Deliveries are recorded; a fetch follows a redirect
+ * (checked again) or is recorded.  0, or -1 when the database is gone. */
+static int finished(job *j, CURLM *multi, CURLcode rc)
+{
+    char *next = NULL;
+    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
+    if (j->kind == JOB_FETCH)
+        curl_easy_getinfo(j->easy, CURLINFO_REDIRECT_URL, &next);
+    char *redirect = next && j->status >= 300 && j->status < 400 ? xstrdup(next) : NULL;
+    curl_multi_remove_handle(multi, j->easy);
+    curl_easy_cleanup(j->easy);
+    j->easy = NULL;
+
+    if (j->kind == JOB_DELIVERY) {
+        if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && j->status > 0)) {
+            if (j->error[0] == '\0')
+                snprintf(j->error, sizeof(j->error), "%s", curl_easy_strerror(rc));
+            j->status = 0;
+        } else if (j->status < 200 || j->status > 299) {
+            snprintf(j->error, sizeof(j->error), "HTTP %ld", j->status);
+        }
+        return record_delivery(j);
+    }
+
+    long left = FETCH_TIMEOUT_MS - (req_now_us() - j->start_us) / 1000;
+    if (j->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+        snprintf(j->error, sizeof(j->error), "larger than 25 MB");
+    } else if (rc != CURLE_OK) {
+        if (j->error[0] == '\0')
+            snprintf(j->error, sizeof(j->error), "%s", curl_easy_strerror(rc));
+        j->retry = 1;
+    } else if (redirect != NULL) {
+        if (++j->hops > FETCH_REDIRECTS) {
+            snprintf(j->error, sizeof(j->error), "more than %d redirects", FETCH_REDIRECTS);
+        } else if (left <= 0) {
+            snprintf(j->error, sizeof(j->error), "timed out after 30 s");
+            j->retry = 1;
+        } else {
+            free(j->url);
+            j->url = redirect;
+            j->len = 0;
+            if (start_transfer(j, multi, left) == 0)
+                return 0;
+            redirect = NULL;          /* now j->url, freed with the job */
+        }
+    } else if (j->status < 200 || j->status > 299) {
+        snprintf(j->error, sizeof(j->error), "HTTP %ld", j->status);
+        j->retry = j->status >= 500 || j->status == 429;
+    }
+    free(redirect);
+    return record_fetch(j);
 }
 
 static int listen_now(void)
@@ -387,33 +387,20 @@ static int listen_now(void)
     return ok ? 0 : -1;
 }
 
-/* Waits for a NOTIFY or the sweep interval. */
-static void wait_for_work(void)
+/* Reads pending notifications; 1 when there was at least one. */
+static int drain_notifies(void)
 {
     PGconn *c = db_conn();
-    if (c == NULL) {
-        usleep((useconds_t) cfg.sweep_ms * 1000);
-        return;
-    }
     PGnotify *n;
-    int queued = 0;
-    /* libpq may already hold notifications it read during the last query */
+    int any = 0;
+    if (c == NULL)
+        return 0;
+    PQconsumeInput(c);
     while ((n = PQnotifies(c)) != NULL) {
         PQfreemem(n);
-        queued = 1;
+        any = 1;
     }
-    if (queued)
-        return;
-    int fd = PQsocket(c);
-    fd_set rfds;
-    struct timeval tv = { cfg.sweep_ms / 1000, (cfg.sweep_ms % 1000) * 1000 };
-    FD_ZERO(&rfds);
-    FD_SET(fd, &rfds);
-    if (select(fd + 1, &rfds, NULL, NULL, &tv) > 0) {
-        PQconsumeInput(c);
-        while ((n = PQnotifies(c)) != NULL)
-            PQfreemem(n);
-    }
+    return any;
 }
 
 int main(int argc, char **argv)
@@ -425,7 +412,7 @@ int main(int argc, char **argv)
     log_init("worker");
     cfg.allow_private = env_int("FL_WEBHOOK_ALLOW_PRIVATE", 0);
     cfg.batch = env_int("FL_WEBHOOK_BATCH", 32);
-    if (cfg.batch < 1 || cfg.batch > MAX_BATCH)
+    if (cfg.batch < 1 || cfg.batch > MAX_SLOTS - FETCH_SLOTS)
         cfg.batch = 32;
     cfg.lease_ms = env_int("FL_WEBHOOK_LEASE_MS", 60000);
     cfg.base_ms = env_int("FL_WEBHOOK_RETRY_BASE_MS", 30000);
@@ -448,40 +435,103 @@ int main(int argc, char **argv)
     CURLM *multi = curl_multi_init();
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 64L);
-    fl_arena *arena = arena_new(64 * 1024);
+    fl_arena *arena = arena_new(16 * 1024);
 
-    int listening = 0;
+    int listening = 0, want = 1, wantf = 1, dbdown = 0;
+    long last_claim = 0;
     if (db_open(getenv("FL_WORKER_DATABASE_URL")) == 0)
         listening = listen_now() == 0;
     log_msg("info", NULL, "webhook worker ready (batch %d, lease %d ms)", cfg.batch, cfg.lease_ms);
-    while (!stopping) {
-        if (!db_ok() || !listening) {
+
+    for (;;) {
+        int inflight = count(JOB_DELIVERY) + count(JOB_FETCH);
+        if (stopping && inflight == 0)
+            break;
+        if (!stopping && (!db_ok() || !listening || dbdown)) {
             /* PostgreSQL restarted or is down: reconnect, listen again, sweep */
             db_close();
-            if (db_open(getenv("FL_WORKER_DATABASE_URL")) < 0) {
+            if (db_open(getenv("FL_WORKER_DATABASE_URL")) < 0 || listen_now() < 0) {
                 if (once)
                     break;
-                sleep(1);
-                continue;
+                if (inflight == 0) {
+                    sleep(1);
+                    continue;
+                }
+            } else {
+                listening = 1;
+                dbdown = 0;
+                want = wantf = 1;
+                log_msg("info", NULL, "webhook worker (re)connected");
             }
-            listening = listen_now() == 0;
-            log_msg("info", NULL, "webhook worker reconnected");
         }
-        int n = round_once(multi, arena);
-        arena_reset(arena);
-        int f = n < 0 ? -1 : fetch_round();
-        if (n < 0 || f < 0) {
-            listening = 0;
+        long now = req_now_us();
+        if (now - last_claim >= (long) cfg.sweep_ms * 1000)
+            want = wantf = 1;
+        int room = cfg.batch - count(JOB_DELIVERY);
+        int froom = FETCH_SLOTS - count(JOB_FETCH);
+        /* deliveries are claimed in batches: when half the slots are free or
+         * nothing is in flight; attachments after a NOTIFY or a sweep */
+        if (!stopping && listening && !dbdown && want && (room * 2 >= cfg.batch || inflight == 0)) {
+            int got = claim_deliveries(multi, arena, room);
+            if (got < 0)
+                dbdown = 1;
+            want = got == room;           /* full: more may be due */
+            last_claim = now;
+        }
+        if (!stopping && listening && !dbdown && wantf && froom > 0) {
+            int got = claim_fetches(multi, froom);
+            if (got < 0)
+                dbdown = 1;
+            wantf = got == froom;
+        }
+        inflight = count(JOB_DELIVERY) + count(JOB_FETCH);
+        if (once && inflight == 0 && !want && !wantf)
+            break;
+
+        int running;
+        curl_multi_perform(multi, &running);
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(multi, &left)) != NULL) {
+            job *j = NULL;
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &j);
+            if (finished(j, multi, m->data.result) < 0)
+                dbdown = 1;
+        }
+
+        /* sleep until a transfer moves, a NOTIFY arrives, or the sweep is due */
+        struct curl_waitfd pg = { 0, CURL_WAIT_POLLIN, 0 };
+        unsigned npg = 0;
+        if (db_conn() != NULL && listening && PQsocket(db_conn()) >= 0) {
+            pg.fd = PQsocket(db_conn());
+            npg = 1;
+        }
+        if (drain_notifies()) {
+            want = wantf = 1;
             continue;
         }
-        n += f;
-        if (n > 0)
-            continue;                   /* more may be due: claim again at once */
-        if (once)
+        inflight = count(JOB_DELIVERY) + count(JOB_FETCH);
+        if (once && inflight == 0 && !want && !wantf)
             break;
-        wait_for_work();
+        /* more is due (the last claim was full): claim again at once */
+        if (!stopping && !dbdown && (want || wantf) && inflight == 0)
+            continue;
+        int timeout = inflight ? 100 : cfg.sweep_ms;
+        curl_multi_poll(multi, &pg, npg, timeout, NULL);
+        if (npg && (pg.revents & CURL_WAIT_POLLIN) && drain_notifies())
+            want = wantf = 1;
     }
     log_msg("info", NULL, "webhook worker stopping");
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (slots[i].kind != JOB_FREE) {
+            if (slots[i].easy) {
+                curl_multi_remove_handle(multi, slots[i].easy);
+                curl_easy_cleanup(slots[i].easy);
+            }
+            job_free(&slots[i]);
+        }
     curl_multi_cleanup(multi);
     curl_global_cleanup();
     arena_free(arena);
