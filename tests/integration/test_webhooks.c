@@ -938,6 +938,53 @@ static void test_sigterm_finishes_in_flight(void)
     rcv_stop(&r);
 }
 
+/* One worker, a receiver that hangs and another that answers at once: the
+ * quick one's delivery does not wait for the hung one's transfer. */
+static void test_slow_receiver_holds_one_slot(void)
+{
+    tenant t = new_tenant();
+    rcv slow = rcv_start(0, "--hang-first-ms 6000");
+    rcv quick = rcv_start(0, "");
+    sub s1 = subscribe(t.name, "leads", slow.url, "--events lead.slow");
+    sub s2 = subscribe(t.name, "leads", quick.url, "--events lead.quick");
+    json_object *lines[4];
+    const char *errlog = it_fmt("%s/worker-slow-%s.log", logdir(), it_uniq("w"));
+    workers_signal(SIGSTOP);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t w = fork();
+    if (w == 0) {
+        setenv("FL_WEBHOOK_ALLOW_PRIVATE", "1", 1);
+        setenv("FL_WORKER_DATABASE_URL", it_env("FL_TEST_WORKER_DATABASE_URL"), 1);
+        setenv("FL_DATA_KEY_FILE", it_env("FL_TEST_DATA_KEY"), 1);
+        setenv("FL_WEBHOOK_SWEEP_MS", "200", 1);
+        setenv("FL_WEBHOOK_LEASE_MS", "60000", 1);
+        int fd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(it_env("FL_TEST_WORKER"), "fl-worker", (char *) NULL);
+        _exit(127);
+    }
+    insert_event(t.id, "leads", "lead.slow", "{}");
+    IT_CHECK(rcv_wait(&slow, lines, 4, 1, 5) == 1, "the hung receiver never got its request");
+    double t0 = it_now();
+    const char *ev = insert_event(t.id, "leads", "lead.quick", "{}");
+    int n = rcv_wait(&quick, lines, 4, 1, 4);
+    IT_CHECK(n == 1, "the quick receiver waited for the hung one (see %s)", errlog);
+    IT_CHECK(it_now() - t0 < 3, "the quick delivery took %.1f s", it_now() - t0);
+    if (n == 1)
+        IT_JSTR(lines[0], "event_id", ev);
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    workers_signal(SIGCONT);
+    unsubscribe(&s1);
+    unsubscribe(&s2);
+    rcv_stop(&slow);
+    rcv_stop(&quick);
+}
+
 /* PostgreSQL restarts under the workers: they reconnect and deliver again. */
 static void test_postgres_restart(void)
 {
@@ -981,6 +1028,7 @@ int main(void)
     CU_add_test(s, "SSRF refusals without FL_WEBHOOK_ALLOW_PRIVATE", test_ssrf_refusals);
     CU_add_test(s, "two workers never double-send (300 events)", test_two_workers_no_double_send);
     CU_add_test(s, "SIGKILLed worker: delivery sent again after the lease", test_killed_worker_retried);
+    CU_add_test(s, "a hung receiver holds one slot, not the worker", test_slow_receiver_holds_one_slot);
     CU_add_test(s, "SIGTERM: in-flight delivery finishes, then exit", test_sigterm_finishes_in_flight);
     CU_add_test(s, "PostgreSQL restart", test_postgres_restart);
     CU_basic_set_mode(CU_BRM_VERBOSE);
