@@ -11,6 +11,8 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <CUnit/Basic.h>
 #include "itest.h"
 
@@ -1297,6 +1299,94 @@ static void test_worker_killed(void)
     IT_STATUS(it_get(A, "/api_factor/get-client/?clientkey=whatever"), 404);
 }
 
+/* SIGTERM to every worker of the pool while one serves a large batch: that
+ * request is still answered 201 by the worker that got TERM, which then exits;
+ * the supervisor replaces the workers. */
+static void test_worker_sigterm_graceful(void)
+{
+    int n;
+    const char *before = workers(&n);
+    IT_CHECK(n >= 1, "the pool has workers: <%s>", before);
+    if (n < 1)
+        return;
+    /* 5,000 lines that match nothing: long enough to be in flight when TERM comes */
+    enum { N = 5000 };
+    const char *one = line("1.00", NULL, "nothing here", NULL, NULL, NULL);
+    size_t l1 = strlen(one);
+    char *lines = malloc(N * (l1 + 1));
+    IT_CHECK(lines != NULL, "out of memory");
+    if (lines == NULL)
+        return;
+    for (int i = 0; i < N; i++) {
+        memcpy(lines + i * (l1 + 1), one, l1);
+        lines[i * (l1 + 1) + l1] = i + 1 < N ? ',' : '\0';
+    }
+    const char *body = batch(it_uniq("TERM"), "5000.00", lines);
+    free(lines);
+    int fds[2];
+    IT_CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    if (child == 0) {
+        close(fds[0]);
+        it_resp *r = pay(A, body);
+        char msg[160];
+        const char *rid = it_header_get(r, "X-Request-Id");
+        int k = snprintf(msg, sizeof(msg), "%ld %.6f %s", r->status, it_now(), rid ? rid : "-");
+        if (write(fds[1], msg, (size_t) k) != k)
+            _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    it_sleep(0.3);
+    double term_at = it_now();
+    for (const char *p = before; *p; ) {
+        while (*p == ' ') p++;
+        if (*p)
+            kill((pid_t) atol(p), SIGTERM);
+        while (*p && *p != ' ') p++;
+    }
+    char msg[160] = "";
+    ssize_t got = read(fds[0], msg, sizeof(msg) - 1);
+    close(fds[0]);
+    waitpid(child, NULL, 0);
+    long status = 0;
+    double done_at = 0;
+    char rid[64] = "";
+    if (got > 0) {
+        msg[got] = '\0';
+        sscanf(msg, "%ld %lf %63s", &status, &done_at, rid);
+    }
+    IT_CHECK(status == 201, "the batch in flight was answered %ld (%s)", status, msg);
+    IT_CHECK(done_at > term_at, "the answer came before TERM was sent: the test proves nothing");
+    /* the request's log line was written by one of the workers that got TERM */
+    const char *pid = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/../log/posting.log' "
+                                    "| sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p' | head -n 1 | tr -d '\\n'",
+                                    rid, it_env("FL_TEST_RUN")), NULL);
+    IT_CHECK(*pid && strstr(it_fmt(" %s ", before), it_fmt(" %s ", pid)) != NULL,
+             "request %s was served by <%s>, not by a worker that got TERM <%s>", rid, pid, before);
+    /* every old worker is gone and the count is restored */
+    double t0 = it_now();
+    int m = 0, old_left = 1;
+    const char *after = "";
+    while (it_now() - t0 < 10.0) {
+        after = workers(&m);
+        old_left = 0;
+        for (const char *p = before; *p; ) {
+            while (*p == ' ') p++;
+            if (*p && strstr(it_fmt(" %s", after), it_fmt(" %ld ", atol(p))) != NULL)
+                old_left = 1;
+            while (*p && *p != ' ') p++;
+        }
+        if (m == n && !old_left)
+            break;
+        it_sleep(0.2);
+    }
+    IT_CHECK(m == n && !old_left, "workers replaced: before <%s>, after <%s>", before, after);
+    IT_STATUS(it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"after TERM\"}"), 201);
+}
+
 static void test_database_down(void)
 {
     int st;
@@ -1392,6 +1482,7 @@ static const test t_tenants[] = {
 static const test t_ops[] = {
     { "a revoked key stops within 5 s", test_revoked_key },
     { "a worker killed with SIGKILL is replaced", test_worker_killed },
+    { "SIGTERM: the request in flight is answered, then the worker exits", test_worker_sigterm_graceful },
     { "every response carried X-Request-Id", test_every_response_had_request_id },
     /* last: it stops PostgreSQL */
     { "PostgreSQL down: 503 + Retry-After, then back", test_database_down }, { NULL, NULL } };
