@@ -1,7 +1,9 @@
 #include "itest.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +13,13 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include <curl/curl.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 int it_missing_request_id;
+
+static PGconn *db;          /* the owner connection of it_qv, closed by it_cleanup */
 
 /* ------------------------------------------------------------------ pool --- */
 
@@ -76,6 +83,9 @@ void it_cleanup(void)
     jpool = NULL;
     pool = NULL;
     njpool = capjpool = npool = cappool = 0;
+    if (db != NULL)
+        PQfinish(db);
+    db = NULL;
     curl_global_cleanup();
 }
 
@@ -599,4 +609,202 @@ const char *it_run(const char *cmd, int *status)
     if (s.data == NULL)
         s.data = strdup("");
     return keep(s.data);
+}
+
+/* -------------------------------------------------------------- database --- */
+
+static PGconn *db_get(void)
+{
+    if (db == NULL)
+        db = PQconnectdb(it_env("FL_ADMIN_DATABASE_URL"));
+    if (PQstatus(db) != CONNECTION_OK)
+        PQreset(db);
+    return db;
+}
+
+void it_db_reset(void)
+{
+    PQreset(db_get());
+}
+
+const char *it_qv(unsigned line, const char *file, const char *sql, const char *const *p, int n)
+{
+    PGresult *r = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        r = PQexecParams(db_get(), sql, n, NULL, p, NULL, NULL, 0);
+        if (PQstatus(db) == CONNECTION_OK || attempt == 1)
+            break;
+        PQclear(r);                     /* PostgreSQL restarted: reconnect once */
+        r = NULL;
+        PQreset(db);
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        it_check(0, line, file, "SQL failed: %s: %s", sql, PQerrorMessage(db));
+        PQclear(r);
+        return NULL;
+    }
+    const char *out = "";
+    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        out = PQgetisnull(r, 0, 0) ? NULL : it_fmt("%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return out;
+}
+
+/* ------------------------------------------------- test stack, processes --- */
+
+const char *it_logdir(void)
+{
+    return it_fmt("%s/../log", it_env("FL_TEST_RUN"));
+}
+
+int it_supervised(const char *pidfile_name, pid_t *out, int max)
+{
+    const char *s = it_run(it_fmt("cat '%s/%s'", it_env("FL_TEST_RUN"), pidfile_name), NULL);
+    pid_t sup = (pid_t) atol(s);
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    if (d == NULL || sup <= 0) {
+        if (d)
+            closedir(d);
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL && n < max) {
+        if (!isdigit((unsigned char) e->d_name[0]))
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t k = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[k] = '\0';
+        const char *rp = strrchr(buf, ')');     /* comm may hold spaces */
+        char state;
+        int ppid;
+        if (rp && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 && ppid == sup && state != 'Z')
+            out[n++] = (pid_t) atol(e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+void it_signal_supervised(const char *pidfile_name, int sig)
+{
+    pid_t p[16];
+    int n = it_supervised(pidfile_name, p, 16);
+    IT_CHECK(n >= 1, "no supervised workers found (%s)", pidfile_name);
+    for (int i = 0; i < n; i++)
+        kill(p[i], sig);
+}
+
+int it_wait_supervised(const char *pidfile_name, int n, double timeout)
+{
+    pid_t p[16];
+    double end = it_now() + timeout;
+    int k;
+    while ((k = it_supervised(pidfile_name, p, 16)) < n && it_now() < end)
+        it_sleep(0.1);
+    return k;
+}
+
+/* ----------------------------------------------------------- fl-receiver --- */
+
+it_rcv it_rcv_start(int port, const char *opts)
+{
+    it_rcv r = { -1, 0, NULL, NULL };
+    int fds[2];
+    const char *tag = it_uniq("r");
+    r.log = it_fmt("%s/receiver-%s.log", it_logdir(), tag);
+    const char *cmd = it_fmt("exec '%s' --port %d --log '%s' %s", it_env("FL_TEST_RECEIVER"), port, r.log, opts);
+    if (pipe(fds) < 0)
+        return r;
+    fflush(stdout);
+    fflush(stderr);
+    r.pid = fork();
+    if (r.pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *) NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[32] = { 0 };
+    ssize_t k = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    r.port = k > 0 ? atoi(buf) : 0;
+    IT_CHECK(r.port > 0, "fl-receiver did not start (%s)", cmd);
+    r.url = it_fmt("http://127.0.0.1:%d/hook/%s", r.port, tag);
+    return r;
+}
+
+void it_rcv_stop(it_rcv *r)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        waitpid(r->pid, NULL, 0);
+        r->pid = -1;
+    }
+}
+
+int it_rcv_read(const it_rcv *r, json_object **out, int max)
+{
+    FILE *f = fopen(r->log, "r");
+    int n = 0;
+    if (f == NULL)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) > 0 && n < max) {
+        if (line[len - 1] != '\n')
+            break;                          /* a line still being written */
+        json_object *j = it_json(line);
+        IT_CHECK(j != NULL, "receiver log line is not JSON: %s", line);
+        if (j != NULL)
+            out[n++] = j;
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+int it_rcv_wait(const it_rcv *r, json_object **out, int max, int n, double timeout)
+{
+    double end = it_now() + timeout;
+    int k;
+    while ((k = it_rcv_read(r, out, max)) < n && it_now() < end)
+        it_sleep(0.05);
+    return k;
+}
+
+/* ------------------------------------------------------------ signatures --- */
+
+int it_sig_ok(const char *scheme, const char *secret, const char *header, const char *body, long *t_out)
+{
+    long t = -1;
+    const char *v1 = NULL;
+    if (header == NULL || secret == NULL || body == NULL)
+        return 0;
+    for (const char *p = header; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        if (strncmp(p, "t=", 2) == 0)
+            t = atol(p + 2);
+        else if (strncmp(p, "v1=", 3) == 0)
+            v1 = p + 3;
+    }
+    if (t_out)
+        *t_out = t;
+    if (t < 0 || v1 == NULL || strlen(v1) < 64 || (v1[64] != '\0' && v1[64] != ','))
+        return 0;
+    const char *msg = it_fmt("%ld%s%s", t, strcmp(scheme, "isoamp") == 0 ? "" : ".", body);
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), secret, (int) strlen(secret), (const unsigned char *) msg, strlen(msg), mac, &maclen);
+    char hex[65];
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    return maclen == 32 && strncmp(hex, v1, 64) == 0;
 }

@@ -7,6 +7,7 @@
 #ifndef FL_ITEST_H
 #define FL_ITEST_H
 #include <stddef.h>
+#include <sys/types.h>
 #include <CUnit/CUnit.h>
 #include <json-c/json.h>
 
@@ -114,5 +115,68 @@ int it_check(int ok, unsigned line, const char *file, const char *fmt, ...)
 int it_expect_status(const it_resp *r, long code, unsigned line, const char *file);
 /* want NULL means "missing or null". */
 int it_expect_str(const char *got, const char *want, const char *what, unsigned line, const char *file);
+
+/* ------------------------------------------------------------- database --- */
+
+/* Runs sql as the owner ($FL_ADMIN_DATABASE_URL, one connection per program,
+ * reconnected once when PostgreSQL went away) with n text parameters; returns
+ * the first cell of the first row (pool-owned), "" when there is no row, NULL
+ * on SQL NULL or on error (which fails the test at line of file). */
+const char *it_qv(unsigned line, const char *file, const char *sql, const char *const *p, int n);
+/* Resets the owner connection (after PostgreSQL restarted); returns nothing. */
+void it_db_reset(void);
+
+#define IT_QARGS(...) ((const char *const[]){ __VA_ARGS__ })
+#define IT_Q(sql, ...) it_qv(__LINE__, __FILE__, (sql), IT_QARGS(__VA_ARGS__), \
+                             (int) (sizeof(IT_QARGS(__VA_ARGS__)) / sizeof(const char *)))
+#define IT_Q0(sql) it_qv(__LINE__, __FILE__, (sql), NULL, 0)
+
+/* ------------------------------------------------ test stack, processes --- */
+
+/* The test stack's log directory ($FL_TEST_RUN/../log); pool-owned. */
+const char *it_logdir(void);
+
+/* The live (not zombie) children of the supervisor whose pid is in
+ * $FL_TEST_RUN/pidfile_name ("webhooks.pid", "posting.pid"): up to max pids
+ * into out (the caller's array); returns how many. */
+int it_supervised(const char *pidfile_name, pid_t *out, int max);
+/* Sends sig to every supervised child (at least one must exist, else the test
+ * fails); returns nothing. */
+void it_signal_supervised(const char *pidfile_name, int sig);
+/* Waits up to timeout s until at least n supervised children are live (the
+ * supervisor restarts them); returns how many there are. */
+int it_wait_supervised(const char *pidfile_name, int n, double timeout);
+
+/* ------------------------------------------------------- fl-receiver --- */
+
+/* A running fl-receiver ($FL_TEST_RECEIVER): its pid (-1 when stopped), its
+ * port, its JSON-lines log and the URL to subscribe (strings pool-owned). */
+typedef struct it_rcv {
+    pid_t pid;
+    int port;
+    const char *log, *url;
+} it_rcv;
+
+/* Starts fl-receiver with opts ("" or --status-seq, --hang-first-ms, ...) on
+ * port (0: any); returns it by value, url http://127.0.0.1:port/hook/<uniq>.
+ * The caller stops it with it_rcv_stop. */
+it_rcv it_rcv_start(int port, const char *opts);
+/* Stops (SIGTERM) and reaps the receiver; returns nothing. */
+void it_rcv_stop(it_rcv *r);
+/* The requests received so far, as parsed log lines (pool-owned) into out (the
+ * caller's array, up to max); returns how many.  A complete line that is not
+ * JSON fails the test. */
+int it_rcv_read(const it_rcv *r, json_object **out, int max);
+/* it_rcv_read until at least n requests arrived or timeout s passed; returns
+ * how many were read last. */
+int it_rcv_wait(const it_rcv *r, json_object **out, int max, int n, double timeout);
+
+/* ------------------------------------------------------------ signatures --- */
+
+/* Checks a signature header "t=..,v1=.." against HMAC-SHA256(secret, message)
+ * computed with OpenSSL, the message being t + body for scheme "isoamp" and
+ * t + "." + body for "factorline"; *t_out (may be NULL) gets t.  Returns 1
+ * when it verifies, 0 otherwise; nothing is allocated outside the pool. */
+int it_sig_ok(const char *scheme, const char *secret, const char *header, const char *body, long *t_out);
 
 #endif

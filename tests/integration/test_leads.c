@@ -21,48 +21,10 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
-#include <libpq-fe.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include "itest.h"
-
-/* ------------------------------------------------------------- database --- */
-
-static PGconn *db;
-
-static PGconn *db_get(void)
-{
-    if (db == NULL)
-        db = PQconnectdb(it_env("FL_ADMIN_DATABASE_URL"));
-    if (PQstatus(db) != CONNECTION_OK)
-        PQreset(db);
-    return db;
-}
-
-/* The first cell of the first row (pool-owned); "" when there is no row, NULL
- * on SQL NULL or on error (which fails the test). */
-static const char *qv(unsigned line, const char *sql, const char *const *p, int n)
-{
-    PGresult *r = PQexecParams(db_get(), sql, n, NULL, p, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        it_check(0, line, __FILE__, "SQL failed: %s: %s", sql, PQerrorMessage(db));
-        PQclear(r);
-        return NULL;
-    }
-    const char *out = "";
-    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
-        out = PQgetisnull(r, 0, 0) ? NULL : it_fmt("%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return out;
-}
-
-#define QARGS(...) ((const char *const[]){ __VA_ARGS__ })
-#define Q(sql, ...) qv(__LINE__, (sql), QARGS(__VA_ARGS__), \
-                       (int) (sizeof(QARGS(__VA_ARGS__)) / sizeof(const char *)))
-#define Q0(sql) qv(__LINE__, (sql), NULL, 0)
 
 /* ------------------------------------------------------------ documents --- */
 
@@ -176,7 +138,7 @@ static const it_cred *new_partner(void)
     /* the exit status of key limit has a test of its own (test_key_limit) */
     it_run(it_fmt("'%s' key limit --family leads --public-id '%s' --unlimited >/dev/null 2>&1", it_env("FL_TEST_ADMIN"), pub),
            &st);
-    IT_STREQ(Q("SELECT (rate_per_sec IS NULL)::text FROM credentials WHERE family = 'leads' AND public_id = $1", pub),
+    IT_STREQ(IT_Q("SELECT (rate_per_sec IS NULL)::text FROM credentials WHERE family = 'leads' AND public_id = $1", pub),
              "true");
     return c;
 }
@@ -218,8 +180,8 @@ static const char *wait_attachment(const char *lead, const char *filename, doubl
     double end = it_now() + timeout;
     const char *s;
     for (;;) {
-        s = Q("SELECT a.state FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-              "WHERE l.public_id = $1 AND a.filename = $2", lead, filename);
+        s = IT_Q("SELECT a.state FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                 "WHERE l.public_id = $1 AND a.filename = $2", lead, filename);
         if (s == NULL || (strcmp(s, "pending") != 0 && strcmp(s, "fetching") != 0) || it_now() >= end)
             return s;
         it_sleep(0.1);
@@ -228,83 +190,13 @@ static const char *wait_attachment(const char *lead, const char *filename, doubl
 
 /* ---------------------------------------------------------------- receiver --- */
 
-typedef struct rcv {
-    pid_t pid;
-    int port;
-    const char *log, *url;
-} rcv;
-
-static const char *logdir(void)
-{
-    return it_fmt("%s/../log", it_env("FL_TEST_RUN"));
-}
-
-static rcv rcv_start(const char *opts)
-{
-    rcv r = { -1, 0, NULL, NULL };
-    int fds[2];
-    const char *tag = it_uniq("lr");
-    r.log = it_fmt("%s/receiver-%s.log", logdir(), tag);
-    const char *cmd = it_fmt("exec '%s' --port 0 --log '%s' %s", it_env("FL_TEST_RECEIVER"), r.log, opts);
-    if (pipe(fds) < 0)
-        return r;
-    fflush(stdout);
-    fflush(stderr);
-    r.pid = fork();
-    if (r.pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *) NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char buf[32] = { 0 };
-    ssize_t k = read(fds[0], buf, sizeof(buf) - 1);
-    close(fds[0]);
-    r.port = k > 0 ? atoi(buf) : 0;
-    IT_CHECK(r.port > 0, "fl-receiver did not start (%s)", cmd);
-    r.url = it_fmt("http://127.0.0.1:%d/hook/%s", r.port, tag);
-    return r;
-}
-
-static void rcv_stop(rcv *r)
-{
-    if (r->pid > 0) {
-        kill(r->pid, SIGTERM);
-        waitpid(r->pid, NULL, 0);
-        r->pid = -1;
-    }
-}
-
-static int rcv_read(const rcv *r, json_object **out, int max)
-{
-    FILE *f = fopen(r->log, "r");
-    int n = 0;
-    if (f == NULL)
-        return 0;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) > 0 && n < max) {
-        if (line[len - 1] != '\n')
-            break;
-        json_object *j = it_json(line);
-        if (j != NULL)
-            out[n++] = j;
-    }
-    free(line);
-    fclose(f);
-    return n;
-}
-
 /* Waits up to timeout s for a request whose body has lead_id and event_type. */
-static json_object *rcv_wait_event(const rcv *r, const char *lead, const char *event, double timeout)
+static json_object *rcv_wait_event(const it_rcv *r, const char *lead, const char *event, double timeout)
 {
     json_object *lines[64];
     double end = it_now() + timeout;
     do {
-        int n = rcv_read(r, lines, 64);
+        int n = it_rcv_read(r, lines, 64);
         for (int i = 0; i < n; i++) {
             json_object *b = it_json(it_jstr(lines[i], "body"));
             if (b && it_jstr(b, "lead_id") && strcmp(it_jstr(b, "lead_id"), lead) == 0
@@ -314,76 +206,6 @@ static json_object *rcv_wait_event(const rcv *r, const char *lead, const char *e
         it_sleep(0.05);
     } while (it_now() < end);
     return NULL;
-}
-
-/* "t=..,v1=.." against HMAC-SHA256(secret, t + "." + body). */
-static int sig_ok(const char *secret, const char *header, const char *body)
-{
-    long t = -1;
-    const char *v1 = NULL;
-    if (header == NULL || secret == NULL || body == NULL)
-        return 0;
-    for (const char *p = header; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
-        if (strncmp(p, "t=", 2) == 0)
-            t = atol(p + 2);
-        else if (strncmp(p, "v1=", 3) == 0)
-            v1 = p + 3;
-    }
-    if (t < 0 || v1 == NULL || strlen(v1) < 64)
-        return 0;
-    const char *msg = it_fmt("%ld.%s", t, body);
-    unsigned char mac[32];
-    unsigned int maclen = 0;
-    HMAC(EVP_sha256(), secret, (int) strlen(secret), (const unsigned char *) msg, strlen(msg), mac, &maclen);
-    char hex[65];
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    return maclen == 32 && strncmp(hex, v1, 64) == 0;
-}
-
-/* ----------------------------------------------------------------- workers --- */
-
-/* The supervised fl-worker processes (children of the multiwatch in webhooks.pid). */
-static int worker_pids(pid_t *out, int max)
-{
-    const char *s = it_run(it_fmt("cat '%s/webhooks.pid'", it_env("FL_TEST_RUN")), NULL);
-    pid_t sup = (pid_t) atol(s);
-    int n = 0;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    if (d == NULL || sup <= 0) {
-        if (d)
-            closedir(d);
-        return 0;
-    }
-    while ((e = readdir(d)) != NULL && n < max) {
-        if (!isdigit((unsigned char) e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t k = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[k] = '\0';
-        const char *rp = strrchr(buf, ')');
-        char state;
-        int ppid;
-        if (rp && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 && ppid == sup && state != 'Z')
-            out[n++] = (pid_t) atol(e->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-static void workers_signal(int sig)
-{
-    pid_t p[16];
-    int n = worker_pids(p, 16);
-    IT_CHECK(n >= 1, "no supervised workers found");
-    for (int i = 0; i < n; i++)
-        kill(p[i], sig);
 }
 
 /* ------------------------------------------------------------------- tests --- */
@@ -404,15 +226,15 @@ static void test_example_lead(void)
     if (example_id == NULL)
         return;
     /* the id is not the row's key, and nothing else about the row */
-    IT_STREQ(Q("SELECT (id::text <> public_id)::text FROM leads WHERE public_id = $1", example_id), "true");
-    IT_STREQ(Q("SELECT reference_id FROM leads WHERE public_id = $1", example_id), "ANYTHING_YOUWANT_AS_A_STRING");
+    IT_STREQ(IT_Q("SELECT (id::text <> public_id)::text FROM leads WHERE public_id = $1", example_id), "true");
+    IT_STREQ(IT_Q("SELECT reference_id FROM leads WHERE public_id = $1", example_id), "ANYTHING_YOUWANT_AS_A_STRING");
     /* every part of the document was stored */
-    IT_STREQ(Q("SELECT a.name || '|' || a.fein_last4 || '|' || ap.capital_needed || '|' || ap.owner_1_percent_ownership "
-               "|| '|' || pl.balance || '|' || c.first_name || '|' || c.ssn_last4 || '|' || "
-               "(SELECT count(*) FROM lead_addresses x WHERE x.lead_id = l.id) "
-               "FROM leads l JOIN lead_accounts a ON a.lead_id = l.id JOIN lead_applications ap ON ap.lead_id = l.id "
-               "JOIN lead_prior_loans pl ON pl.lead_id = l.id JOIN lead_contacts c ON c.lead_id = l.id "
-               "WHERE l.public_id = $1", example_id),
+    IT_STREQ(IT_Q("SELECT a.name || '|' || a.fein_last4 || '|' || ap.capital_needed || '|' || ap.owner_1_percent_ownership "
+                  "|| '|' || pl.balance || '|' || c.first_name || '|' || c.ssn_last4 || '|' || "
+                  "(SELECT count(*) FROM lead_addresses x WHERE x.lead_id = l.id) "
+                  "FROM leads l JOIN lead_accounts a ON a.lead_id = l.id JOIN lead_applications ap ON ap.lead_id = l.id "
+                  "JOIN lead_prior_loans pl ON pl.lead_id = l.id JOIN lead_contacts c ON c.lead_id = l.id "
+                  "WHERE l.public_id = $1", example_id),
              "Pied Piper|0000|50000.00|56.00|15000.23|Erlich|5566|2");
     /* two leads never get the same id */
     const char *other = create_lead(A(), NULL);
@@ -434,7 +256,7 @@ static void test_reference_not_unique(void)
     JSON_IS(r, "{\"message\":\"Reference ID is not unique.\"}");
     /* uniqueness is per partner: another partner's own reference */
     IT_STATUS(it_post(A2(), "/lead", jtext(d)), 201);
-    IT_STREQ(Q("SELECT count(*)::text FROM leads WHERE reference_id = 'THIS_ISNT_UNIQUE'"), "2");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = 'THIS_ISNT_UNIQUE'"), "2");
 }
 
 /* The document's "Missing Info" example: no address on the contact. */
@@ -489,8 +311,8 @@ static void test_required(void)
              "empty contacts_attributes not reported: %s", r->body);
     ERR_HAS(r, "account_attributes", "can't be blank");
     ERR_HAS(r, "application_attributes", "can't be blank");
-    IT_STREQ(Q("SELECT count(*)::text FROM leads WHERE reference_id LIKE 'REF%' AND NOT EXISTS "
-               "(SELECT 1 FROM lead_accounts a WHERE a.lead_id = leads.id)"), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id LIKE 'REF%' AND NOT EXISTS "
+                  "(SELECT 1 FROM lead_accounts a WHERE a.lead_id = leads.id)"), "0");
 }
 
 /* Every invalid field reported at once, under its attribute name. */
@@ -572,9 +394,9 @@ static void test_validation_all_at_once(void)
     jset(d, "lead.contacts_attributes[0].current_address_attributes.state", "\"ma\"");
     jset(d, "lead.contacts_attributes[0].born_on", "\"1996-02-29\"");
     const char *id = create_lead(A(), d);
-    IT_STREQ(Q("SELECT c.home_phone || '|' || c.cell_phone || '|' || x.state || '|' || x.zip || '|' || ap.capital_needed "
-               "FROM leads l JOIN lead_contacts c ON c.lead_id = l.id JOIN lead_addresses x ON x.contact_id = c.id "
-               "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.public_id = $1", id ? id : ""),
+    IT_STREQ(IT_Q("SELECT c.home_phone || '|' || c.cell_phone || '|' || x.state || '|' || x.zip || '|' || ap.capital_needed "
+                  "FROM leads l JOIN lead_contacts c ON c.lead_id = l.id JOIN lead_addresses x ON x.contact_id = c.id "
+                  "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.public_id = $1", id ? id : ""),
              "6176781000|6176781000|MA|00112-1234|50000.50");
 }
 
@@ -597,7 +419,7 @@ static void test_malformed(void)
 static void test_v1_and_plain_paths(void)
 {
     static const char *const pre[] = { "", "/v1" };
-    rcv rc = rcv_start("");
+    it_rcv rc = it_rcv_start(0, "");
     for (int i = 0; i < 2; i++) {
         json_object *d = lead_doc();
         it_resp *r = it_post(A(), it_fmt("%s/lead", pre[i]), jtext(d));
@@ -624,7 +446,7 @@ static void test_v1_and_plain_paths(void)
         IT_CHECK(rcv_wait_event(&rc, id, "Approved", 15) != NULL, "trigger via %s/trigger_webhook not delivered", pre[i]);
         IT_STREQ(wait_attachment(id, "a.pdf", 15), "received");
     }
-    rcv_stop(&rc);
+    it_rcv_stop(&rc);
     /* the both-prefix spelling is not a path of the API */
     it_resp *r = it_get(A(), "/v1/v1/deal_status/x");
     IT_STATUS(r, 404);
@@ -704,8 +526,8 @@ static void test_plain_http_403(void)
         }
     JSON_IS(do_call(plain[0], &k[3]), "{\"message\":\"HTTPS is required\"}");
     /* nothing was written over HTTP */
-    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-               "WHERE l.public_id = $1 AND a.filename = 'x.txt'", id), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename = 'x.txt'", id), "0");
 }
 
 /* Over 1 request/s with burst 5: 7 quick requests, the first 5 pass, then 429;
@@ -739,7 +561,7 @@ static void test_rate_limit(void)
     for (int i = 0; i < 7; i++) {
         if (ids[i] == NULL)
             continue;
-        const char *line = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/leads.log' | head -1", ids[i], logdir()), NULL);
+        const char *line = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/leads.log' | head -1", ids[i], it_logdir()), NULL);
         const char *p = strstr(line, "\"pid\":");
         pid_t pid = p ? (pid_t) atol(p + 6) : 0;
         int seen = 0;
@@ -799,8 +621,8 @@ static void test_deal_status_by_stage(void)
     IT_CHECK(st != 0, "Declined -> Approval Sent accepted: %s", out);
     JSON_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
                                "judgements\",\"decline_notes\":\"This merchant does not look credible\"}");
-    IT_STREQ(Q("SELECT string_agg(coalesce(from_stage, '-') || '>' || to_stage, ',' ORDER BY h.id) "
-               "FROM lead_stage_history h JOIN leads l ON l.id = h.lead_id WHERE l.public_id = $1", id),
+    IT_STREQ(IT_Q("SELECT string_agg(coalesce(from_stage, '-') || '>' || to_stage, ',' ORDER BY h.id) "
+                  "FROM lead_stage_history h JOIN leads l ON l.id = h.lead_id WHERE l.public_id = $1", id),
              "->Working,Working>File Missing Info,File Missing Info>Waiting on ISO,Waiting on ISO>Approval Sent,"
              "Approval Sent>Declined");
 }
@@ -829,7 +651,7 @@ static void test_stage_errors(void)
     IT_CHECK(st != 0 && strstr(out, "Lead not found") != NULL, "unknown lead: exit %d: %s", st, out);
     /* nothing changed, no event */
     JSON_IS(it_get(A(), it_fmt("/deal_status/%s", id)), "{\"stage\":\"Working\"}");
-    IT_STREQ(Q("SELECT count(*)::text FROM events WHERE family = 'leads' AND payload->>'lead_id' = $1", id), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM events WHERE family = 'leads' AND payload->>'lead_id' = $1", id), "0");
 }
 
 /* A lead is visible only to the partner that submitted it. */
@@ -853,11 +675,11 @@ static void test_isolation_404(void)
                     it_fmt("{\"webhook_url\":\"http://127.0.0.1:9/h\",\"lead_id\":\"%s\",\"event_type\":\"Approved\"}", id));
         IT_STATUS(r, 404);
     }
-    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
-               id), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
+                  id), "0");
     /* unknown ids, and the row's internal key */
     IT_STATUS(it_get(A(), "/deal_status/0123456789abcdef0123456789abcdef"), 404);
-    const char *key = Q("SELECT id::text FROM leads WHERE public_id = $1", id);
+    const char *key = IT_Q("SELECT id::text FROM leads WHERE public_id = $1", id);
     IT_STATUS(it_get(A(), it_fmt("/deal_status/%s", key ? key : "x")), 404);
     IT_STATUS(it_get(A(), it_fmt("/deal_status/%s", id)), 200);
 }
@@ -874,9 +696,9 @@ static void test_attachment_upload(void)
     it_resp *r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=bank_statement.pdf&lead_id=%s", id), oct, 1, pdf, n);
     IT_STATUS(r, 202);
     JSON_IS(r, "{\"message\":\"Your attachment was received and is being processed\"}");
-    IT_STREQ(Q("SELECT a.state || '|' || a.size || '|' || a.sha256 || '|' || a.content_type || '|' || "
-               "(encode(sha256(a.content), 'hex') = a.sha256)::text FROM lead_attachments a "
-               "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = $2", id, "bank_statement.pdf"),
+    IT_STREQ(IT_Q("SELECT a.state || '|' || a.size || '|' || a.sha256 || '|' || a.content_type || '|' || "
+                  "(encode(sha256(a.content), 'hex') = a.sha256)::text FROM lead_attachments a "
+                  "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = $2", id, "bank_statement.pdf"),
              it_fmt("received|%zu|%s|application/pdf|true", n, sha256_hex(pdf, n)));
 
     /* strict Base64 (encoded=true): a PNG header */
@@ -886,16 +708,16 @@ static void test_attachment_upload(void)
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=logo.png&lead_id=%s&encoded=true", id), NULL, 0, b64,
                    strlen(b64));
     IT_STATUS(r, 202);
-    IT_STREQ(Q("SELECT a.size || '|' || a.sha256 || '|' || a.content_type FROM lead_attachments a "
-               "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'logo.png'", id),
+    IT_STREQ(IT_Q("SELECT a.size || '|' || a.sha256 || '|' || a.content_type FROM lead_attachments a "
+                  "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'logo.png'", id),
              it_fmt("%zu|%s|image/png", sizeof(png), sha256_hex(png, sizeof(png))));
 
     /* encoded=false is the raw body */
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=notes.txt&lead_id=%s&encoded=false", id), NULL, 0,
                    "aGVsbG8=", 8);
     IT_STATUS(r, 202);
-    IT_STREQ(Q("SELECT a.size || '|' || a.content_type FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-               "WHERE l.public_id = $1 AND a.filename = 'notes.txt'", id), "8|text/plain");
+    IT_STREQ(IT_Q("SELECT a.size || '|' || a.content_type FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename = 'notes.txt'", id), "8|text/plain");
 
     /* not strict Base64: line breaks, bad characters, bad padding, empty */
     static const char *const bad[] = { "aGVs\nbG8=", "aGVsbG8", "aGVs*G8=", "aGVsbG8=\n", "====", "" };
@@ -907,16 +729,16 @@ static void test_attachment_upload(void)
     }
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=b.txt&lead_id=%s&encoded=true", id), NULL, 0, "aGVs\nbG8=", 9);
     JSON_IS(r, "{\"message\":\"The attachment is not valid strict Base64\"}");
-    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-               "WHERE l.public_id = $1 AND a.filename LIKE 'b_.txt'", id), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename LIKE 'b_.txt'", id), "0");
 
     /* filenames are sanitised: no directories, no control characters */
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=..%%2F..%%2Fetc%%2Fpasswd&lead_id=%s", id), NULL, 0, "x", 1);
     IT_STATUS(r, 202);
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=C:%%5Cdocs%%5Cq1%%0d%%0a.pdf&lead_id=%s", id), NULL, 0, "x", 1);
     IT_STATUS(r, 202);
-    IT_STREQ(Q("SELECT string_agg(a.filename, ',' ORDER BY a.filename) FROM lead_attachments a JOIN leads l "
-               "ON l.id = a.lead_id WHERE l.public_id = $1 AND a.size = 1", id), "passwd,q1.pdf");
+    IT_STREQ(IT_Q("SELECT string_agg(a.filename, ',' ORDER BY a.filename) FROM lead_attachments a JOIN leads l "
+                  "ON l.id = a.lead_id WHERE l.public_id = $1 AND a.size = 1", id), "passwd,q1.pdf");
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=..&lead_id=%s", id), NULL, 0, "x", 1);
     IT_STATUS(r, 400);
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=dir%%2F&lead_id=%s", id), NULL, 0, "x", 1);
@@ -963,8 +785,8 @@ static void test_attachment_errors(void)
     IT_STATUS(r, 400);
     r = it_post(A(), "/attachment", "{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"nope\"}");
     IT_STATUS(r, 404);
-    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
-               id), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
+                  id), "0");
 }
 
 /* Up to 25 MB is accepted; one byte more is 413 in the family's JSON. */
@@ -989,11 +811,11 @@ static void test_attachment_size(void)
 
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=max.pdf&lead_id=%s", id), oct, 1, big, max);
     IT_STATUS(r, 202);
-    IT_STREQ(Q("SELECT a.size || '|' || a.sha256 || '|' || a.content_type FROM lead_attachments a "
-               "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'max.pdf'", id),
+    IT_STREQ(IT_Q("SELECT a.size || '|' || a.sha256 || '|' || a.content_type FROM lead_attachments a "
+                  "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'max.pdf'", id),
              it_fmt("%zu|%s|application/pdf", max, sha256_hex(big, max)));
-    IT_STREQ(Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-               "WHERE l.public_id = $1 AND a.filename = 'big.pdf'", id), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename = 'big.pdf'", id), "0");
 }
 
 /* An attachment by URL, fetched by the supervised worker from fl-receiver
@@ -1003,7 +825,7 @@ static void test_attachment_url_fetched(void)
     const char *id = create_lead(A(), NULL);
     if (id == NULL)
         return;
-    rcv rc = rcv_start("");
+    it_rcv rc = it_rcv_start(0, "");
     const char *url = it_fmt("http://127.0.0.1:%d/files/statement.pdf", rc.port);
     it_resp *r = it_post(A(), "/attachment",
                          it_fmt("{\"attachment_url\":\"%s\",\"filename\":\"statement.pdf\",\"lead_id\":\"%s\"}", url, id));
@@ -1011,30 +833,30 @@ static void test_attachment_url_fetched(void)
     JSON_IS(r, "{\"message\":\"Your attachment was received and is being processed\"}");
     IT_STREQ(wait_attachment(id, "statement.pdf", 15), "received");
     const char *body = "{\"ok\":true}";
-    IT_STREQ(Q("SELECT a.source_url || '|' || a.size || '|' || a.sha256 || '|' || a.content_type || '|' || "
-               "convert_from(a.content, 'UTF8') || '|' || a.attempts || '|' || (a.error IS NULL)::text "
-               "FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-               "WHERE l.public_id = $1 AND a.filename = 'statement.pdf'", id),
+    IT_STREQ(IT_Q("SELECT a.source_url || '|' || a.size || '|' || a.sha256 || '|' || a.content_type || '|' || "
+                  "convert_from(a.content, 'UTF8') || '|' || a.attempts || '|' || (a.error IS NULL)::text "
+                  "FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename = 'statement.pdf'", id),
              it_fmt("%s|%zu|%s|text/plain|%s|1|true", url, strlen(body), sha256_hex(body, strlen(body)), body));
     json_object *lines[8];
-    int n = rcv_read(&rc, lines, 8);
+    int n = it_rcv_read(&rc, lines, 8);
     IT_CHECK(n == 1, "%d requests at the file server, expected 1", n);
     if (n >= 1) {
         IT_JSTR(lines[0], "method", "GET");
         IT_JSTR(lines[0], "path", "/files/statement.pdf");
     }
-    rcv_stop(&rc);
+    it_rcv_stop(&rc);
 
     /* the server answers 404: failed at once, with the error recorded */
-    rcv nf = rcv_start("--status-seq 404");
+    it_rcv nf = it_rcv_start(0, "--status-seq 404");
     r = it_post(A(), "/attachment",
                 it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/gone.pdf\",\"filename\":\"gone.pdf\",\"lead_id\":\"%s\"}",
                        nf.port, id));
     IT_STATUS(r, 202);
     IT_STREQ(wait_attachment(id, "gone.pdf", 15), "failed");
-    IT_STREQ(Q("SELECT a.error || '|' || (a.content IS NULL)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-               "WHERE l.public_id = $1 AND a.filename = 'gone.pdf'", id), "HTTP 404|true");
-    rcv_stop(&nf);
+    IT_STREQ(IT_Q("SELECT a.error || '|' || (a.content IS NULL)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename = 'gone.pdf'", id), "HTTP 404|true");
+    it_rcv_stop(&nf);
 }
 
 /* The SSRF guard: a private address ends failed when the worker runs with
@@ -1045,8 +867,8 @@ static void test_attachment_url_ssrf(void)
     const char *id = create_lead(A(), NULL);
     if (id == NULL)
         return;
-    rcv rc = rcv_start("");
-    workers_signal(SIGSTOP);
+    it_rcv rc = it_rcv_start(0, "");
+    it_signal_supervised("webhooks.pid", SIGSTOP);
     static const char *const urls[] = { "http://127.0.0.1:%d/private.pdf", "http://10.0.0.1:%d/private.pdf",
                                         "http://169.254.169.254:%d/latest/meta-data", "http://[::1]:%d/x.pdf",
                                         "http://localhost:%d/x.pdf" };
@@ -1062,18 +884,18 @@ static void test_attachment_url_ssrf(void)
                                     "'%s' --once 2>&1", it_env("FL_TEST_WORKER_DATABASE_URL"),
                                     it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_WORKER")), &st);
     IT_CHECK(st == 0, "fl-worker --once: exit %d: %s", st, out);
-    workers_signal(SIGCONT);
+    it_signal_supervised("webhooks.pid", SIGCONT);
     for (int i = 0; i < nurls; i++) {
         const char *f = it_fmt("ssrf%d.pdf", i);
         IT_CHECK(wait_attachment(id, f, 0) && strcmp(wait_attachment(id, f, 0), "failed") == 0,
                  "%s (%s) is %s, expected failed", f, urls[i], wait_attachment(id, f, 0));
-        const char *err = Q("SELECT a.error FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-                            "WHERE l.public_id = $1 AND a.filename = $2", id, f);
+        const char *err = IT_Q("SELECT a.error FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                               "WHERE l.public_id = $1 AND a.filename = $2", id, f);
         IT_CHECK(err && strncmp(err, "refused: ", 9) == 0, "%s: error %s", f, err ? err : "(null)");
     }
     json_object *lines[4];
-    IT_CHECK(rcv_read(&rc, lines, 4) == 0, "the private address was fetched");
-    rcv_stop(&rc);
+    IT_CHECK(it_rcv_read(&rc, lines, 4) == 0, "the private address was fetched");
+    it_rcv_stop(&rc);
 }
 
 /* POST /webhook: 200 {"success":true} (+ signing_secret the first time); 422 for a bad URL. */
@@ -1099,9 +921,9 @@ static void test_webhook_register(void)
     JSON_IS(r, "{\"success\":true}");
     const char *key = it_cred_header(p, "api_key");
     const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
-    IT_STREQ(Q("SELECT s.url || '|' || s.active || '|' || count(*) OVER () || '|' || (s.secret_enc LIKE 'v1:%') "
-               "|| '|' || (strpos(s.secret_enc, $2) = 0) FROM webhook_subscriptions s "
-               "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub, secret ? secret : "x"),
+    IT_STREQ(IT_Q("SELECT s.url || '|' || s.active || '|' || count(*) OVER () || '|' || (s.secret_enc LIKE 'v1:%') "
+                  "|| '|' || (strpos(s.secret_enc, $2) = 0) FROM webhook_subscriptions s "
+                  "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub, secret ? secret : "x"),
              "http://127.0.0.1:9/other|true|1|true|true");
 }
 
@@ -1109,14 +931,14 @@ static void test_webhook_register(void)
 static void test_webhook_on_stage_change(void)
 {
     const it_cred *p = new_partner();
-    rcv rc = rcv_start("");
+    it_rcv rc = it_rcv_start(0, "");
     it_resp *r = it_post(p, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", rc.url));
     IT_STATUS(r, 200);
     const char *secret = it_jstr(r->json, "signing_secret");
     IT_CHECK(secret != NULL, "no signing_secret: %s", r->body);
     const char *id = create_lead(p, NULL), *id2 = create_lead(p, NULL);
     if (id == NULL || id2 == NULL) {
-        rcv_stop(&rc);
+        it_rcv_stop(&rc);
         return;
     }
     /* another partner's deal moving does not reach this partner */
@@ -1133,9 +955,10 @@ static void test_webhook_on_stage_change(void)
         IT_JSTR(line, "path", strchr(rc.url + 7, '/'));
         IT_CHECK(json_object_equal(it_json(body), it_json(it_fmt("{\"lead_id\":\"%s\",\"event_type\":\"Approved\"}", id))),
                  "body %s", body);
-        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), body), "Factorline-Signature %s does not verify",
+        IT_CHECK(it_sig_ok("factorline", secret, it_jstr(line, "fl_sig"), body, NULL), "Factorline-Signature %s does not verify",
                  it_jstr(line, "fl_sig"));
-        IT_CHECK(!sig_ok("0000000000000000000000000000000000000000000000000000000000000000", it_jstr(line, "fl_sig"), body),
+        IT_CHECK(!it_sig_ok("factorline", "0000000000000000000000000000000000000000000000000000000000000000",
+                            it_jstr(line, "fl_sig"), body, NULL),
                  "the signature verifies with any secret");
     }
     stage_ok(id, "Declined", "--decline-driver Fraud");
@@ -1145,29 +968,30 @@ static void test_webhook_on_stage_change(void)
     line = rcv_wait_event(&rc, id2, "Waiting on ISO", 15);
     IT_CHECK(line != NULL, "no Waiting on ISO webhook");
     if (line)
-        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), it_jstr(line, "body")), "Waiting on ISO signature");
+        IT_CHECK(it_sig_ok("factorline", secret, it_jstr(line, "fl_sig"), it_jstr(line, "body"), NULL),
+                 "Waiting on ISO signature");
     it_sleep(0.5);
     json_object *lines[16];
-    int n = rcv_read(&rc, lines, 16);
+    int n = it_rcv_read(&rc, lines, 16);
     IT_CHECK(n == 3, "%d deliveries, expected 3 (Approved, Declined, Waiting on ISO; none for File Missing Info or "
                      "another partner's deal)", n);
-    IT_STREQ(Q("SELECT string_agg(type || ':' || (audience IS NOT NULL)::text, ',' ORDER BY id) FROM events "
-               "WHERE family = 'leads' AND payload->>'lead_id' = $1", id2), "Waiting on ISO:true");
-    rcv_stop(&rc);
+    IT_STREQ(IT_Q("SELECT string_agg(type || ':' || (audience IS NOT NULL)::text, ',' ORDER BY id) FROM events "
+                  "WHERE family = 'leads' AND payload->>'lead_id' = $1", id2), "Waiting on ISO:true");
+    it_rcv_stop(&rc);
 }
 
 /* POST /trigger_webhook: one signed delivery of {lead_id, event_type} to the given URL. */
 static void test_trigger_webhook(void)
 {
     const it_cred *p = new_partner();
-    rcv reg = rcv_start(""), rc = rcv_start("");
+    it_rcv reg = it_rcv_start(0, ""), rc = it_rcv_start(0, "");
     it_resp *r = it_post(p, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", reg.url));
     IT_STATUS(r, 200);
     const char *secret = it_jstr(r->json, "signing_secret");
     const char *id = create_lead(p, NULL);
     if (id == NULL) {
-        rcv_stop(&reg);
-        rcv_stop(&rc);
+        it_rcv_stop(&reg);
+        it_rcv_stop(&rc);
         return;
     }
     r = it_post(p, "/trigger_webhook",
@@ -1180,11 +1004,12 @@ static void test_trigger_webhook(void)
         const char *body = it_jstr(line, "body");
         IT_CHECK(json_object_equal(it_json(body), it_json(it_fmt("{\"lead_id\":\"%s\",\"event_type\":\"Declined\"}", id))),
                  "body %s", body);
-        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), body), "the trigger's signature does not verify with the secret");
+        IT_CHECK(it_sig_ok("factorline", secret, it_jstr(line, "fl_sig"), body, NULL),
+                 "the trigger's signature does not verify with the secret");
     }
     /* only to the given URL: the registered one gets nothing, the stage did not change */
     json_object *lines[4];
-    IT_CHECK(rcv_read(&reg, lines, 4) == 0, "the trigger was delivered to the registered URL too");
+    IT_CHECK(it_rcv_read(&reg, lines, 4) == 0, "the trigger was delivered to the registered URL too");
     JSON_IS(it_get(p, it_fmt("/deal_status/%s", id)), "{\"stage\":\"Working\"}");
 
     /* any of the three missing: 400 with the document's message */
@@ -1203,9 +1028,9 @@ static void test_trigger_webhook(void)
     r = it_post(p, "/trigger_webhook", it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"nope\",\"event_type\":\"A\"}", rc.url));
     IT_STATUS(r, 404);
     it_sleep(0.5);
-    IT_CHECK(rcv_read(&rc, lines, 4) == 1, "refused triggers were delivered");
-    rcv_stop(&reg);
-    rcv_stop(&rc);
+    IT_CHECK(it_rcv_read(&rc, lines, 4) == 1, "refused triggers were delivered");
+    it_rcv_stop(&reg);
+    it_rcv_stop(&rc);
 }
 
 /* A partner that triggers before registering: the trigger is delivered, and
@@ -1213,10 +1038,10 @@ static void test_trigger_webhook(void)
 static void test_trigger_before_register(void)
 {
     const it_cred *p = new_partner();
-    rcv rc = rcv_start("");
+    it_rcv rc = it_rcv_start(0, "");
     const char *id = create_lead(p, NULL);
     if (id == NULL) {
-        rcv_stop(&rc);
+        it_rcv_stop(&rc);
         return;
     }
     it_resp *r = it_post(p, "/trigger_webhook",
@@ -1229,12 +1054,12 @@ static void test_trigger_before_register(void)
     const char *secret = it_jstr(r->json, "signing_secret");
     IT_CHECK(secret != NULL, "the partner's first POST /webhook (after a trigger) gave no signing_secret: %s", r->body);
     if (line && secret)
-        IT_CHECK(sig_ok(secret, it_jstr(line, "fl_sig"), it_jstr(line, "body")),
+        IT_CHECK(it_sig_ok("factorline", secret, it_jstr(line, "fl_sig"), it_jstr(line, "body"), NULL),
                  "the trigger's signature does not verify with the secret given later");
     /* and the registration is active: a stage change is delivered */
     stage_ok(id, "Waiting on ISO", "");
     IT_CHECK(rcv_wait_event(&rc, id, "Waiting on ISO", 15) != NULL, "no webhook after registering");
-    rcv_stop(&rc);
+    it_rcv_stop(&rc);
 }
 
 /* ssn, fein and born_on never reach the database in clear. */
@@ -1251,36 +1076,36 @@ static void test_pii_at_rest(void)
         return;
     static const char *const cols[] = { "c.ssn_enc", "c.born_on_enc", "a.fein_enc" };
     for (int i = 0; i < 3; i++) {
-        const char *v = Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
-                                 "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id);
+        const char *v = IT_Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                                    "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id);
         IT_CHECK(v != NULL && strlen(v) > 12 && strncmp(v, "v1:", 3) == 0 && strspn(v + 3, "0123456789abcdef") == 8
                  && v[11] == ':', "%s = %s: not v1:<8 hex key id>:...", cols[i], v ? v : "(null)");
         IT_CHECK(v && !strstr(v, "987654321") && !strstr(v, "123456789") && !strstr(v, "1980-07-15")
                  && !strstr(v, "19800715"), "%s holds clear text: %s", cols[i], v ? v : "");
         /* the same value sealed twice gives two ciphertexts */
-        const char *v2 = Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
-                                  "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id2);
+        const char *v2 = IT_Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                                     "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id2);
         IT_CHECK(v && v2 && strcmp(v, v2) != 0, "%s: same ciphertext twice", cols[i]);
     }
     /* no column of any lead table, no event, no history row holds the clear values */
-    IT_STREQ(Q("SELECT (SELECT count(*) FROM lead_contacts x WHERE x::text ~ '987654321|1980-07-15') + "
-               "(SELECT count(*) FROM lead_accounts x WHERE x::text ~ '123456789') + "
-               "(SELECT count(*) FROM leads x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
-               "(SELECT count(*) FROM lead_stage_history x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
-               "(SELECT count(*) FROM events x WHERE x::text ~ '987654321|123456789|1980-07-15')"), "0");
-    IT_STREQ(Q("SELECT c.ssn_last4 || '|' || a.fein_last4 FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
-               "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", id), "4321|6789");
+    IT_STREQ(IT_Q("SELECT (SELECT count(*) FROM lead_contacts x WHERE x::text ~ '987654321|1980-07-15') + "
+                  "(SELECT count(*) FROM lead_accounts x WHERE x::text ~ '123456789') + "
+                  "(SELECT count(*) FROM leads x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
+                  "(SELECT count(*) FROM lead_stage_history x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
+                  "(SELECT count(*) FROM events x WHERE x::text ~ '987654321|123456789|1980-07-15')"), "0");
+    IT_STREQ(IT_Q("SELECT c.ssn_last4 || '|' || a.fein_last4 FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                  "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", id), "4321|6789");
     /* the DBA view: the last four only */
-    IT_STREQ(Q("SELECT ssn || '|' || fein || '|' || born_on FROM lead_contacts_masked WHERE lead_id = $1", id),
+    IT_STREQ(IT_Q("SELECT ssn || '|' || fein || '|' || born_on FROM lead_contacts_masked WHERE lead_id = $1", id),
              "***-**-4321|**-***6789|****-**-**");
     /* and the key id is the one key of the stack, the same for all three */
-    IT_STREQ(Q("SELECT count(DISTINCT split_part(v, ':', 2))::text FROM (SELECT c.ssn_enc AS v FROM lead_contacts c "
-               "UNION ALL SELECT c.born_on_enc FROM lead_contacts c UNION ALL SELECT a.fein_enc FROM lead_accounts a) s "
-               "WHERE v IS NOT NULL"), "1");
+    IT_STREQ(IT_Q("SELECT count(DISTINCT split_part(v, ':', 2))::text FROM (SELECT c.ssn_enc AS v FROM lead_contacts c "
+                  "UNION ALL SELECT c.born_on_enc FROM lead_contacts c UNION ALL SELECT a.fein_enc FROM lead_accounts a) s "
+                  "WHERE v IS NOT NULL"), "1");
     /* fl_report cannot read the sealed columns */
-    IT_STREQ(Q("SELECT (has_column_privilege('fl_report', 'lead_contacts', 'ssn_enc', 'SELECT') OR "
-               "has_column_privilege('fl_report', 'lead_contacts', 'born_on_enc', 'SELECT') OR "
-               "has_column_privilege('fl_report', 'lead_accounts', 'fein_enc', 'SELECT'))::text"), "false");
+    IT_STREQ(IT_Q("SELECT (has_column_privilege('fl_report', 'lead_contacts', 'ssn_enc', 'SELECT') OR "
+                  "has_column_privilege('fl_report', 'lead_contacts', 'born_on_enc', 'SELECT') OR "
+                  "has_column_privilege('fl_report', 'lead_accounts', 'fein_enc', 'SELECT'))::text"), "false");
 }
 
 /* `key limit` on a partner's key: 0 and "limited", whether the key was used yet or not. */
@@ -1297,7 +1122,7 @@ static void test_key_limit(void)
     const char *admin = it_env("FL_TEST_ADMIN");
     out = it_run(it_fmt("'%s' key limit --family leads --public-id '%s' --rate 2 --burst 3 2>&1", admin, pub), &st);
     IT_CHECK(st == 0 && strcmp(out, "limited\n") == 0, "key limit on a key never used: exit %d: %s", st, out);
-    IT_STREQ(Q("SELECT rate_per_sec || ' ' || burst FROM credentials WHERE family = 'leads' AND public_id = $1", pub), "2 3");
+    IT_STREQ(IT_Q("SELECT rate_per_sec || ' ' || burst FROM credentials WHERE family = 'leads' AND public_id = $1", pub), "2 3");
     out = it_run(it_fmt("'%s' key limit --family leads --public-id nope --unlimited 2>&1", admin), &st);
     IT_CHECK(st != 0, "key limit of an unknown key: exit %d: %s", st, out);
     out = it_run(it_fmt("'%s' key limit --family leads --public-id '%s' 2>&1", admin, pub), &st);
@@ -1318,12 +1143,12 @@ static void test_views(void)
     stage_ok(ids[2], "Declined", "--decline-driver Fraud");
     const char *key = it_cred_header(p, "api_key");
     const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
-    IT_STREQ(Q("SELECT string_agg(stage || ':' || deals || ':' || capital_needed, ',' ORDER BY stage) FROM lead_pipeline "
-               "WHERE partner = $1", pub), "Approval Sent:1:50000.00,Declined:2:100000.00,Working:1:50000.00");
-    IT_STREQ(Q("SELECT deals || ':' || approved || ':' || declined || ':' || approval_rate FROM lead_approval_rate "
-               "WHERE partner = $1", pub), "4:1:2:0.3333");
-    IT_STREQ(Q("SELECT tenant FROM lead_pipeline WHERE partner = $1 LIMIT 1", pub), "itest-a");
-    const char *fraud = Q("SELECT deals::text FROM lead_decline_driver_counts WHERE tenant = 'itest-a' AND driver = 'Fraud'");
+    IT_STREQ(IT_Q("SELECT string_agg(stage || ':' || deals || ':' || capital_needed, ',' ORDER BY stage) FROM lead_pipeline "
+                  "WHERE partner = $1", pub), "Approval Sent:1:50000.00,Declined:2:100000.00,Working:1:50000.00");
+    IT_STREQ(IT_Q("SELECT deals || ':' || approved || ':' || declined || ':' || approval_rate FROM lead_approval_rate "
+                  "WHERE partner = $1", pub), "4:1:2:0.3333");
+    IT_STREQ(IT_Q("SELECT tenant FROM lead_pipeline WHERE partner = $1 LIMIT 1", pub), "itest-a");
+    const char *fraud = IT_Q("SELECT deals::text FROM lead_decline_driver_counts WHERE tenant = 'itest-a' AND driver = 'Fraud'");
     IT_CHECK(fraud && atol(fraud) >= 2, "Fraud declines: %s", fraud ? fraud : "(null)");
 }
 
@@ -1364,8 +1189,6 @@ int main(void)
     unsigned failures = CU_get_number_of_failures();
     unsigned run = CU_get_number_of_tests_run();
     CU_cleanup_registry();
-    if (db)
-        PQfinish(db);
     it_cleanup();
     return failures > 0 || run == 0 ? 1 : 0;
 }

@@ -1251,17 +1251,21 @@ static void test_revoked_key(void)
     IT_STATUS(it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"x\"}"), 201);
 }
 
-/* pids of the posting pool's workers, as a space-separated list */
+/* pids of the posting pool's workers (the supervisor's children, see
+ * it_supervised), ascending, as a list of "pid " */
 static const char *workers(int *count)
 {
-    const char *run = it_env("FL_TEST_RUN");
-    const char *out = it_run(it_fmt("pgrep -P \"$(cat '%s/posting.pid')\" | sort -n | tr '\\n' ' '", run), NULL);
-    int n = 0;
-    for (const char *p = out; *p; ) {
-        while (*p == ' ') p++;
-        if (*p) n++;
-        while (*p && *p != ' ') p++;
-    }
+    pid_t p[64];
+    int n = it_supervised("posting.pid", p, 64);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && p[j - 1] > p[j]; j--) {
+            pid_t x = p[j];
+            p[j] = p[j - 1];
+            p[j - 1] = x;
+        }
+    const char *out = "";
+    for (int i = 0; i < n; i++)
+        out = it_fmt("%s%d ", out, (int) p[i]);
     *count = n;
     return out;
 }

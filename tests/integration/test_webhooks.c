@@ -8,11 +8,11 @@
  * tenant of its own (so tests never see each other's deliveries).  Tests that
  * must control which worker runs (SSRF, SIGTERM) pause the supervised workers
  * with SIGSTOP and run $FL_TEST_WORKER themselves. */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,55 +22,10 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
-#include <libpq-fe.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "itest.h"
 
 /* ------------------------------------------------------------- database --- */
-
-static PGconn *db;
-
-static PGconn *db_get(void)
-{
-    if (db == NULL)
-        db = PQconnectdb(it_env("FL_ADMIN_DATABASE_URL"));
-    if (PQstatus(db) != CONNECTION_OK)
-        PQreset(db);
-    return db;
-}
-
-/* Runs sql with n text parameters; the first cell of the first row (pool-owned),
- * "" when there is no row, NULL on SQL NULL or error (which fails the test). */
-static const char *qv(unsigned line, const char *sql, const char *const *p, int n)
-{
-    PGresult *r = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        r = PQexecParams(db_get(), sql, n, NULL, p, NULL, NULL, 0);
-        if (PQstatus(db) == CONNECTION_OK || attempt == 1)
-            break;
-        PQclear(r);                     /* PostgreSQL restarted: reconnect once */
-        r = NULL;
-        PQreset(db);
-    }
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        it_check(0, line, __FILE__, "SQL failed: %s: %s", sql, PQerrorMessage(db));
-        PQclear(r);
-        return NULL;
-    }
-    const char *out = "";
-    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
-        out = PQgetisnull(r, 0, 0) ? NULL : it_fmt("%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return out;
-}
-
-#define QARGS(...) ((const char *const[]){ __VA_ARGS__ })
-#define Q(sql, ...) qv(__LINE__, (sql), QARGS(__VA_ARGS__), \
-                       (int) (sizeof(QARGS(__VA_ARGS__)) / sizeof(const char *)))
-#define Q0(sql) qv(__LINE__, (sql), NULL, 0)
 
 static long qlong(const char *v)
 {
@@ -78,11 +33,6 @@ static long qlong(const char *v)
 }
 
 /* ---------------------------------------------------------------- fixtures --- */
-
-static const char *logdir(void)
-{
-    return it_fmt("%s/../log", it_env("FL_TEST_RUN"));
-}
 
 /* A tenant of the test's own: {name, id}. */
 typedef struct tenant {
@@ -96,7 +46,7 @@ static tenant new_tenant(void)
     t.name = it_fmt("wh-%s", it_uniq("t"));
     it_run(it_fmt("'%s' tenant add '%s' >/dev/null", it_env("FL_TEST_ADMIN"), t.name), &st);
     IT_CHECK(st == 0, "fl-admin tenant add %s: exit %d", t.name, st);
-    t.id = Q("SELECT id::text FROM tenants WHERE name = $1", t.name);
+    t.id = IT_Q("SELECT id::text FROM tenants WHERE name = $1", t.name);
     return t;
 }
 
@@ -128,27 +78,27 @@ static void unsubscribe(const sub *s)
 {
     if (s->id == NULL)
         return;
-    Q("UPDATE webhook_subscriptions SET active = false WHERE id = $1::uuid", s->id);
-    Q("UPDATE webhook_deliveries SET state = 'dead', last_error = 'test cleanup' "
-      "WHERE subscription_id = $1::uuid AND state IN ('pending','delivering')", s->id);
+    IT_Q("UPDATE webhook_subscriptions SET active = false WHERE id = $1::uuid", s->id);
+    IT_Q("UPDATE webhook_deliveries SET state = 'dead', last_error = 'test cleanup' "
+         "WHERE subscription_id = $1::uuid AND state IN ('pending','delivering')", s->id);
 }
 
 static const char *insert_event(const char *tenant_id, const char *family, const char *type,
                                 const char *payload)
 {
-    return Q("INSERT INTO events (tenant_id, family, type, payload) VALUES ($1::uuid, $2, $3, $4::jsonb) "
-             "RETURNING id::text", tenant_id, family, type, payload);
+    return IT_Q("INSERT INTO events (tenant_id, family, type, payload) VALUES ($1::uuid, $2, $3, $4::jsonb) "
+                "RETURNING id::text", tenant_id, family, type, payload);
 }
 
 static const char *delivery_of(const char *event_id, const sub *s)
 {
-    return Q("SELECT id::text FROM webhook_deliveries WHERE event_id = $1::bigint AND subscription_id = $2::uuid",
-             event_id, s->id);
+    return IT_Q("SELECT id::text FROM webhook_deliveries WHERE event_id = $1::bigint AND subscription_id = $2::uuid",
+                event_id, s->id);
 }
 
 static const char *dstate(const char *delivery)
 {
-    return Q("SELECT state FROM webhook_deliveries WHERE id = $1::bigint", delivery);
+    return IT_Q("SELECT state FROM webhook_deliveries WHERE id = $1::bigint", delivery);
 }
 
 /* Waits up to timeout seconds for the delivery to reach state; returns it. */
@@ -166,127 +116,20 @@ static long wait_attempts(const char *delivery, long n, double timeout)
 {
     double end = it_now() + timeout;
     long k;
-    while ((k = qlong(Q("SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1::bigint", delivery))) < n
+    while ((k = qlong(IT_Q("SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1::bigint", delivery))) < n
            && it_now() < end)
-        it_sleep(0.05);
-    return k;
-}
-
-/* ---------------------------------------------------------------- receiver --- */
-
-typedef struct rcv {
-    pid_t pid;
-    int port;
-    const char *log, *url;
-} rcv;
-
-/* Starts fl-receiver with opts on port (0: any); url is http://127.0.0.1:port/hook/<uniq>. */
-static rcv rcv_start(int port, const char *opts)
-{
-    rcv r = { -1, 0, NULL, NULL };
-    int fds[2];
-    const char *tag = it_uniq("r");
-    r.log = it_fmt("%s/receiver-%s.log", logdir(), tag);
-    const char *cmd = it_fmt("exec '%s' --port %d --log '%s' %s", it_env("FL_TEST_RECEIVER"), port, r.log, opts);
-    if (pipe(fds) < 0)
-        return r;
-    fflush(stdout);
-    fflush(stderr);
-    r.pid = fork();
-    if (r.pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *) NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char buf[32] = { 0 };
-    ssize_t k = read(fds[0], buf, sizeof(buf) - 1);
-    close(fds[0]);
-    r.port = k > 0 ? atoi(buf) : 0;
-    IT_CHECK(r.port > 0, "fl-receiver did not start (%s)", cmd);
-    r.url = it_fmt("http://127.0.0.1:%d/hook/%s", r.port, tag);
-    return r;
-}
-
-static void rcv_stop(rcv *r)
-{
-    if (r->pid > 0) {
-        kill(r->pid, SIGTERM);
-        waitpid(r->pid, NULL, 0);
-        r->pid = -1;
-    }
-}
-
-/* The requests received so far, as parsed log lines (pool-owned). */
-static int rcv_read(const rcv *r, json_object **out, int max)
-{
-    FILE *f = fopen(r->log, "r");
-    int n = 0;
-    if (f == NULL)
-        return 0;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) > 0 && n < max) {
-        if (line[len - 1] != '\n')
-            break;                          /* a line still being written */
-        json_object *j = it_json(line);
-        IT_CHECK(j != NULL, "receiver log line is not JSON: %s", line);
-        if (j != NULL)
-            out[n++] = j;
-    }
-    free(line);
-    fclose(f);
-    return n;
-}
-
-static int rcv_wait(const rcv *r, json_object **out, int max, int n, double timeout)
-{
-    double end = it_now() + timeout;
-    int k;
-    while ((k = rcv_read(r, out, max)) < n && it_now() < end)
         it_sleep(0.05);
     return k;
 }
 
 /* ------------------------------------------------------------- signatures --- */
 
-/* Checks header "t=..,v1=.." against HMAC-SHA256(secret, t [+ "."] + body)
- * computed here with OpenSSL; *t_out gets t.  1 when it verifies. */
-static int sig_ok(const char *scheme, const char *secret, const char *header, const char *body, long *t_out)
-{
-    long t = -1;
-    const char *v1 = NULL;
-    if (header == NULL || secret == NULL || body == NULL)
-        return 0;
-    for (const char *p = header; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
-        if (strncmp(p, "t=", 2) == 0)
-            t = atol(p + 2);
-        else if (strncmp(p, "v1=", 3) == 0)
-            v1 = p + 3;
-    }
-    if (t_out)
-        *t_out = t;
-    if (t < 0 || v1 == NULL || strlen(v1) < 64 || (v1[64] != '\0' && v1[64] != ','))
-        return 0;
-    const char *msg = it_fmt("%ld%s%s", t, strcmp(scheme, "isoamp") == 0 ? "" : ".", body);
-    unsigned char mac[32];
-    unsigned int maclen = 0;
-    HMAC(EVP_sha256(), secret, (int) strlen(secret), (const unsigned char *) msg, strlen(msg), mac, &maclen);
-    char hex[65];
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    return maclen == 32 && strncmp(hex, v1, 64) == 0;
-}
-
 /* tests/integration/verify-signature.sh, as docs/webhooks.md shows it, on a
  * body written to a file byte for byte; returns its exit status. */
 static int verify_script(const char *scheme, const char *secret, const char *header, const char *body,
                          const char *tolerance)
 {
-    const char *path = it_fmt("%s/body-%s.json", logdir(), it_uniq("b"));
+    const char *path = it_fmt("%s/body-%s.json", it_logdir(), it_uniq("b"));
     FILE *f = fopen(path, "wb");
     if (f == NULL)
         return -1;
@@ -300,60 +143,6 @@ static int verify_script(const char *scheme, const char *secret, const char *hea
 }
 
 /* ----------------------------------------------------------------- workers --- */
-
-/* The supervised webhook workers (children of the multiwatch in webhooks.pid). */
-static int worker_pids(pid_t *out, int max)
-{
-    const char *s = it_run(it_fmt("cat '%s/webhooks.pid'", it_env("FL_TEST_RUN")), NULL);
-    pid_t sup = (pid_t) atol(s);
-    int n = 0;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    if (d == NULL || sup <= 0) {
-        if (d)
-            closedir(d);
-        return 0;
-    }
-    while ((e = readdir(d)) != NULL && n < max) {
-        if (!isdigit((unsigned char) e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t k = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[k] = '\0';
-        const char *rp = strrchr(buf, ')');     /* comm may hold spaces */
-        char state;
-        int ppid;
-        if (rp && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 && ppid == sup && state != 'Z')
-            out[n++] = (pid_t) atol(e->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-static void workers_signal(int sig)
-{
-    pid_t p[16];
-    int n = worker_pids(p, 16);
-    IT_CHECK(n >= 1, "no supervised webhook workers found");
-    for (int i = 0; i < n; i++)
-        kill(p[i], sig);
-}
-
-/* Waits until the supervisor has n live workers again (multiwatch restarts them). */
-static int wait_workers(int n, double timeout)
-{
-    pid_t p[16];
-    double end = it_now() + timeout;
-    int k;
-    while ((k = worker_pids(p, 16)) < n && it_now() < end)
-        it_sleep(0.1);
-    return k;
-}
 
 /* The worker whose TCP connection to the receiver comes from peer_port:
  * /proc/net/tcp gives the socket's inode, a worker's fd table names it. */
@@ -381,7 +170,7 @@ static pid_t worker_holding(int peer_port, int rcv_port)
     char want[64];
     snprintf(want, sizeof(want), "socket:[%lu]", inode);
     pid_t p[16];
-    int n = worker_pids(p, 16);
+    int n = it_supervised("webhooks.pid", p, 16);
     for (int i = 0; i < n; i++) {
         char dir[64];
         snprintf(dir, sizeof(dir), "/proc/%d/fd", (int) p[i]);
@@ -417,6 +206,36 @@ static int worker_once(int allow_private)
     return st;
 }
 
+/* Forks a long-running fl-worker of the test's own ($FL_TEST_WORKER, private
+ * addresses allowed, sweeping every 200 ms) with stdout and stderr in errlog;
+ * then more environment as NAME, VALUE pairs, NULL-terminated.  Returns its
+ * pid: the caller signals and reaps it. */
+static pid_t worker_spawn(const char *errlog, ...)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t w = fork();
+    if (w == 0) {
+        setenv("FL_WEBHOOK_ALLOW_PRIVATE", "1", 1);
+        setenv("FL_WORKER_DATABASE_URL", it_env("FL_TEST_WORKER_DATABASE_URL"), 1);
+        setenv("FL_DATA_KEY_FILE", it_env("FL_TEST_DATA_KEY"), 1);
+        setenv("FL_WEBHOOK_SWEEP_MS", "200", 1);
+        va_list ap;
+        va_start(ap, errlog);
+        for (const char *name = va_arg(ap, const char *); name != NULL; name = va_arg(ap, const char *))
+            setenv(name, va_arg(ap, const char *), 1);
+        va_end(ap);
+        int fd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(it_env("FL_TEST_WORKER"), "fl-worker", (char *) NULL);
+        _exit(127);
+    }
+    return w;
+}
+
 /* ------------------------------------------------------------------- tests --- */
 
 /* The verifier itself, on the vendor document's example (Request Signatures):
@@ -428,9 +247,9 @@ static void test_signature_vector(void)
                        "\"f472949d-8227-4514-aa1c-b40f1f00380c\",\"proposalId\":\"f9a4bb9c-d2b2-45fa-83fe-f895c74235ad\"}}";
     const char *secret = "f76fab345ce93a69aa77d68a08283400cd0b45cb0a0a16b61e20b4c1e626a115";
     const char *hdr = "t=1650654842,v1=143f3835f2bf090fa6fd78754517d51b1897f691682627d241c5ed309cad0515";
-    IT_CHECK(sig_ok("isoamp", secret, hdr, body, NULL), "the vendor's example does not verify");
-    IT_CHECK(!sig_ok("factorline", secret, hdr, body, NULL), "the example verifies with a '.' separator");
-    IT_CHECK(!sig_ok("isoamp", secret, hdr, it_fmt("%s ", body), NULL), "a changed body verifies");
+    IT_CHECK(it_sig_ok("isoamp", secret, hdr, body, NULL), "the vendor's example does not verify");
+    IT_CHECK(!it_sig_ok("factorline", secret, hdr, body, NULL), "the example verifies with a '.' separator");
+    IT_CHECK(!it_sig_ok("isoamp", secret, hdr, it_fmt("%s ", body), NULL), "a changed body verifies");
     IT_CHECK(verify_script("isoamp", secret, hdr, body, "0") == 0, "verify-signature.sh rejects the vendor's example");
     IT_CHECK(verify_script("isoamp", secret, hdr, body, "300") == 1,
              "verify-signature.sh accepts a 2022 timestamp within a 300 s tolerance");
@@ -442,7 +261,7 @@ static void test_signature_vector(void)
 static void test_delivery_factorline(void)
 {
     const it_cred *a = it_cred_get("a", "posting"), *b = it_cred_get("b", "posting");
-    rcv r = rcv_start(0, "");
+    it_rcv r = it_rcv_start(0, "");
     sub s = subscribe("itest-a", "posting", r.url, "--events client.upserted");
     const char *ck = it_uniq("WH");
     json_object *lines[8];
@@ -458,9 +277,9 @@ static void test_delivery_factorline(void)
     resp = it_post(b, "/api_factor/create-client/", it_fmt("{\"ClientKey\":\"%s\",\"Name\":\"B\"}", ck));
     IT_STATUS(resp, 201);
 
-    const char *ev = Q("SELECT e.id::text FROM events e JOIN tenants t ON t.id = e.tenant_id "
-                       "WHERE t.name = 'itest-a' AND e.type = 'client.upserted' AND e.payload->>'ClientKey' = $1", ck);
-    int n = rcv_wait(&r, lines, 8, 1, 10);
+    const char *ev = IT_Q("SELECT e.id::text FROM events e JOIN tenants t ON t.id = e.tenant_id "
+                          "WHERE t.name = 'itest-a' AND e.type = 'client.upserted' AND e.payload->>'ClientKey' = $1", ck);
+    int n = it_rcv_wait(&r, lines, 8, 1, 10);
     double waited = it_now() - t0;
     IT_CHECK(n == 1, "%d requests received in %.1f s, expected 1", n, waited);
     if (n >= 1 && ev != NULL) {
@@ -472,11 +291,11 @@ static void test_delivery_factorline(void)
         IT_JSTR(l, "event_id", ev);
         IT_JSTR(l, "content_type", "application/json");
         IT_JSTR(l, "iso_sig", NULL);
-        IT_CHECK(sig_ok("factorline", s.secret, it_jstr(l, "fl_sig"), body, &t),
+        IT_CHECK(it_sig_ok("factorline", s.secret, it_jstr(l, "fl_sig"), body, &t),
                  "Factorline-Signature %s does not verify with the subscription's secret", it_jstr(l, "fl_sig"));
         IT_CHECK(labs(t - (long) time(NULL)) < 60, "signature t=%ld is not now", t);
-        IT_CHECK(!sig_ok("isoamp", s.secret, it_jstr(l, "fl_sig"), body, NULL), "verifies without the '.'");
-        IT_CHECK(!sig_ok("factorline", it_uniq("x"), it_jstr(l, "fl_sig"), body, NULL), "verifies with another secret");
+        IT_CHECK(!it_sig_ok("isoamp", s.secret, it_jstr(l, "fl_sig"), body, NULL), "verifies without the '.'");
+        IT_CHECK(!it_sig_ok("factorline", it_uniq("x"), it_jstr(l, "fl_sig"), body, NULL), "verifies with another secret");
         json_object *pj = it_json(body);
         IT_JSTR(pj, "ClientKey", ck);
         IT_JSTR(pj, "Name", it_fmt("Webhook \"Client\" %s", ck));
@@ -491,114 +310,114 @@ static void test_delivery_factorline(void)
 
         const char *d = delivery_of(ev, &s);
         IT_STREQ(wait_state(d, "delivered", 5), "delivered");
-        IT_STREQ(Q("SELECT attempts || ' ' || last_status || ' ' || coalesce(last_error, '-') || ' ' || "
-                   "(delivered_at IS NOT NULL) FROM webhook_deliveries WHERE id = $1::bigint", d), "1 200 - true");
-        IT_STREQ(Q("SELECT count(*) || ' ' || min(status_code) || ' ' || bool_and(latency_ms >= 0 AND latency_ms < 10000) "
-                   "|| ' ' || bool_and(error IS NULL) || ' ' || bool_and(attempted_at > now() - interval '1 minute') "
-                   "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "1 200 true true true");
+        IT_STREQ(IT_Q("SELECT attempts || ' ' || last_status || ' ' || coalesce(last_error, '-') || ' ' || "
+                      "(delivered_at IS NOT NULL) FROM webhook_deliveries WHERE id = $1::bigint", d), "1 200 - true");
+        IT_STREQ(IT_Q("SELECT count(*) || ' ' || min(status_code) || ' ' || bool_and(latency_ms >= 0 AND latency_ms < 10000) "
+                      "|| ' ' || bool_and(error IS NULL) || ' ' || bool_and(attempted_at > now() - interval '1 minute') "
+                      "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "1 200 true true true");
     }
     /* nothing else arrives: the debtor event and tenant b's client are not this subscription's */
     it_sleep(1.0);
-    IT_CHECK(rcv_read(&r, lines, 8) == 1, "more than one request received");
-    IT_STREQ(Q("SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1::uuid", s.id), "1");
+    IT_CHECK(it_rcv_read(&r, lines, 8) == 1, "more than one request received");
+    IT_STREQ(IT_Q("SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1::uuid", s.id), "1");
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* The ISO Amp scheme on a quotes subscription: HMAC(hmacSecret, t + body). */
 static void test_delivery_isoamp(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "");
+    it_rcv r = it_rcv_start(0, "");
     sub s = subscribe(t.name, "quotes", r.url, "--signature isoamp");
     sub other = subscribe(t.name, "leads", r.url, "");   /* another family: not sent this event */
     json_object *lines[4];
     const char *ev = insert_event(t.id, "quotes", "statement_analysis.completed",
                                   "{\"object\":\"event\",\"type\":\"statement_analysis.completed\","
                                   "\"data\":{\"note\":\"caf\\u00e9 \\\"quoted\\\" \\\\ \\n\"}}");
-    int n = rcv_wait(&r, lines, 4, 1, 10);
+    int n = it_rcv_wait(&r, lines, 4, 1, 10);
     IT_CHECK(n == 1, "%d requests received, expected 1", n);
     if (n >= 1) {
         const char *body = it_jstr(lines[0], "body");
         const char *hdr = it_jstr(lines[0], "iso_sig");
         IT_JSTR(lines[0], "event_id", ev);
         IT_JSTR(lines[0], "fl_sig", NULL);
-        IT_CHECK(sig_ok("isoamp", s.secret, hdr, body, NULL), "Isoamp-Signature %s does not verify", hdr);
-        IT_CHECK(!sig_ok("factorline", s.secret, hdr, body, NULL), "Isoamp-Signature verifies with a '.'");
+        IT_CHECK(it_sig_ok("isoamp", s.secret, hdr, body, NULL), "Isoamp-Signature %s does not verify", hdr);
+        IT_CHECK(!it_sig_ok("factorline", s.secret, hdr, body, NULL), "Isoamp-Signature verifies with a '.'");
         IT_CHECK(verify_script("isoamp", s.secret, hdr, body, "300") == 0, "verify-signature.sh rejects it");
         IT_STREQ(it_jstr(it_jget(it_json(body), "data"), "note"), "caf\xc3\xa9 \"quoted\" \\ \n");
         IT_STREQ(wait_state(delivery_of(ev, &s), "delivered", 5), "delivered");
     }
     it_sleep(0.5);
-    IT_CHECK(rcv_read(&r, lines, 4) == 1, "the leads subscription got a quotes event");
+    IT_CHECK(it_rcv_read(&r, lines, 4) == 1, "the leads subscription got a quotes event");
     unsubscribe(&s);
     unsubscribe(&other);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* 500, then 200 on the retry; both attempts recorded; same event id. */
 static void test_retry_500_then_200(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "--status-seq 500,200");
+    it_rcv r = it_rcv_start(0, "--status-seq 500,200");
     sub s = subscribe(t.name, "leads", r.url, "");
     json_object *lines[4];
     const char *ev = insert_event(t.id, "leads", "lead.created", "{\"n\":1}");
     const char *d = delivery_of(ev, &s);
-    int n = rcv_wait(&r, lines, 4, 2, 10);
+    int n = it_rcv_wait(&r, lines, 4, 2, 10);
     IT_CHECK(n == 2, "%d requests received, expected 2", n);
     IT_STREQ(wait_state(d, "delivered", 5), "delivered");
     if (n >= 2) {
         IT_JSTR(lines[0], "event_id", ev);
         IT_JSTR(lines[1], "event_id", ev);              /* stable across retries */
         IT_STREQ(it_jstr(lines[0], "body"), it_jstr(lines[1], "body"));
-        IT_CHECK(sig_ok("factorline", s.secret, it_jstr(lines[1], "fl_sig"), it_jstr(lines[1], "body"), NULL),
+        IT_CHECK(it_sig_ok("factorline", s.secret, it_jstr(lines[1], "fl_sig"), it_jstr(lines[1], "body"), NULL),
                  "the retry's signature does not verify");
         long gap = atol(it_jstr(lines[1], "t_ms")) - atol(it_jstr(lines[0], "t_ms"));
         /* attempt 1 failed: backoff 500 ms +-20 %, found by a 200 ms sweep */
         IT_CHECK(gap >= 400 && gap <= 2000, "retry came %ld ms after the first attempt, expected 400..2000", gap);
     }
-    IT_STREQ(Q("SELECT string_agg(coalesce(status_code::text, '-') || ':' || coalesce(error, '-'), ' ' ORDER BY id) "
-               "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "500:HTTP 500 200:-");
-    IT_STREQ(Q("SELECT attempts || ' ' || last_status || ' ' || coalesce(last_error, '-') FROM webhook_deliveries "
-               "WHERE id = $1::bigint", d), "2 200 -");
+    IT_STREQ(IT_Q("SELECT string_agg(coalesce(status_code::text, '-') || ':' || coalesce(error, '-'), ' ' ORDER BY id) "
+                  "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "500:HTTP 500 200:-");
+    IT_STREQ(IT_Q("SELECT attempts || ' ' || last_status || ' ' || coalesce(last_error, '-') FROM webhook_deliveries "
+                  "WHERE id = $1::bigint", d), "2 200 -");
     it_sleep(0.8);
-    IT_CHECK(rcv_read(&r, lines, 4) == 2, "requests after the 200");
+    IT_CHECK(it_rcv_read(&r, lines, 4) == 2, "requests after the 200");
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* A receiver that is down, and one that answers with a redirect: retried, not followed. */
 static void test_receiver_down_and_redirect(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "--status-seq 302,200");
+    it_rcv r = it_rcv_start(0, "--status-seq 302,200");
     int port = r.port;
-    rcv_stop(&r);                               /* nothing listens on the port now */
+    it_rcv_stop(&r);                               /* nothing listens on the port now */
     sub s = subscribe(t.name, "financing", r.url, "");
     json_object *lines[4];
     const char *ev = insert_event(t.id, "financing", "offer.created", "{}");
     const char *d = delivery_of(ev, &s);
     IT_CHECK(wait_attempts(d, 1, 10) >= 1, "no attempt recorded");
-    IT_STREQ(Q("SELECT coalesce(status_code::text, 'null') || ' ' || (error ILIKE '%connect%') FROM webhook_attempts "
-               "WHERE delivery_id = $1::bigint ORDER BY id LIMIT 1", d), "null true");
+    IT_STREQ(IT_Q("SELECT coalesce(status_code::text, 'null') || ' ' || (error ILIKE '%connect%') FROM webhook_attempts "
+                  "WHERE delivery_id = $1::bigint ORDER BY id LIMIT 1", d), "null true");
     const char *st = dstate(d);
     IT_CHECK(st && (strcmp(st, "pending") == 0 || strcmp(st, "delivering") == 0), "state %s after a refused connection", st);
 
-    rcv r2 = rcv_start(port, "--status-seq 302,200");  /* the receiver comes back */
+    it_rcv r2 = it_rcv_start(port, "--status-seq 302,200");  /* the receiver comes back */
     IT_CHECK(r2.port == port, "receiver restarted on %d, not %d", r2.port, port);
     r2.url = r.url;
     IT_STREQ(wait_state(d, "delivered", 15), "delivered");
-    int n = rcv_read(&r2, lines, 4);
+    int n = it_rcv_read(&r2, lines, 4);
     IT_CHECK(n == 2, "%d requests, expected 2 (302 not followed, then 200)", n);
     for (int i = 0; i < n; i++) {
         IT_JSTR(lines[i], "path", strchr(r.url + 7, '/'));   /* never /elsewhere */
         IT_JSTR(lines[i], "event_id", ev);
     }
-    IT_STREQ(Q("SELECT string_agg(coalesce(status_code::text, '-'), ' ' ORDER BY id) FROM webhook_attempts "
-               "WHERE delivery_id = $1::bigint AND status_code IS NOT NULL", d), "302 200");
+    IT_STREQ(IT_Q("SELECT string_agg(coalesce(status_code::text, '-'), ' ' ORDER BY id) FROM webhook_attempts "
+                  "WHERE delivery_id = $1::bigint AND status_code IS NOT NULL", d), "302 200");
     unsubscribe(&s);
-    rcv_stop(&r2);
+    it_rcv_stop(&r2);
 }
 
 /* A receiver that does not answer in 10 s: the attempt times out and is
@@ -608,37 +427,37 @@ static void test_receiver_down_and_redirect(void)
 static void test_timeout_and_large_answer(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "--hang-first-ms 14000");
+    it_rcv r = it_rcv_start(0, "--hang-first-ms 14000");
     sub s = subscribe(t.name, "leads", r.url, "");
     json_object *lines[4];
     const char *ev = insert_event(t.id, "leads", "lead.created", "{}");
     const char *d = delivery_of(ev, &s);
     IT_STREQ(wait_state(d, "delivered", 10), "delivered");
     IT_CHECK(wait_attempts(d, 2, 15) == 2, "the timed-out attempt was not recorded");
-    IT_STREQ(Q("SELECT string_agg(coalesce(status_code::text, 'null') || ' ' "
-               "|| coalesce((error ILIKE '%timed out%')::text, '-') || ' ' "
-               "|| (latency_ms BETWEEN 9500 AND 12000)::text, ', ' ORDER BY status_code NULLS LAST) "
-               "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "200 - false, null true true");
+    IT_STREQ(IT_Q("SELECT string_agg(coalesce(status_code::text, 'null') || ' ' "
+                  "|| coalesce((error ILIKE '%timed out%')::text, '-') || ' ' "
+                  "|| (latency_ms BETWEEN 9500 AND 12000)::text, ', ' ORDER BY status_code NULLS LAST) "
+                  "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "200 - false, null true true");
     IT_STREQ(dstate(d), "delivered");
-    IT_CHECK(rcv_read(&r, lines, 4) == 2, "expected the hung request and the one after the lease");
+    IT_CHECK(it_rcv_read(&r, lines, 4) == 2, "expected the hung request and the one after the lease");
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 
-    rcv big = rcv_start(0, "--answer-bytes 1048576");
+    it_rcv big = it_rcv_start(0, "--answer-bytes 1048576");
     sub s2 = subscribe(t.name, "financing", big.url, "");
     ev = insert_event(t.id, "financing", "offer.created", "{}");
     d = delivery_of(ev, &s2);
     IT_STREQ(wait_state(d, "delivered", 10), "delivered");
-    IT_STREQ(Q("SELECT string_agg(coalesce(status_code::text, 'null'), ' ') FROM webhook_attempts "
-               "WHERE delivery_id = $1::bigint", d), "200");
+    IT_STREQ(IT_Q("SELECT string_agg(coalesce(status_code::text, 'null'), ' ') FROM webhook_attempts "
+                  "WHERE delivery_id = $1::bigint", d), "200");
     unsubscribe(&s2);
-    rcv_stop(&big);
+    it_rcv_stop(&big);
 }
 
 static double backoff_s(const char *attempt, const char *base, const char *jitter)
 {
-    const char *v = Q("SELECT extract(epoch FROM webhook_backoff($1::int, $2::int, $3::float8))::text",
-                      attempt, base, jitter);
+    const char *v = IT_Q("SELECT extract(epoch FROM webhook_backoff($1::int, $2::int, $3::float8))::text",
+                         attempt, base, jitter);
     return v ? atof(v) : -1;
 }
 
@@ -662,42 +481,42 @@ static void test_backoff_schedule(void)
     NEAR(backoff_s("11", "30000", "1"), 25920);
     NEAR(backoff_s("1", "500", "0"), 0.5);
     /* attempts until the 3-day window closes, with the default base and no jitter */
-    IT_STREQ(Q("WITH RECURSIVE s(n, at) AS (SELECT 1, 0::float8 UNION ALL "
-               "SELECT n + 1, at + extract(epoch FROM webhook_backoff(n, 30000, 0)) FROM s "
-               "WHERE at + extract(epoch FROM webhook_backoff(n, 30000, 0)) <= 259200) SELECT max(n)::text FROM s"),
+    IT_STREQ(IT_Q("WITH RECURSIVE s(n, at) AS (SELECT 1, 0::float8 UNION ALL "
+                  "SELECT n + 1, at + extract(epoch FROM webhook_backoff(n, 30000, 0)) FROM s "
+                  "WHERE at + extract(epoch FROM webhook_backoff(n, 30000, 0)) <= 259200) SELECT max(n)::text FROM s"),
              "21");
 
     /* webhook_record after the 3rd attempt fails: next = now + 2 s +-20 %, state pending */
     tenant t = new_tenant();
     sub s = subscribe(t.name, "leads", "http://127.0.0.1:9/never", "");
     /* claimed by "us" in the event's own transaction: out of the workers' reach for an hour */
-    Q0("BEGIN");
+    IT_Q0("BEGIN");
     const char *ev = insert_event(t.id, "leads", "lead.created", "{}");
     const char *d = delivery_of(ev, &s);
-    Q("UPDATE webhook_deliveries SET state = 'delivering', attempts = 3, next_attempt_at = now() + interval '1 hour' "
-      "WHERE id = $1::bigint", d);
-    Q0("COMMIT");
+    IT_Q("UPDATE webhook_deliveries SET state = 'delivering', attempts = 3, next_attempt_at = now() + interval '1 hour' "
+         "WHERE id = $1::bigint", d);
+    IT_Q0("COMMIT");
     for (int i = 0; i < 20; i++) {
-        Q0("BEGIN");
-        const char *st = Q("SELECT webhook_record($1::bigint, 503, 12, 'HTTP 503', 1000, 259200)", d);
-        const char *gap = Q("SELECT extract(epoch FROM next_attempt_at - now())::text FROM webhook_deliveries "
-                            "WHERE id = $1::bigint", d);
-        Q("UPDATE webhook_deliveries SET state = 'delivering', next_attempt_at = now() + interval '1 hour' "
-          "WHERE id = $1::bigint", d);
-        Q0("COMMIT");
+        IT_Q0("BEGIN");
+        const char *st = IT_Q("SELECT webhook_record($1::bigint, 503, 12, 'HTTP 503', 1000, 259200)", d);
+        const char *gap = IT_Q("SELECT extract(epoch FROM next_attempt_at - now())::text FROM webhook_deliveries "
+                               "WHERE id = $1::bigint", d);
+        IT_Q("UPDATE webhook_deliveries SET state = 'delivering', next_attempt_at = now() + interval '1 hour' "
+             "WHERE id = $1::bigint", d);
+        IT_Q0("COMMIT");
         IT_STREQ(st, "pending");
         double g = gap ? atof(gap) : -1;
         IT_CHECK(g >= 3.2 - 0.001 && g <= 4.8 + 0.001, "next attempt %.3f s after attempt 3 (base 1 s), expected 3.2..4.8", g);
     }
-    IT_STREQ(Q("SELECT count(*) || ' ' || min(status_code) || ' ' || min(latency_ms) || ' ' || min(error) "
-               "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "20 503 12 HTTP 503");
+    IT_STREQ(IT_Q("SELECT count(*) || ' ' || min(status_code) || ' ' || min(latency_ms) || ' ' || min(error) "
+                  "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "20 503 12 HTTP 503");
 
     /* and end to end: a receiver that always fails sees gaps of ~0.5 s then ~1 s */
-    rcv r = rcv_start(0, "--status-seq 500");
+    it_rcv r = it_rcv_start(0, "--status-seq 500");
     sub s2 = subscribe(t.name, "financing", r.url, "");
     json_object *lines[8];
     insert_event(t.id, "financing", "offer.created", "{}");
-    int n = rcv_wait(&r, lines, 8, 3, 10);
+    int n = it_rcv_wait(&r, lines, 8, 3, 10);
     IT_CHECK(n >= 3, "%d requests, expected 3", n);
     if (n >= 3) {
         long g1 = atol(it_jstr(lines[1], "t_ms")) - atol(it_jstr(lines[0], "t_ms"));
@@ -707,14 +526,14 @@ static void test_backoff_schedule(void)
     }
     unsubscribe(&s);
     unsubscribe(&s2);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* Dead after the 3-day window (moved back in SQL, not slept through); requeue. */
 static void test_dead_after_limit(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "--status-seq 500,500,500,200");
+    it_rcv r = it_rcv_start(0, "--status-seq 500,500,500,200");
     sub s = subscribe(t.name, "leads", r.url, "");
     json_object *lines[8];
     const char *ev = insert_event(t.id, "leads", "lead.created", "{}");
@@ -723,39 +542,39 @@ static void test_dead_after_limit(void)
     IT_STREQ(wait_state(d, "pending", 2), "pending");
 
     /* one hour of window left: the next failure is still retried */
-    Q("UPDATE webhook_deliveries SET window_start = now() - interval '71 hours', next_attempt_at = now() "
-      "WHERE id = $1::bigint AND state = 'pending'", d);
+    IT_Q("UPDATE webhook_deliveries SET window_start = now() - interval '71 hours', next_attempt_at = now() "
+         "WHERE id = $1::bigint AND state = 'pending'", d);
     IT_CHECK(wait_attempts(d, 2, 10) == 2, "second attempt not recorded");
     IT_STREQ(wait_state(d, "pending", 2), "pending");
 
     /* the window has closed: the next failure is the last */
-    Q("UPDATE webhook_deliveries SET window_start = now() - interval '3 days', next_attempt_at = now() "
-      "WHERE id = $1::bigint AND state = 'pending'", d);
+    IT_Q("UPDATE webhook_deliveries SET window_start = now() - interval '3 days', next_attempt_at = now() "
+         "WHERE id = $1::bigint AND state = 'pending'", d);
     IT_CHECK(wait_attempts(d, 3, 10) == 3, "third attempt not recorded");
     IT_STREQ(wait_state(d, "dead", 5), "dead");
-    IT_STREQ(Q("SELECT attempts || ' ' || last_status || ' ' || last_error FROM webhook_deliveries WHERE id = $1::bigint", d),
+    IT_STREQ(IT_Q("SELECT attempts || ' ' || last_status || ' ' || last_error FROM webhook_deliveries WHERE id = $1::bigint", d),
              "3 500 HTTP 500");
     it_sleep(1.5);                                  /* several sweeps: a dead delivery is not sent */
-    IT_CHECK(rcv_read(&r, lines, 8) == 3, "requests after the delivery died");
-    IT_STREQ(Q("SELECT state FROM webhook_recent WHERE id = $1::bigint", d), "dead");
-    IT_CHECK(qlong(Q("SELECT sum(deliveries) FROM webhook_delivery_stats WHERE subscription_id = $1::uuid "
-                     "AND state = 'dead'", s.id)) == 1, "webhook_delivery_stats does not count the dead delivery");
+    IT_CHECK(it_rcv_read(&r, lines, 8) == 3, "requests after the delivery died");
+    IT_STREQ(IT_Q("SELECT state FROM webhook_recent WHERE id = $1::bigint", d), "dead");
+    IT_CHECK(qlong(IT_Q("SELECT sum(deliveries) FROM webhook_delivery_stats WHERE subscription_id = $1::uuid "
+                        "AND state = 'dead'", s.id)) == 1, "webhook_delivery_stats does not count the dead delivery");
 
     /* a DBA re-queues it: a fresh window, sent at once, delivered */
-    IT_STREQ(Q("SELECT webhook_requeue($1::bigint)::text", d), "true");
+    IT_STREQ(IT_Q("SELECT webhook_requeue($1::bigint)::text", d), "true");
     IT_STREQ(wait_state(d, "delivered", 10), "delivered");
-    IT_CHECK(rcv_read(&r, lines, 8) == 4, "the re-queued delivery was not sent once");
-    IT_STREQ(Q("SELECT webhook_requeue($1::bigint)::text", d), "false");   /* delivered stays delivered */
+    IT_CHECK(it_rcv_read(&r, lines, 8) == 4, "the re-queued delivery was not sent once");
+    IT_STREQ(IT_Q("SELECT webhook_requeue($1::bigint)::text", d), "false");   /* delivered stays delivered */
     IT_STREQ(dstate(d), "delivered");
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* SSRF: with private addresses refused, nothing is sent and the refusal is recorded. */
 static void test_ssrf_refusals(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "");
+    it_rcv r = it_rcv_start(0, "");
     json_object *lines[8];
     static const char *const hosts[] = {
         "127.0.0.1:%d", "10.0.0.1:%d", "169.254.169.254", "[::1]:%d", "localhost:%d",
@@ -771,7 +590,7 @@ static void test_ssrf_refusals(void)
                   ">/dev/null 2>&1", it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_ADMIN"), t.name), &st);
     IT_CHECK(st != 0, "an ftp:// subscription was accepted");
 
-    workers_signal(SIGSTOP);
+    it_signal_supervised("webhooks.pid", SIGSTOP);
     for (size_t i = 0; i < NH; i++) {
         const char *hp = it_fmt(hosts[i], r.port);
         subs[i] = subscribe(t.name, "leads", it_fmt("http://%s/ssrf/%zu", hp, i), "--events ssrf.test");
@@ -781,79 +600,79 @@ static void test_ssrf_refusals(void)
         dels[i] = delivery_of(ev, &subs[i]);
     worker_once(0);
     for (size_t i = 0; i < NH; i++) {
-        const char *row = Q("SELECT state || '|' || coalesce(last_status::text, 'null') || '|' || last_error "
-                            "FROM webhook_deliveries WHERE id = $1::bigint", dels[i]);
+        const char *row = IT_Q("SELECT state || '|' || coalesce(last_status::text, 'null') || '|' || last_error "
+                               "FROM webhook_deliveries WHERE id = $1::bigint", dels[i]);
         IT_STREQ(row, "pending|null|refused: the host resolves to a private, loopback or link-local address");
-        IT_STREQ(Q("SELECT count(*) || ' ' || count(status_code) FROM webhook_attempts WHERE delivery_id = $1::bigint",
-                   dels[i]), "1 0");
+        IT_STREQ(IT_Q("SELECT count(*) || ' ' || count(status_code) FROM webhook_attempts WHERE delivery_id = $1::bigint",
+                      dels[i]), "1 0");
     }
-    IT_CHECK(rcv_read(&r, lines, 8) == 0, "the receiver got a request while private addresses are refused");
+    IT_CHECK(it_rcv_read(&r, lines, 8) == 0, "the receiver got a request while private addresses are refused");
 
     /* the control: the same loopback URL is delivered when private addresses are allowed */
-    Q("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id = $1::bigint", dels[0]);
+    IT_Q("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id = $1::bigint", dels[0]);
     worker_once(1);
-    workers_signal(SIGCONT);
+    it_signal_supervised("webhooks.pid", SIGCONT);
     IT_STREQ(dstate(dels[0]), "delivered");
-    IT_CHECK(rcv_read(&r, lines, 8) == 1, "the allowed delivery did not arrive once");
+    IT_CHECK(it_rcv_read(&r, lines, 8) == 1, "the allowed delivery did not arrive once");
     for (size_t i = 0; i < NH; i++)
         unsubscribe(&subs[i]);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* Two workers, 300 deliveries: every event received exactly once. */
 static void test_two_workers_no_double_send(void)
 {
     enum { N = 300 };
-    IT_CHECK(wait_workers(2, 5) == 2, "the test stack does not run 2 webhook workers");
+    IT_CHECK(it_wait_supervised("webhooks.pid", 2, 5) == 2, "the test stack does not run 2 webhook workers");
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "--delay-ms 5");
+    it_rcv r = it_rcv_start(0, "--delay-ms 5");
     sub s = subscribe(t.name, "financing", r.url, "");
     static json_object *lines[N + 50];
-    Q("INSERT INTO events (tenant_id, family, type, payload) "
-      "SELECT $1::uuid, 'financing', 'offer.created', jsonb_build_object('i', i) FROM generate_series(1, 300) i", t.id);
+    IT_Q("INSERT INTO events (tenant_id, family, type, payload) "
+         "SELECT $1::uuid, 'financing', 'offer.created', jsonb_build_object('i', i) FROM generate_series(1, 300) i", t.id);
     double end = it_now() + 60;
     const char *left;
-    while ((left = Q("SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1::uuid AND state <> 'delivered'",
-                     s.id)) && strcmp(left, "0") != 0 && it_now() < end)
+    while ((left = IT_Q("SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1::uuid AND state <> 'delivered'",
+                        s.id)) && strcmp(left, "0") != 0 && it_now() < end)
         it_sleep(0.1);
     IT_STREQ(left, "0");
     it_sleep(0.5);
-    int n = rcv_read(&r, lines, N + 50);
+    int n = it_rcv_read(&r, lines, N + 50);
     IT_CHECK(n == N, "%d requests for %d events", n, N);
     /* every id once, and every id one of the tenant's events */
     const char *ids = "{";
     for (int i = 0; i < n; i++)
         ids = it_fmt("%s%s%s", ids, i ? "," : "", it_jstr(lines[i], "event_id") ? it_jstr(lines[i], "event_id") : "0");
     ids = it_fmt("%s}", ids);
-    IT_STREQ(Q("SELECT count(DISTINCT x)::text FROM unnest($1::bigint[]) x", ids), it_fmt("%d", N));
-    IT_STREQ(Q("SELECT count(*)::text FROM events WHERE tenant_id = $1::uuid AND id = ANY ($2::bigint[])", t.id, ids),
+    IT_STREQ(IT_Q("SELECT count(DISTINCT x)::text FROM unnest($1::bigint[]) x", ids), it_fmt("%d", N));
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM events WHERE tenant_id = $1::uuid AND id = ANY ($2::bigint[])", t.id, ids),
              it_fmt("%d", N));
-    IT_STREQ(Q("SELECT count(*) || ' ' || max(attempts) FROM webhook_deliveries d WHERE subscription_id = $1::uuid", s.id),
+    IT_STREQ(IT_Q("SELECT count(*) || ' ' || max(attempts) FROM webhook_deliveries d WHERE subscription_id = $1::uuid", s.id),
              "300 1");
-    IT_STREQ(Q("SELECT count(*)::text FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id "
-               "WHERE d.subscription_id = $1::uuid", s.id), "300");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id "
+                  "WHERE d.subscription_id = $1::uuid", s.id), "300");
     /* connections are reused per destination: at most 8 per worker, not one per delivery */
     const char *ports = "{";
     for (int i = 0; i < n; i++)
         ports = it_fmt("%s%s%s", ports, i ? "," : "", it_jstr(lines[i], "peer_port"));
     ports = it_fmt("%s}", ports);
-    long conns = qlong(Q("SELECT count(DISTINCT x)::text FROM unnest($1::int[]) x", ports));
+    long conns = qlong(IT_Q("SELECT count(DISTINCT x)::text FROM unnest($1::int[]) x", ports));
     IT_CHECK(conns >= 1 && conns <= 20, "%ld connections for %d deliveries to one receiver", conns, n);
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* A worker SIGKILLed mid-delivery: the lease runs out and the delivery is sent again. */
 static void test_killed_worker_retried(void)
 {
-    IT_CHECK(wait_workers(2, 5) == 2, "the test stack does not run 2 webhook workers");
+    IT_CHECK(it_wait_supervised("webhooks.pid", 2, 5) == 2, "the test stack does not run 2 webhook workers");
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "--hang-first-ms 30000");
+    it_rcv r = it_rcv_start(0, "--hang-first-ms 30000");
     sub s = subscribe(t.name, "leads", r.url, "");
     json_object *lines[4];
     const char *ev = insert_event(t.id, "leads", "lead.created", "{\"kill\":true}");
     const char *d = delivery_of(ev, &s);
-    int n = rcv_wait(&r, lines, 4, 1, 10);
+    int n = it_rcv_wait(&r, lines, 4, 1, 10);
     IT_CHECK(n == 1, "the first request did not arrive");
     if (n < 1)
         goto out;
@@ -864,26 +683,26 @@ static void test_killed_worker_retried(void)
         goto out;
     kill(victim, SIGKILL);
     double killed = it_now();
-    n = rcv_wait(&r, lines, 4, 2, 15);
+    n = it_rcv_wait(&r, lines, 4, 2, 15);
     double after = it_now() - killed;
     IT_CHECK(n == 2, "the delivery was not sent again after the worker was killed (%d requests in %.1f s)", n, after);
     if (n >= 2) {
         IT_JSTR(lines[1], "event_id", ev);
         long gap = atol(it_jstr(lines[1], "t_ms")) - atol(it_jstr(lines[0], "t_ms"));
         IT_CHECK(gap >= 2500 && gap <= 7000, "sent again %ld ms after the first, expected after the 3 s lease", gap);
-        IT_CHECK(sig_ok("factorline", s.secret, it_jstr(lines[1], "fl_sig"), it_jstr(lines[1], "body"), NULL),
+        IT_CHECK(it_sig_ok("factorline", s.secret, it_jstr(lines[1], "fl_sig"), it_jstr(lines[1], "body"), NULL),
                  "the second send's signature does not verify");
     }
     IT_STREQ(wait_state(d, "delivered", 5), "delivered");
     /* the killed attempt left no record; the lease's claim counted it */
-    IT_STREQ(Q("SELECT d.attempts || ' ' || count(a.id) || ' ' || min(a.status_code) FROM webhook_deliveries d "
-               "LEFT JOIN webhook_attempts a ON a.delivery_id = d.id WHERE d.id = $1::bigint GROUP BY d.attempts", d),
+    IT_STREQ(IT_Q("SELECT d.attempts || ' ' || count(a.id) || ' ' || min(a.status_code) FROM webhook_deliveries d "
+                  "LEFT JOIN webhook_attempts a ON a.delivery_id = d.id WHERE d.id = $1::bigint GROUP BY d.attempts", d),
              "2 1 200");
     IT_CHECK(kill(victim, 0) < 0, "the killed worker %d is still there", (int) victim);
-    IT_CHECK(wait_workers(2, 10) == 2, "multiwatch did not restart the killed worker");
+    IT_CHECK(it_wait_supervised("webhooks.pid", 2, 10) == 2, "multiwatch did not restart the killed worker");
 out:
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* SIGTERM to a worker with a delivery in flight: the delivery finishes and is
@@ -891,30 +710,15 @@ out:
 static void test_sigterm_finishes_in_flight(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "--delay-ms 1500");
+    it_rcv r = it_rcv_start(0, "--delay-ms 1500");
     sub s = subscribe(t.name, "leads", r.url, "");
     json_object *lines[4];
-    const char *errlog = it_fmt("%s/worker-sigterm-%s.log", logdir(), it_uniq("w"));
-    workers_signal(SIGSTOP);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t w = fork();
-    if (w == 0) {
-        setenv("FL_WEBHOOK_ALLOW_PRIVATE", "1", 1);
-        setenv("FL_WORKER_DATABASE_URL", it_env("FL_TEST_WORKER_DATABASE_URL"), 1);
-        setenv("FL_DATA_KEY_FILE", it_env("FL_TEST_DATA_KEY"), 1);
-        setenv("FL_WEBHOOK_SWEEP_MS", "200", 1);
-        int fd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(it_env("FL_TEST_WORKER"), "fl-worker", (char *) NULL);
-        _exit(127);
-    }
+    const char *errlog = it_fmt("%s/worker-sigterm-%s.log", it_logdir(), it_uniq("w"));
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    pid_t w = worker_spawn(errlog, (const char *) NULL);
     const char *ev = insert_event(t.id, "leads", "lead.created", "{}");
     const char *d = delivery_of(ev, &s);
-    int n = rcv_wait(&r, lines, 4, 1, 10);
+    int n = it_rcv_wait(&r, lines, 4, 1, 10);
     IT_CHECK(n == 1, "the worker did not send the delivery");
     kill(w, SIGTERM);
     int status = -1;
@@ -929,13 +733,13 @@ static void test_sigterm_finishes_in_flight(void)
     } else {
         IT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the worker ended with status 0x%x (see %s)", status, errlog);
     }
-    workers_signal(SIGCONT);
+    it_signal_supervised("webhooks.pid", SIGCONT);
     /* recorded by the stopping worker itself, with the 1.5 s the receiver took */
     IT_STREQ(dstate(d), "delivered");
-    IT_STREQ(Q("SELECT count(*) || ' ' || min(status_code) || ' ' || (min(latency_ms) >= 1400) FROM webhook_attempts "
-               "WHERE delivery_id = $1::bigint", d), "1 200 true");
+    IT_STREQ(IT_Q("SELECT count(*) || ' ' || min(status_code) || ' ' || (min(latency_ms) >= 1400) FROM webhook_attempts "
+                  "WHERE delivery_id = $1::bigint", d), "1 200 true");
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 /* One worker, a receiver that hangs and another that answers at once: the
@@ -943,53 +747,37 @@ static void test_sigterm_finishes_in_flight(void)
 static void test_slow_receiver_holds_one_slot(void)
 {
     tenant t = new_tenant();
-    rcv slow = rcv_start(0, "--hang-first-ms 6000");
-    rcv quick = rcv_start(0, "");
+    it_rcv slow = it_rcv_start(0, "--hang-first-ms 6000");
+    it_rcv quick = it_rcv_start(0, "");
     sub s1 = subscribe(t.name, "leads", slow.url, "--events lead.slow");
     sub s2 = subscribe(t.name, "leads", quick.url, "--events lead.quick");
     json_object *lines[4];
-    const char *errlog = it_fmt("%s/worker-slow-%s.log", logdir(), it_uniq("w"));
-    workers_signal(SIGSTOP);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t w = fork();
-    if (w == 0) {
-        setenv("FL_WEBHOOK_ALLOW_PRIVATE", "1", 1);
-        setenv("FL_WORKER_DATABASE_URL", it_env("FL_TEST_WORKER_DATABASE_URL"), 1);
-        setenv("FL_DATA_KEY_FILE", it_env("FL_TEST_DATA_KEY"), 1);
-        setenv("FL_WEBHOOK_SWEEP_MS", "200", 1);
-        setenv("FL_WEBHOOK_LEASE_MS", "60000", 1);
-        int fd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(it_env("FL_TEST_WORKER"), "fl-worker", (char *) NULL);
-        _exit(127);
-    }
+    const char *errlog = it_fmt("%s/worker-slow-%s.log", it_logdir(), it_uniq("w"));
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    pid_t w = worker_spawn(errlog, "FL_WEBHOOK_LEASE_MS", "60000", (const char *) NULL);
     insert_event(t.id, "leads", "lead.slow", "{}");
-    IT_CHECK(rcv_wait(&slow, lines, 4, 1, 5) == 1, "the hung receiver never got its request");
+    IT_CHECK(it_rcv_wait(&slow, lines, 4, 1, 5) == 1, "the hung receiver never got its request");
     double t0 = it_now();
     const char *ev = insert_event(t.id, "leads", "lead.quick", "{}");
-    int n = rcv_wait(&quick, lines, 4, 1, 4);
+    int n = it_rcv_wait(&quick, lines, 4, 1, 4);
     IT_CHECK(n == 1, "the quick receiver waited for the hung one (see %s)", errlog);
     IT_CHECK(it_now() - t0 < 3, "the quick delivery took %.1f s", it_now() - t0);
     if (n == 1)
         IT_JSTR(lines[0], "event_id", ev);
     kill(w, SIGKILL);
     waitpid(w, NULL, 0);
-    workers_signal(SIGCONT);
+    it_signal_supervised("webhooks.pid", SIGCONT);
     unsubscribe(&s1);
     unsubscribe(&s2);
-    rcv_stop(&slow);
-    rcv_stop(&quick);
+    it_rcv_stop(&slow);
+    it_rcv_stop(&quick);
 }
 
 /* PostgreSQL restarts under the workers: they reconnect and deliver again. */
 static void test_postgres_restart(void)
 {
     tenant t = new_tenant();
-    rcv r = rcv_start(0, "");
+    it_rcv r = it_rcv_start(0, "");
     sub s = subscribe(t.name, "leads", r.url, "");
     json_object *lines[4];
     int st;
@@ -998,16 +786,16 @@ static void test_postgres_restart(void)
     it_sleep(1.5);
     it_run(it_fmt("%s >/dev/null 2>&1", it_env("FL_TEST_PG_START")), &st);
     IT_CHECK(st == 0, "starting PostgreSQL failed");
-    PQreset(db_get());
+    it_db_reset();
     const char *ev = insert_event(t.id, "leads", "lead.created", "{}");
-    int n = rcv_wait(&r, lines, 4, 1, 20);
+    int n = it_rcv_wait(&r, lines, 4, 1, 20);
     IT_CHECK(n == 1, "no delivery within 20 s of a PostgreSQL restart");
     if (n >= 1)
         IT_JSTR(lines[0], "event_id", ev);
     IT_STREQ(wait_state(delivery_of(ev, &s), "delivered", 5), "delivered");
-    IT_CHECK(wait_workers(2, 5) == 2, "webhook workers missing after the restart");
+    IT_CHECK(it_wait_supervised("webhooks.pid", 2, 5) == 2, "webhook workers missing after the restart");
     unsubscribe(&s);
-    rcv_stop(&r);
+    it_rcv_stop(&r);
 }
 
 int main(void)
@@ -1035,8 +823,6 @@ int main(void)
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures();
     CU_cleanup_registry();
-    if (db)
-        PQfinish(db);
     it_cleanup();
     return failures > 0 ? 1 : 0;
 }
