@@ -125,6 +125,33 @@ AS $$
      WHERE s.id = p_schedule_id
 $$;
 
+-- One line of a payment batch's echo: the line as stored and what reconciliation did
+-- with it.  Used by fl_batch_json (read back) and posting_post_payments (built from
+-- the results in memory), so the two answers are the same by construction.
+CREATE OR REPLACE FUNCTION fl_payment_line_json(l payment_lines, p_applied numeric, p_status text,
+                                                p_reason text, p_apps jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT jsonb_build_object(
+        'PaymentDate', l.payment_date,
+        'BankBatchItem', l.bank_batch_item,
+        'PaymentType', l.payment_type,
+        'Amount', fl_money(l.amount),
+        'BankRefNumber', l.bank_ref_number,
+        'AccountNumber', l.account_number,
+        'TransactionNumber', l.transaction_number,
+        'RemitterName', l.remitter_name,
+        'MemoLine', l.memo_line,
+        'InvoiceRefNumber', l.invoice_ref_number,
+        'ClientCode', l.client_code,
+        'FinancialDocs', l.financial_docs,
+        'AppliedAmount', fl_money(p_applied),
+        'UnappliedAmount', fl_money(l.amount - p_applied),
+        'Status', p_status,
+        'ExceptionReason', p_reason,
+        'Applications', p_apps)
+$$;
+
 -- Echo of a posted payment batch, with what reconciliation did to each line.
 -- plpgsql rather than sql: a non-inlinable SQL function is planned again on every call, and
 -- planning this query cost more than running it; plpgsql keeps the plan for the session.
@@ -137,24 +164,8 @@ BEGIN
         'BatchTotal', fl_money(b.batch_total),
         'AccountNumber', b.account_number,
         'PaymentDetails', coalesce((
-            SELECT jsonb_agg(jsonb_build_object(
-                       'PaymentDate', l.payment_date,
-                       'BankBatchItem', l.bank_batch_item,
-                       'PaymentType', l.payment_type,
-                       'Amount', fl_money(l.amount),
-                       'BankRefNumber', l.bank_ref_number,
-                       'AccountNumber', l.account_number,
-                       'TransactionNumber', l.transaction_number,
-                       'RemitterName', l.remitter_name,
-                       'MemoLine', l.memo_line,
-                       'InvoiceRefNumber', l.invoice_ref_number,
-                       'ClientCode', l.client_code,
-                       'FinancialDocs', l.financial_docs,
-                       'AppliedAmount', fl_money(l.applied_amount),
-                       'UnappliedAmount', fl_money(l.unapplied_amount),
-                       'Status', l.status,
-                       'ExceptionReason', l.exception_reason,
-                       'Applications', coalesce((
+            SELECT jsonb_agg(fl_payment_line_json(l, l.applied_amount, l.status, l.exception_reason,
+                       coalesce((
                            SELECT jsonb_agg(jsonb_build_object(
                                       'InvoiceIntegrationId', i.invoice_integration_id,
                                       'InvoiceNumber', i.invoice_number,
