@@ -411,17 +411,19 @@ int leads_deal_status(fl_req *r, const fl_route *route)
     return 0;
 }
 
-/* The signing secret for a new subscription, sealed; *plain gets the clear text. */
-static int new_secret(fl_req *r, json_object *doc, char **plain)
+/* Calls st with doc plus a new signing secret, sealed ("secret_enc"), for the
+ * subscription the call may create; *plain gets the clear secret, *out the
+ * function's answer.  0, or a negative status already answered. */
+static int call_with_secret(fl_req *r, const fl_stmt *st, json_object *doc, char **plain, char **out)
 {
     char *s = arena_alloc(r->arena, 65);
-    if (s == NULL || crypto_random_hex(s, 32) < 0)
-        return -1;
-    char *sealed = crypto_pii_encrypt(r->arena, s);
+    char *sealed = s != NULL && crypto_random_hex(s, 32) == 0 ? crypto_pii_encrypt(r->arena, s) : NULL;
     if (sealed == NULL)
-        return -1;
+        return serve_fail(r, 500, NULL);
     json_object_object_add(doc, "secret_enc", json_object_new_string(sealed));
     *plain = s;
+    if (db_call(r, st, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), out) < 0)
+        return serve_fail_pending(r);
     return 0;
 }
 
@@ -450,15 +452,9 @@ int leads_webhook(fl_req *r, const fl_route *route)
         rc = answer_errors(r, errors);
         goto out;
     }
-    if (new_secret(r, doc, &secret) < 0) {
-        rc = serve_fail(r, 500, NULL);
+    rc = call_with_secret(r, &st_webhook, doc, &secret, &out);
+    if (rc < 0)
         goto out;
-    }
-    rc = db_call(r, &st_webhook, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
-    if (rc < 0) {
-        rc = serve_fail_pending(r);
-        goto out;
-    }
     /* the signing secret is shown once, when the subscription is made */
     if (json_parse_strict(out, strlen(out), &res) == 0 && json_object_object_get_ex(res, "created", &v)
         && json_object_get_boolean(v)) {
@@ -517,15 +513,9 @@ int leads_trigger_webhook(fl_req *r, const fl_route *route)
         rc = answer_errors(r, errors);
         goto out;
     }
-    if (new_secret(r, doc, &secret) < 0) {
-        rc = serve_fail(r, 500, NULL);
+    rc = call_with_secret(r, &st_trigger, doc, &secret, &out);
+    if (rc < 0)
         goto out;
-    }
-    rc = db_call(r, &st_trigger, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
-    if (rc < 0) {
-        rc = serve_fail_pending(r);
-        goto out;
-    }
     resp_json(r->resp, 200, "{\"message\":\"Webhook trigger successful\"}");
 out:
     json_object_put(in);
