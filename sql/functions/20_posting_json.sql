@@ -128,11 +128,27 @@ $$;
 -- One line of a payment batch's echo: the line as stored and what reconciliation did
 -- with it.  Used by fl_batch_json (read back) and posting_post_payments (built from
 -- the results in memory), so the two answers are the same by construction.
+-- json, not jsonb: the echo is only ever sent, and json_build_object/json_agg write text
+-- directly where the jsonb ones build, sort and re-encode a binary tree: half the cost of a
+-- 100-line echo (0.84 against 1.7 ms, measured). Keys stay in the order written here.
+-- STABLE, not IMMUTABLE: json_build_object is STABLE (date output follows DateStyle), and
+-- the planner inlines a SQL function only if its body is no more volatile than declared.
+-- (Before migration 0005 this returned jsonb: a changed result type needs DROP, not REPLACE.)
+DO $$
+BEGIN
+    IF pg_get_function_result(to_regprocedure('fl_payment_line_json(payment_lines, numeric, text, text, jsonb)')) = 'jsonb' THEN
+        DROP FUNCTION fl_payment_line_json(payment_lines, numeric, text, text, jsonb);
+    END IF;
+    IF pg_get_function_result(to_regprocedure('fl_batch_json(uuid)')) = 'jsonb' THEN
+        DROP FUNCTION fl_batch_json(uuid);
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION fl_payment_line_json(l payment_lines, p_applied numeric, p_status text,
-                                                p_reason text, p_apps jsonb) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE
+                                                p_reason text, p_apps json) RETURNS json
+    LANGUAGE sql STABLE
 AS $$
-    SELECT jsonb_build_object(
+    SELECT json_build_object(
         'PaymentDate', l.payment_date,
         'BankBatchItem', l.bank_batch_item,
         'PaymentType', l.payment_type,
@@ -152,21 +168,22 @@ AS $$
         'Applications', p_apps)
 $$;
 
--- Echo of a posted payment batch, with what reconciliation did to each line.
+-- Echo of a posted payment batch, with what reconciliation did to each line: post-payments'
+-- answer, and the answer to a retry of the same body (built again from the stored rows).
 -- plpgsql rather than sql: a non-inlinable SQL function is planned again on every call, and
 -- planning this query cost more than running it; plpgsql keeps the plan for the session.
-CREATE OR REPLACE FUNCTION fl_batch_json(p_batch_id uuid) RETURNS jsonb
+CREATE OR REPLACE FUNCTION fl_batch_json(p_batch_id uuid) RETURNS json
     LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-    RETURN (SELECT jsonb_build_object(
+    RETURN (SELECT json_build_object(
         'BatchReference', b.batch_reference,
         'BatchTotal', fl_money(b.batch_total),
         'AccountNumber', b.account_number,
         'PaymentDetails', coalesce((
-            SELECT jsonb_agg(fl_payment_line_json(l, l.applied_amount, l.status, l.exception_reason,
+            SELECT json_agg(fl_payment_line_json(l, l.applied_amount, l.status, l.exception_reason,
                        coalesce((
-                           SELECT jsonb_agg(jsonb_build_object(
+                           SELECT json_agg(json_build_object(
                                       'InvoiceIntegrationId', i.invoice_integration_id,
                                       'InvoiceNumber', i.invoice_number,
                                       'ClientKey', c.client_key,
@@ -174,10 +191,10 @@ BEGIN
                              FROM payment_applications a
                              JOIN invoices i ON i.id = a.invoice_id
                              JOIN clients c ON c.id = i.client_id
-                            WHERE a.line_id = l.id), '[]'::jsonb))
+                            WHERE a.line_id = l.id), '[]'::json))
                    ORDER BY l.line_no)
               FROM payment_lines l
-             WHERE l.batch_id = b.id), '[]'::jsonb))
+             WHERE l.batch_id = b.id), '[]'::json))
       FROM payment_batches b
      WHERE b.id = p_batch_id);
 END

@@ -462,7 +462,15 @@ END
 $$;
 
 ------------------------------------------------------------------------------ payments
-CREATE OR REPLACE FUNCTION posting_post_payments(p_tenant uuid, p_doc jsonb) RETURNS jsonb
+-- The answer is json (see fl_payment_line_json); it was jsonb before migration 0005.
+DO $$
+BEGIN
+    IF pg_get_function_result(to_regprocedure('posting_post_payments(uuid, jsonb)')) = 'jsonb' THEN
+        DROP FUNCTION posting_post_payments(uuid, jsonb);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION posting_post_payments(p_tenant uuid, p_doc jsonb) RETURNS json
     LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -474,7 +482,7 @@ DECLARE
     v_batch_id  uuid;
     v_bad       text;
     v_sum       numeric;
-    v_out       jsonb;
+    v_out       json;
     v_plines    payment_lines[];
     v_summary   jsonb;
 BEGIN
@@ -486,7 +494,7 @@ BEGIN
     SELECT * INTO v_old FROM payment_batches WHERE tenant_id = p_tenant AND batch_reference = v_ref;
     IF FOUND THEN
         IF v_hash IS NOT NULL AND v_old.request_hash = v_hash THEN
-            RETURN v_old.response;
+            RETURN fl_batch_json(v_old.id);
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate BatchReference',
             DETAIL = format('BatchReference %s was already posted with a different body.', v_ref);
@@ -530,7 +538,7 @@ BEGIN
     IF NOT FOUND THEN
         SELECT * INTO v_old FROM payment_batches WHERE tenant_id = p_tenant AND batch_reference = v_ref;
         IF v_hash IS NOT NULL AND v_old.request_hash = v_hash THEN
-            RETURN v_old.response;
+            RETURN fl_batch_json(v_old.id);
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate BatchReference',
             DETAIL = format('BatchReference %s was already posted with a different body.', v_ref);
@@ -549,22 +557,23 @@ BEGIN
       FROM jsonb_array_elements(v_lines) WITH ORDINALITY x(e, n);
     -- The echo (what fl_batch_json(batch) reads back) and the summary event, from the lines
     -- and their results, without reading them back.
-    SELECT jsonb_build_object(
+    SELECT json_build_object(
                'BatchReference', v_ref,
                'BatchTotal', fl_money(v_total),
                'AccountNumber', fl_txt(p_doc, 'AccountNumber'),
-               'PaymentDetails', jsonb_agg(fl_payment_line_json(v_plines[r.line_k], r.line_applied, r.line_status,
-                                                                r.line_reason, r.line_apps) ORDER BY r.line_k)),
+               'PaymentDetails', json_agg(fl_payment_line_json(l.pl, r.line_applied, r.line_status,
+                                                               r.line_reason, r.line_apps) ORDER BY r.line_k)),
            jsonb_build_object('BatchReference', v_ref, 'BatchTotal', fl_money(v_total),
                               'Lines', count(*),
                               'AppliedAmount', fl_money(coalesce(sum(r.line_applied), 0)),
-                              'UnappliedAmount', fl_money(coalesce(sum(l.amount - r.line_applied), 0)),
+                              'UnappliedAmount', fl_money(coalesce(sum((l.pl).amount - r.line_applied), 0)),
                               'Exceptions', count(*) FILTER (WHERE r.line_status = 'exception'))
       INTO v_out, v_summary
       FROM fl_reconcile_lines(p_tenant, v_plines, true) r
-      JOIN unnest(v_plines) WITH ORDINALITY l ON l.ordinality = r.line_k;
+      -- the line, fetched once (an array element is found by walking the array; OFFSET 0 keeps
+      -- the planner from substituting the subscript into each of the echo's field references)
+      CROSS JOIN LATERAL (SELECT v_plines[r.line_k] AS pl OFFSET 0) l;
 
-    UPDATE payment_batches SET response = v_out WHERE id = v_batch_id;
     INSERT INTO events (tenant_id, family, type, payload)
     VALUES (p_tenant, 'posting', 'payment_batch.posted', v_summary);
     RETURN v_out;

@@ -47,7 +47,7 @@ SELECT posting_post_payments(:'t', jsonb_build_object(
              'ClientCode', CASE WHEN k IN (2, 5) THEN 'K' || c END,
              'AccountNumber', CASE WHEN k IN (0, 6) THEN 'ACCT-' || d WHEN k = 3 THEN 'ACCT-UNKNOWN' END,
              'RemitterName', CASE WHEN k IN (1, 7) THEN 'DEBTOR number ' || substr(d, 2) || ' LLC' END))
-             ORDER BY n))) IS NOT NULL AS x
+             ORDER BY n)))::text AS rb1
   FROM rnd_line \gset
 RESET ROLE;
 
@@ -87,14 +87,12 @@ SELECT is((SELECT sum(amount) FROM payment_lines WHERE tenant_id = :'t'),
 SELECT is((SELECT count(*) FROM events WHERE tenant_id = :'t' AND type = 'invoice.paid'),
           (SELECT count(*) FROM invoices WHERE tenant_id = :'t' AND open_balance = 0),
           'one invoice.paid event per paid invoice');
-SELECT is((SELECT sum(x::numeric) FROM jsonb_path_query(
-              (SELECT response FROM payment_batches WHERE tenant_id = :'t'), '$.PaymentDetails[*].AppliedAmount') j,
+SELECT is((SELECT sum(x::numeric) FROM jsonb_path_query(:'rb1'::jsonb, '$.PaymentDetails[*].AppliedAmount') j,
               LATERAL (SELECT j #>> '{}') s(x)),
           (SELECT sum(applied_amount) FROM payment_lines WHERE tenant_id = :'t'),
-          'the stored response agrees with the lines');
-SELECT is((SELECT response FROM payment_batches WHERE tenant_id = :'t'),
-          (SELECT fl_batch_json(id) FROM payment_batches WHERE tenant_id = :'t'),
-          'the stored response is the batch read back (fl_batch_json)');
+          'the answer agrees with the lines');
+SELECT is((SELECT fl_batch_json(id)::text FROM payment_batches WHERE tenant_id = :'t'), :'rb1',
+          'the answer is the batch read back (fl_batch_json), byte for byte');
 
 -- DBA views, read as fl_report through RLS.
 CREATE TEMP TABLE rnd_expect AS
