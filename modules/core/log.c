@@ -7,12 +7,19 @@
 #include <unistd.h>
 
 static const char *log_family = "-";
+static int log_pid;              /* getpid() is a system call each time: once per process */
 
 void log_init(const char *family)
 {
     log_family = family;
+    log_pid = (int) getpid();
     /* one write(2) per line, so lines from several workers never interleave */
     setvbuf(stderr, NULL, _IOLBF, 8192);
+}
+
+static int pid(void)
+{
+    return log_pid ? log_pid : (int) getpid();
 }
 
 static void stamp(char *out, size_t n)
@@ -45,7 +52,7 @@ void log_request(const fl_req *r, int status)
     stamp(ts, sizeof(ts));
     long us = req_now_us() - r->start_us;
     fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"info\",\"family\":\"%s\",\"pid\":%d,\"request_id\":\"",
-            ts, log_family, (int) getpid());
+            ts, log_family, pid());
     put_escaped(stderr, r->request_id);
     fputs("\",\"tenant\":\"", stderr);
     put_escaped(stderr, r->tenant_id ? r->tenant_id : "-");
@@ -65,7 +72,7 @@ void log_msg(const char *level, const char *request_id, const char *fmt, ...)
     va_end(ap);
     stamp(ts, sizeof(ts));
     fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"family\":\"%s\",\"pid\":%d,\"request_id\":\"",
-            ts, level, log_family, (int) getpid());
+            ts, level, log_family, pid());
     put_escaped(stderr, request_id ? request_id : "-");
     fputs("\",\"msg\":\"", stderr);
     put_escaped(stderr, msg);
