@@ -472,6 +472,7 @@ END
 $$;
 CREATE OR REPLACE FUNCTION posting_post_payments(p_tenant uuid, p_doc jsonb) RETURNS json
     LANGUAGE plpgsql
+    SET enable_seqscan = off        -- reached by key only: see fl_reconcile_lines
 AS $$
 DECLARE
     v_ref       text := fl_txt(p_doc, 'BatchReference');

@@ -32,8 +32,14 @@ ALTER TABLE invoices DROP CONSTRAINT invoices_tenant_id_id_key;
 ALTER TABLE payment_batches DROP COLUMN response;
 
 -- Children: a statement's new rows (transition table fl_new), or one updated row (NEW).
+-- The plans must not depend on table statistics: plpgsql caches them per session, and a plan
+-- made while payment_lines was nearly empty hashed the whole table on every later call (seen:
+-- 44 ms a batch after a minute of posting, until autovacuum's ANALYZE). Hence one LATERAL
+-- probe per row with LIMIT (never turned into a hash join or a hashed subplan) and
+-- enable_seqscan off (the probe is an index scan even on a tiny table).
 CREATE OR REPLACE FUNCTION fl_payment_lines_refs() RETURNS trigger
     LANGUAGE plpgsql
+    SET enable_seqscan = off
 AS $$
 DECLARE
     r record;
@@ -44,7 +50,9 @@ BEGIN
     ELSE
         SELECT n.tenant_id, n.batch_id INTO r
           FROM (SELECT DISTINCT tenant_id, batch_id FROM fl_new) n
-         WHERE NOT EXISTS (SELECT 1 FROM payment_batches b WHERE b.id = n.batch_id AND b.tenant_id = n.tenant_id)
+          LEFT JOIN LATERAL (SELECT true AS ok FROM payment_batches b
+                              WHERE b.id = n.batch_id AND b.tenant_id = n.tenant_id LIMIT 1) b ON true
+         WHERE b.ok IS NULL
          LIMIT 1;
     END IF;
     IF FOUND THEN
@@ -59,6 +67,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION fl_payment_applications_refs() RETURNS trigger
     LANGUAGE plpgsql
+    SET enable_seqscan = off
 AS $$
 DECLARE
     r record;
@@ -70,12 +79,14 @@ BEGIN
          WHERE NOT EXISTS (SELECT 1 FROM payment_lines l WHERE l.id = NEW.line_id AND l.tenant_id = NEW.tenant_id)
             OR NOT EXISTS (SELECT 1 FROM invoices i WHERE i.id = NEW.invoice_id AND i.tenant_id = NEW.tenant_id);
     ELSE
-        SELECT n.tenant_id, n.line_id, n.invoice_id,
-               NOT EXISTS (SELECT 1 FROM payment_lines l WHERE l.id = n.line_id AND l.tenant_id = n.tenant_id) AS no_line
+        SELECT n.tenant_id, n.line_id, n.invoice_id, l.ok IS NULL AS no_line
           INTO r
           FROM fl_new n
-         WHERE NOT EXISTS (SELECT 1 FROM payment_lines l WHERE l.id = n.line_id AND l.tenant_id = n.tenant_id)
-            OR NOT EXISTS (SELECT 1 FROM invoices i WHERE i.id = n.invoice_id AND i.tenant_id = n.tenant_id)
+          LEFT JOIN LATERAL (SELECT true AS ok FROM payment_lines l
+                              WHERE l.id = n.line_id AND l.tenant_id = n.tenant_id LIMIT 1) l ON true
+          LEFT JOIN LATERAL (SELECT true AS ok FROM invoices i
+                              WHERE i.id = n.invoice_id AND i.tenant_id = n.tenant_id LIMIT 1) i ON true
+         WHERE l.ok IS NULL OR i.ok IS NULL
          LIMIT 1;
     END IF;
     IF FOUND THEN
