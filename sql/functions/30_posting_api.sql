@@ -462,15 +462,8 @@ END
 $$;
 
 ------------------------------------------------------------------------------ payments
--- The answer is json (see fl_payment_line_json); it was jsonb before migration 0005.
-DO $$
-BEGIN
-    IF pg_get_function_result(to_regprocedure('posting_post_payments(uuid, jsonb)')) = 'jsonb' THEN
-        DROP FUNCTION posting_post_payments(uuid, jsonb);
-    END IF;
-END
-$$;
-CREATE OR REPLACE FUNCTION posting_post_payments(p_tenant uuid, p_doc jsonb) RETURNS json
+-- The answer is JSON text, built as sent (see fl_payment_line_json).
+CREATE OR REPLACE FUNCTION posting_post_payments(p_tenant uuid, p_doc jsonb) RETURNS text
     LANGUAGE plpgsql
     SET enable_seqscan = off        -- reached by key only: see fl_reconcile_lines
 AS $$
@@ -483,7 +476,7 @@ DECLARE
     v_batch_id  uuid;
     v_bad       text;
     v_sum       numeric;
-    v_out       json;
+    v_out       text;
     v_plines    payment_lines[];
     v_summary   jsonb;
 BEGIN
@@ -495,7 +488,7 @@ BEGIN
     SELECT * INTO v_old FROM payment_batches WHERE tenant_id = p_tenant AND batch_reference = v_ref;
     IF FOUND THEN
         IF v_hash IS NOT NULL AND v_old.request_hash = v_hash THEN
-            RETURN fl_batch_json(v_old.id);
+            RETURN fl_batch_echo(v_old.id);
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate BatchReference',
             DETAIL = format('BatchReference %s was already posted with a different body.', v_ref);
@@ -539,7 +532,7 @@ BEGIN
     IF NOT FOUND THEN
         SELECT * INTO v_old FROM payment_batches WHERE tenant_id = p_tenant AND batch_reference = v_ref;
         IF v_hash IS NOT NULL AND v_old.request_hash = v_hash THEN
-            RETURN fl_batch_json(v_old.id);
+            RETURN fl_batch_echo(v_old.id);
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate BatchReference',
             DETAIL = format('BatchReference %s was already posted with a different body.', v_ref);
@@ -556,14 +549,11 @@ BEGIN
                      ORDER BY n)
       INTO v_plines
       FROM jsonb_array_elements(v_lines) WITH ORDINALITY x(e, n);
-    -- The echo (what fl_batch_json(batch) reads back) and the summary event, from the lines
+    -- The echo (what fl_batch_echo(batch) reads back) and the summary event, from the lines
     -- and their results, without reading them back.
-    SELECT json_build_object(
-               'BatchReference', v_ref,
-               'BatchTotal', fl_money(v_total),
-               'AccountNumber', fl_txt(p_doc, 'AccountNumber'),
-               'PaymentDetails', json_agg(fl_payment_line_json(l.pl, r.line_applied, r.line_status,
-                                                               r.line_reason, r.line_apps) ORDER BY r.line_k)),
+    SELECT fl_batch_echo_wrap(v_ref, v_total, fl_txt(p_doc, 'AccountNumber'),
+               string_agg(fl_payment_line_json(l.pl, r.line_applied, r.line_status, r.line_reason, r.line_apps),
+                          ',' ORDER BY r.line_k)),
            jsonb_build_object('BatchReference', v_ref, 'BatchTotal', fl_money(v_total),
                               'Lines', count(*),
                               'AppliedAmount', fl_money(coalesce(sum(r.line_applied), 0)),

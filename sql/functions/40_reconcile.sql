@@ -29,17 +29,9 @@
 --    amount); a line finding it already paid is 'Invoice <n> not open', as it would one by one;
 --  * slow path: the other lines, one by one with the rules above, up to the next line that
 --    qualified for the fast path, where the fast path is evaluated again (on the new state).
--- (line_apps was jsonb before migration 0005: a changed result type needs DROP, not REPLACE)
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_proc WHERE oid = to_regprocedure('fl_reconcile_lines(uuid, payment_lines[], boolean)')
-                  AND pg_get_function_result(oid) LIKE '%line_apps jsonb%') THEN
-        DROP FUNCTION fl_reconcile_lines(uuid, payment_lines[], boolean);
-    END IF;
-END
-$$;
+-- line_apps: the line's Applications as a JSON array (text, see fl_payment_line_json).
 CREATE OR REPLACE FUNCTION fl_reconcile_lines(p_tenant uuid, p_lines payment_lines[], p_insert boolean)
-RETURNS TABLE (line_k int, line_applied numeric, line_status text, line_reason text, line_apps json)
+RETURNS TABLE (line_k int, line_applied numeric, line_status text, line_reason text, line_apps text)
     LANGUAGE plpgsql
     -- Every statement below is written to have a good generic plan; custom re-planning of the
     -- apply statement per line cost more than executing it.
@@ -91,8 +83,8 @@ DECLARE
     r_applied    numeric[];
     r_status     text[];
     r_reason     text[];
-    r_apps       json[];
-    v_apps       json;
+    r_apps       text[];
+    v_apps       text;
 BEGIN
     IF v_n = 0 THEN
         RETURN;
@@ -207,10 +199,8 @@ BEGIN
                (SELECT array_agg(p.paid_by) FROM per_inv p),
                array_agg(ap.k), array_agg(ap.amt), array_agg(ap.status), array_agg(ap.reason),
                array_agg(CASE WHEN ap.amt > 0
-                              THEN json_build_array(json_build_object(
-                                       'InvoiceIntegrationId', ap.iid, 'InvoiceNumber', ap.inum,
-                                       'ClientKey', c.client_key, 'Amount', fl_money(ap.amt)))
-                              ELSE '[]'::json END)
+                              THEN '[' || fl_application_json(ap.iid, ap.inum, c.client_key, ap.amt) || ']'
+                              ELSE '[]' END)
           INTO v_stop, v_next, f_inv, f_tid, f_tot, f_last, f_paid, f_by, r_k, r_applied, r_status, r_reason, r_apps
           FROM ap
           LEFT JOIN clients c ON c.id = ap.cid AND ap.amt > 0;
@@ -439,10 +429,8 @@ BEGIN
                     ON CONFLICT DO NOTHING
                 )
                 SELECT coalesce(sum(upd.amt), 0),
-                       json_agg(json_build_object('InvoiceIntegrationId', upd.invoice_integration_id,
-                                                  'InvoiceNumber', upd.invoice_number,
-                                                  'ClientKey', c.client_key,
-                                                  'Amount', fl_money(upd.amt)) ORDER BY upd.ord)
+                       '[' || string_agg(fl_application_json(upd.invoice_integration_id, upd.invoice_number,
+                                                             c.client_key, upd.amt), ',' ORDER BY upd.ord) || ']'
                   INTO v_applied, v_apps
                   FROM upd
                   JOIN clients c ON c.id = upd.client_id;
@@ -456,7 +444,7 @@ BEGIN
                                           ELSE 'partial' END;
             a_reason  := a_reason || v_reason;
             line_k := k; line_applied := v_applied; line_status := a_status[cardinality(a_status)];
-            line_reason := v_reason; line_apps := coalesce(v_apps, '[]'::json);
+            line_reason := v_reason; line_apps := coalesce(v_apps, '[]');
             RETURN NEXT;
         END LOOP;
 

@@ -53,7 +53,7 @@ SELECT throws_ok(format($$SELECT reconcile_batch(%L)$$,
                         (SELECT id FROM payment_batches WHERE batch_reference = 'AB1' AND tenant_id = :'ta')),
                  'FL404', 'Batch not found', 'B cannot reconcile A''s batch');
 SELECT is(posting_post_payments(:'tb', '{"BatchReference":"AB1","BatchTotal":"100.00","RequestHash":"other",
-  "PaymentDetails":[{"PaymentDate":"2024-01-02","PaymentType":"ACH","Amount":"100.00","InvoiceRefNumber":"A-1"}]}')
+  "PaymentDetails":[{"PaymentDate":"2024-01-02","PaymentType":"ACH","Amount":"100.00","InvoiceRefNumber":"A-1"}]}')::jsonb
   #>> '{PaymentDetails,0,Status}', 'unapplied',
           'B''s payment naming A''s invoice number applies nothing (and A''s BatchReference is free in B)');
 
