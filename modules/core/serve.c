@@ -1,6 +1,7 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,13 @@ int serve_main(const fl_family *fam, int argc, char **argv)
     (void) argc;
     (void) argv;
     log_init(fam->name);
+    /* Keep freed heap memory between requests instead of giving it back to the kernel
+     * after each one and faulting it in again on the next: a post-payments request
+     * (20 kB in, 56 kB out) spent ~15 % of its worker time in brk() and page faults
+     * (perf). Blocks of 1 MB and more (uploads) are still mapped and unmapped on their
+     * own, so they never stay resident. */
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     if (FCGX_Init() != 0)
         return 1;
     if (listen != NULL && *listen) {
