@@ -31,6 +31,14 @@ ALTER TABLE payment_batches DROP CONSTRAINT payment_batches_tenant_id_id_key;
 ALTER TABLE invoices DROP CONSTRAINT invoices_tenant_id_id_key;
 ALTER TABLE payment_batches DROP COLUMN response;
 
+-- post-payments takes ~200 ids a batch from these two sequences; with CACHE 100 a session takes
+-- them from its own cache instead of locking and updating the sequence (and logging it) each
+-- time (~0.1-0.3 ms of ~8 ms a batch, --cpu 800). Ids stay unique and increase within a
+-- session, which is all that is used: a line's applications are ordered by id, and they are
+-- written by one transaction.
+ALTER SEQUENCE payment_lines_id_seq CACHE 100;
+ALTER SEQUENCE payment_applications_id_seq CACHE 100;
+
 -- Children: a statement's new rows (transition table fl_new), or one updated row (NEW).
 -- The plans must not depend on table statistics: plpgsql caches them per session, and a plan
 -- made while payment_lines was nearly empty hashed the whole table on every later call (seen:
