@@ -5,6 +5,7 @@
 # bench/post-payments.lua without the HTTP stack.  Not run by pg_prove.
 #
 #   tests/sql/perf/post_payments_bench.sh [-h host] [-d db] [-T seconds] [-c "1 2"] [--no-setup] [--cpu N]
+#                                         [--lc-collate C]
 #
 # Creates (drops first) the database, applies sql/migrations then sql/functions as the connecting
 # superuser, seeds one tenant, client, debtor, 100,000 invoices (as bench/run does), ANALYZE,
@@ -14,14 +15,16 @@
 # --cpu N: also post N batches in one session (one transaction each) and print the backend's CPU
 # time per batch (from /proc, so the server must be local): a figure that other load on the
 # machine does not distort the way it distorts wall-clock throughput.
+# --lc-collate X: create the database with that LC_COLLATE (from template0), not the cluster's.
 set -eu
-HOST=${PGHOST:-/tmp/perfdev}; DB=fl_bench; T=20; CLIENTS="1 2"; SETUP=1; SU=${PGUSER:-postgres}; CPU=0
+HOST=${PGHOST:-/tmp/perfdev}; DB=fl_bench; T=20; CLIENTS="1 2"; SETUP=1; SU=${PGUSER:-postgres}; CPU=0; COLLATE=
 while [ $# -gt 0 ]; do
     case $1 in
         -h) HOST=$2; shift 2;; -d) DB=$2; shift 2;; -T) T=$2; shift 2;; -c) CLIENTS=$2; shift 2;;
         --no-setup) SETUP=0; shift;;
         --cpu) CPU=$2; shift 2;;
-        *) echo "usage: $0 [-h host] [-d db] [-T seconds] [-c \"1 2\"] [--no-setup]" >&2; exit 2;;
+        --lc-collate) COLLATE=$2; shift 2;;
+        *) echo "usage: $0 [-h host] [-d db] [-T seconds] [-c \"1 2\"] [--no-setup] [--cpu N] [--lc-collate C]" >&2; exit 2;;
     esac
 done
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -29,7 +32,8 @@ INVOICES=100000; LINES=100; DOCS=2000
 psu() { psql -X -q -h "$HOST" -U "$SU" -v ON_ERROR_STOP=1 "$@"; }
 
 if [ $SETUP = 1 ]; then
-    psu -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+    psu -d postgres -c "DROP DATABASE IF EXISTS $DB" \
+        -c "CREATE DATABASE $DB${COLLATE:+ TEMPLATE template0 LC_COLLATE '$COLLATE'}"
     for f in "$ROOT"/sql/migrations/*.sql "$ROOT"/sql/functions/*.sql; do
         psu -d "$DB" --single-transaction -f "$f" >/dev/null
     done
