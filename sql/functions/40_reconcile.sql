@@ -109,8 +109,7 @@ BEGIN
         -- Fast path from line v_pos: the run of lines naming exactly one open invoice by number.
         -- MATERIALIZED: ref must be a plain value for the index condition on invoice_number_norm
         -- (RLS lets only leakproof operators on plain values be index conditions; lower() is not).
-        -- Invoices are updated by a second statement: the foreign-key checks of the applications
-        -- then find the invoice rows still as locked above (no second row lock per invoice).
+        -- The invoices are updated by the next statement, by the row versions (ctid) read here.
         WITH ln AS MATERIALIZED (
             SELECT u.ordinality::int AS k, u.id, u.amount, u.payment_date AS pdate,
                    u.account_number AS acct, lower(u.invoice_ref_number) AS ref,
