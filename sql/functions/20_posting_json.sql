@@ -154,6 +154,16 @@ BEGIN
 END
 $$;
 
+-- The payload of an invoice.paid event (both reconciliation paths write it).
+CREATE OR REPLACE FUNCTION fl_invoice_paid_json(p_iid text, p_number text, p_client_key text, p_debtor_key text,
+                                                p_amount numeric, p_paid_on date) RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('InvoiceIntegrationId', p_iid, 'InvoiceNumber', p_number,
+                              'ClientKey', p_client_key, 'DebtorKey', p_debtor_key,
+                              'InvoiceAmount', fl_money(p_amount), 'PaidInFullOn', p_paid_on)
+$$;
+
 -- A JSON value for text: a JSON string, or null.
 CREATE OR REPLACE FUNCTION fl_jstr(p text) RETURNS text
     LANGUAGE sql STABLE
@@ -240,6 +250,7 @@ BEGIN
                              'fl_invoice_json(invoices, text, text, text, boolean)',
                              'fl_sched_json(uuid)', 'fl_batch_json(uuid)', 'fl_batch_echo(uuid)',
                              'fl_jstr(text)', 'fl_application_json(text, text, text, numeric)',
+                             'fl_invoice_paid_json(text, text, text, text, numeric, date)',
                              'fl_payment_line_json(payment_lines, numeric, text, text, text)',
                              'fl_batch_echo_wrap(text, numeric, text, text)']
     LOOP

@@ -223,12 +223,8 @@ BEGIN
             ), ev AS (
                 INSERT INTO events (tenant_id, family, type, payload)
                 SELECT v_tenant, 'posting', 'invoice.paid',
-                       jsonb_build_object('InvoiceIntegrationId', upd.invoice_integration_id,
-                                          'InvoiceNumber', upd.invoice_number,
-                                          'ClientKey', c.client_key,
-                                          'DebtorKey', d.debtor_key,
-                                          'InvoiceAmount', fl_money(upd.amount),
-                                          'PaidInFullOn', upd.paid_in_full_on)
+                       fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, c.client_key,
+                                            d.debtor_key, upd.amount, upd.paid_in_full_on)
                   FROM upd
                   JOIN clients c ON c.id = upd.client_id
                   JOIN debtors d ON d.id = upd.debtor_id
@@ -408,12 +404,8 @@ BEGIN
                 ), ev AS (
                     INSERT INTO events (tenant_id, family, type, payload)
                     SELECT v_tenant, 'posting', 'invoice.paid',
-                           jsonb_build_object('InvoiceIntegrationId', upd.invoice_integration_id,
-                                              'InvoiceNumber', upd.invoice_number,
-                                              'ClientKey', c.client_key,
-                                              'DebtorKey', d.debtor_key,
-                                              'InvoiceAmount', fl_money(upd.amount),
-                                              'PaidInFullOn', upd.paid_in_full_on)
+                           fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, c.client_key,
+                                                d.debtor_key, upd.amount, upd.paid_in_full_on)
                       FROM upd
                       JOIN clients c ON c.id = upd.client_id
                       JOIN debtors d ON d.id = upd.debtor_id
