@@ -20,34 +20,36 @@ SELECT l.tenant_id, t.name AS tenant_name, b.batch_reference, b.posted_at, l.id 
   JOIN tenants t ON t.id = l.tenant_id
  WHERE l.status = 'exception';
 
-CREATE OR REPLACE VIEW debtor_aging WITH (security_invoker = true) AS
-SELECT i.tenant_id, t.name AS tenant_name, d.id AS debtor_id, d.debtor_key, d.name AS debtor_name,
-       coalesce(sum(i.open_balance) FILTER (WHERE i.due_date >= current_date), 0)                    AS current_amount,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date BETWEEN 1 AND 30), 0)    AS days_1_30,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date BETWEEN 31 AND 60), 0)   AS days_31_60,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date BETWEEN 61 AND 90), 0)   AS days_61_90,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date > 90), 0)                AS days_91_plus,
-       sum(i.open_balance)                                                              AS total_open,
-       count(*)                                                                         AS open_invoices
+-- Each open invoice's balance in its aging bucket (days past due_date); the two aging views
+-- add these up by debtor and by client.
+CREATE OR REPLACE VIEW open_invoice_aging WITH (security_invoker = true) AS
+SELECT i.tenant_id, i.id AS invoice_id, i.client_id, i.debtor_id, i.open_balance,
+       CASE WHEN i.due_date >= current_date THEN i.open_balance ELSE 0 END                 AS current_amount,
+       CASE WHEN current_date - i.due_date BETWEEN 1 AND 30 THEN i.open_balance ELSE 0 END  AS days_1_30,
+       CASE WHEN current_date - i.due_date BETWEEN 31 AND 60 THEN i.open_balance ELSE 0 END AS days_31_60,
+       CASE WHEN current_date - i.due_date BETWEEN 61 AND 90 THEN i.open_balance ELSE 0 END AS days_61_90,
+       CASE WHEN current_date - i.due_date > 90 THEN i.open_balance ELSE 0 END              AS days_91_plus
   FROM invoices i
-  JOIN debtors d ON d.id = i.debtor_id
-  JOIN tenants t ON t.id = i.tenant_id
- WHERE i.open_balance > 0 AND i.status <> 'X'
- GROUP BY i.tenant_id, t.name, d.id, d.debtor_key, d.name;
+ WHERE i.open_balance > 0 AND i.status <> 'X';
+
+CREATE OR REPLACE VIEW debtor_aging WITH (security_invoker = true) AS
+SELECT a.tenant_id, t.name AS tenant_name, d.id AS debtor_id, d.debtor_key, d.name AS debtor_name,
+       sum(a.current_amount) AS current_amount, sum(a.days_1_30) AS days_1_30, sum(a.days_31_60) AS days_31_60,
+       sum(a.days_61_90) AS days_61_90, sum(a.days_91_plus) AS days_91_plus,
+       sum(a.open_balance) AS total_open, count(*) AS open_invoices
+  FROM open_invoice_aging a
+  JOIN debtors d ON d.id = a.debtor_id
+  JOIN tenants t ON t.id = a.tenant_id
+ GROUP BY a.tenant_id, t.name, d.id, d.debtor_key, d.name;
 
 CREATE OR REPLACE VIEW client_aging WITH (security_invoker = true) AS
-SELECT i.tenant_id, t.name AS tenant_name, c.id AS client_id, c.client_key, c.name AS client_name,
-       coalesce(sum(i.open_balance) FILTER (WHERE i.due_date >= current_date), 0)                    AS current_amount,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date BETWEEN 1 AND 30), 0)    AS days_1_30,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date BETWEEN 31 AND 60), 0)   AS days_31_60,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date BETWEEN 61 AND 90), 0)   AS days_61_90,
-       coalesce(sum(i.open_balance) FILTER (WHERE current_date - i.due_date > 90), 0)                AS days_91_plus,
-       sum(i.open_balance)                                                              AS total_open,
-       count(*)                                                                         AS open_invoices
-  FROM invoices i
-  JOIN clients c ON c.id = i.client_id
-  JOIN tenants t ON t.id = i.tenant_id
- WHERE i.open_balance > 0 AND i.status <> 'X'
- GROUP BY i.tenant_id, t.name, c.id, c.client_key, c.name;
+SELECT a.tenant_id, t.name AS tenant_name, c.id AS client_id, c.client_key, c.name AS client_name,
+       sum(a.current_amount) AS current_amount, sum(a.days_1_30) AS days_1_30, sum(a.days_31_60) AS days_31_60,
+       sum(a.days_61_90) AS days_61_90, sum(a.days_91_plus) AS days_91_plus,
+       sum(a.open_balance) AS total_open, count(*) AS open_invoices
+  FROM open_invoice_aging a
+  JOIN clients c ON c.id = a.client_id
+  JOIN tenants t ON t.id = a.tenant_id
+ GROUP BY a.tenant_id, t.name, c.id, c.client_key, c.name;
 
-GRANT SELECT ON unapplied_cash, payment_exceptions, debtor_aging, client_aging TO fl_report;
+GRANT SELECT ON unapplied_cash, payment_exceptions, open_invoice_aging, debtor_aging, client_aging TO fl_report;
