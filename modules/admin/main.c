@@ -115,6 +115,20 @@ static int key_add(int argc, char **argv)
     return 0;
 }
 
+/* Runs a key function that answers true when it found the active key. */
+static int key_call(const char *sql, int n, const char *const *params, const char *done)
+{
+    PGresult *res = call(sql, n, params);
+    if (res == NULL)
+        return 1;
+    int ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!ok)
+        return die("no such active key");
+    printf("%s\n", done);
+    return 0;
+}
+
 static int key_revoke(int argc, char **argv)
 {
     const char *family = opt(argc, argv, "--family");
@@ -122,15 +136,7 @@ static int key_revoke(int argc, char **argv)
     if (family == NULL || public_id == NULL)
         return die("usage: key revoke --family FAMILY --public-id ID");
     const char *params[2] = { family, public_id };
-    PGresult *res = call("SELECT fl_key_revoke($1, $2)", 2, params);
-    if (res == NULL)
-        return 1;
-    int ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (!ok)
-        return die("no such active key");
-    printf("revoked\n");
-    return 0;
+    return key_call("SELECT fl_key_revoke($1, $2)", 2, params, "revoked");
 }
 
 /* key limit --family F --public-id ID (--rate N [--burst M] | --unlimited) */
@@ -147,15 +153,7 @@ static int key_limit(int argc, char **argv)
     if (family == NULL || public_id == NULL || (rate == NULL) == !unlimited)
         return die("usage: key limit --family F --public-id ID (--rate N [--burst M] | --unlimited)");
     const char *params[4] = { family, public_id, unlimited ? NULL : rate, burst };
-    PGresult *res = call("SELECT fl_key_limit($1, $2, $3::numeric, $4::int)", 4, params);
-    if (res == NULL)
-        return 1;
-    int ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (!ok)
-        return die("no such active key");
-    printf("limited\n");
-    return 0;
+    return key_call("SELECT fl_key_limit($1, $2, $3::numeric, $4::int)", 4, params, "limited");
 }
 
 /* lead stage LEAD STAGE [--max-approval N] [--max-payments N] [--offer-link URL]

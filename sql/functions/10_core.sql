@@ -43,6 +43,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION fl_tenant_add(text, text) FROM PUBLIC;
 
+-- Owner: a tenant's id by its name, FL404 when there is none (for the admin commands).
+CREATE OR REPLACE FUNCTION fl_tenant_by_name(p_name text) RETURNS uuid
+    LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    SELECT id INTO v_id FROM tenants WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Tenant not found',
+            DETAIL = format('No tenant named %s.', p_name);
+    END IF;
+    RETURN v_id;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_tenant_by_name(text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION fl_key_add(p_tenant_name text, p_family text, p_public_id text,
                                       p_secret_hash bytea, p_label text) RETURNS uuid
     LANGUAGE plpgsql
@@ -51,11 +68,7 @@ DECLARE
     v_tenant uuid;
     v_id uuid;
 BEGIN
-    SELECT id INTO v_tenant FROM tenants WHERE name = p_tenant_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Tenant not found',
-            DETAIL = format('No tenant named %s.', p_tenant_name);
-    END IF;
+    v_tenant := fl_tenant_by_name(p_tenant_name);
     IF p_family IS NULL OR p_family NOT IN ('posting','factoring','leads','quotes','financing') THEN
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid family',
             HINT = 'One of posting, factoring, leads, quotes, financing.';

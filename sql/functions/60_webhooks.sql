@@ -170,10 +170,7 @@ DECLARE
     v_tenant uuid;
     v_id uuid;
 BEGIN
-    SELECT id INTO v_tenant FROM tenants WHERE name = p_tenant_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Tenant not found';
-    END IF;
+    v_tenant := fl_tenant_by_name(p_tenant_name);
     INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc, signature)
     VALUES (v_tenant, p_family, p_name, p_url, p_event_types, p_secret_enc, coalesce(p_signature, 'factorline'))
     RETURNING id INTO v_id;
