@@ -125,6 +125,16 @@ AS $$
      WHERE s.id = p_schedule_id
 $$;
 
+-- The payload of an invoice.paid event (both reconciliation paths write it).
+CREATE OR REPLACE FUNCTION fl_invoice_paid_json(p_iid text, p_number text, p_client_key text, p_debtor_key text,
+                                                p_amount numeric, p_paid_on date) RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('InvoiceIntegrationId', p_iid, 'InvoiceNumber', p_number,
+                              'ClientKey', p_client_key, 'DebtorKey', p_debtor_key,
+                              'InvoiceAmount', fl_money(p_amount), 'PaidInFullOn', p_paid_on)
+$$;
+
 -- The post-payments echo (the answer, and the answer to a retry of the same body) is built
 -- as text by concatenation, from the values as stored: dates as YYYY-MM-DD, amounts with two
 -- decimals, free text JSON-escaped by to_json(). json_build_object looks up every argument's
@@ -152,16 +162,6 @@ BEGIN
         EXECUTE 'DROP FUNCTION ' || f;
     END LOOP;
 END
-$$;
-
--- The payload of an invoice.paid event (both reconciliation paths write it).
-CREATE OR REPLACE FUNCTION fl_invoice_paid_json(p_iid text, p_number text, p_client_key text, p_debtor_key text,
-                                                p_amount numeric, p_paid_on date) RETURNS jsonb
-    LANGUAGE sql STABLE
-AS $$
-    SELECT jsonb_build_object('InvoiceIntegrationId', p_iid, 'InvoiceNumber', p_number,
-                              'ClientKey', p_client_key, 'DebtorKey', p_debtor_key,
-                              'InvoiceAmount', fl_money(p_amount), 'PaidInFullOn', p_paid_on)
 $$;
 
 -- A JSON value for text: a JSON string, or null.
