@@ -21,9 +21,20 @@ static pii_key_t pii_old[PII_OLD_KEYS];         /* open only: rotated-out keys *
 static int pii_nold;
 static int pii_loaded;
 
+/* One fetched digest and one context per process (workers are single-threaded):
+ * SHA256() looks the algorithm up again on every call in OpenSSL 3, which cost
+ * more than hashing an API key. */
 void crypto_sha256(const void *data, size_t n, unsigned char out[32])
 {
-    SHA256(data, n, out);
+    static EVP_MD *md;
+    static EVP_MD_CTX *ctx;
+    if (md == NULL)
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (ctx == NULL)
+        ctx = EVP_MD_CTX_new();
+    if (md == NULL || ctx == NULL || !EVP_DigestInit_ex2(ctx, md, NULL)
+        || !EVP_DigestUpdate(ctx, data, n) || !EVP_DigestFinal_ex(ctx, out, NULL))
+        SHA256(data, n, out);
 }
 
 void crypto_hex(const unsigned char *in, size_t n, char *out)

@@ -121,6 +121,38 @@ int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **
     return db_exec_bin(r, st, params, NULL, NULL, res);
 }
 
+/* Turns a failed result into the HTTP status it maps to, logs it, and sets
+ * the request's error; clears pr. */
+static int result_fail(fl_req *r, const fl_stmt *st, PGresult *pr)
+{
+    const char *state = PQresultErrorField(pr, PG_DIAG_SQLSTATE);
+    int http = db_sqlstate_http(state);
+    const char *reason = NULL;
+    if (http < 500 && r != NULL) {
+        /* only our own FLnnn messages are written for clients; PostgreSQL's
+         * own text (constraint names, values) stays in the log */
+        if (state[0] == 'F' && state[1] == 'L') {
+            const char *m = PQresultErrorField(pr, PG_DIAG_MESSAGE_PRIMARY);
+            reason = m ? arena_strdup(r->arena, m) : NULL;
+        } else {
+            reason = http == 409 ? "Duplicate" : "Invalid input";
+            log_msg("info", r->request_id, "%s: client error %s: %s", st->name, state,
+                    PQresultErrorMessage(pr));
+        }
+    } else {
+        log_msg("error", r ? r->request_id : NULL, "%s failed (%s): %s", st->name,
+                state ? state : "?", PQresultErrorMessage(pr));
+    }
+    PQclear(pr);
+    return fail(r, http, reason);
+}
+
+static int result_ok(const PGresult *pr)
+{
+    ExecStatusType est = PQresultStatus(pr);
+    return est == PGRES_TUPLES_OK || est == PGRES_COMMAND_OK;
+}
+
 int db_exec_bin(fl_req *r, const fl_stmt *st, const char *const *params, const int *lengths,
                 const int *formats, PGresult **res)
 {
@@ -134,8 +166,7 @@ int db_exec_bin(fl_req *r, const fl_stmt *st, const char *const *params, const i
             return fail(r, 500, NULL);
         }
         PGresult *pr = PQexecPrepared(conn, st->name, st->nparams, params, lengths, formats, 0);
-        ExecStatusType est = PQresultStatus(pr);
-        if (est == PGRES_TUPLES_OK || est == PGRES_COMMAND_OK) {
+        if (result_ok(pr)) {
             *res = pr;
             return 0;
         }
@@ -147,26 +178,83 @@ int db_exec_bin(fl_req *r, const fl_stmt *st, const char *const *params, const i
                 return fail(r, 503, NULL);
             continue;
         }
-        const char *state = PQresultErrorField(pr, PG_DIAG_SQLSTATE);
-        int http = db_sqlstate_http(state);
-        const char *reason = NULL;
-        if (http < 500 && r != NULL) {
-            /* only our own FLnnn messages are written for clients; PostgreSQL's
-             * own text (constraint names, values) stays in the log */
-            if (state[0] == 'F' && state[1] == 'L') {
-                const char *m = PQresultErrorField(pr, PG_DIAG_MESSAGE_PRIMARY);
-                reason = m ? arena_strdup(r->arena, m) : NULL;
-            } else {
-                reason = http == 409 ? "Duplicate" : "Invalid input";
-                log_msg("info", r->request_id, "%s: client error %s: %s", st->name, state,
-                        PQresultErrorMessage(pr));
-            }
-        } else {
-            log_msg("error", r ? r->request_id : NULL, "%s failed (%s): %s", st->name,
-                    state ? state : "?", PQresultErrorMessage(pr));
+        return result_fail(r, st, pr);
+    }
+    return fail(r, 503, NULL);
+}
+
+/* Sends fl_set_tenant and st in one pipeline: one round trip, one implicit
+ * transaction, so st runs under RLS with the request's tenant (and the
+ * setting ends with the transaction, as in the API functions).  Collects both
+ * results up to the sync; got[i] is NULL if the server sent none. */
+static const fl_stmt set_tenant = { "fl_set_tenant", "SELECT fl_set_tenant($1::uuid)", 1, 1 };
+
+static int tenant_pipeline(const char *tenant, const fl_stmt *st, const char *const *params,
+                           PGresult *got[2])
+{
+    const char *tp[1] = { tenant };
+    got[0] = got[1] = NULL;
+    if (ensure_prepared(&set_tenant) < 0 || ensure_prepared(st) < 0)
+        return -1;
+    if (!PQenterPipelineMode(conn))
+        return -1;
+    int sent = PQsendQueryPrepared(conn, set_tenant.name, 1, tp, NULL, NULL, 0)
+        && PQsendQueryPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0)
+        && PQpipelineSync(conn);
+    /* each query's results end with NULL; the sync comes last */
+    for (int q = 0; sent && q < 3; ) {
+        PGresult *x = PQgetResult(conn);
+        if (x == NULL) {
+            if (PQstatus(conn) != CONNECTION_OK)
+                break;
+            q++;
+            continue;
         }
-        PQclear(pr);
-        return fail(r, http, reason);
+        if (PQresultStatus(x) == PGRES_PIPELINE_SYNC) {
+            PQclear(x);
+            break;
+        }
+        if (q < 2 && got[q] == NULL)
+            got[q] = x;
+        else
+            PQclear(x);
+    }
+    if (!PQexitPipelineMode(conn) || PQstatus(conn) != CONNECTION_OK) {
+        /* a pipeline left half-read: start over on a fresh connection */
+        PQclear(got[0]);
+        PQclear(got[1]);
+        got[0] = got[1] = NULL;
+        connect_now();
+        return -1;
+    }
+    return 0;
+}
+
+int db_tenant_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **res)
+{
+    PGresult *got[2];
+    *res = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!db_ok() && connect_now() < 0)
+            return fail(r, 503, NULL);
+        if (tenant_pipeline(r->tenant_id, st, params, got) < 0) {
+            if (attempt == 0 && st->read_only && db_ok()) {
+                log_msg("warn", r->request_id, "database connection lost; reconnecting");
+                continue;
+            }
+            return fail(r, db_ok() ? 500 : 503, NULL);
+        }
+        for (int i = 0; i < 2; i++) {
+            if (got[i] == NULL || !result_ok(got[i])) {
+                PQclear(got[1 - i]);
+                if (got[i] == NULL)
+                    return fail(r, 500, NULL);
+                return result_fail(r, i == 0 ? &set_tenant : st, got[i]);
+            }
+        }
+        PQclear(got[0]);
+        *res = got[1];
+        return 0;
     }
     return fail(r, 503, NULL);
 }

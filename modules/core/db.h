@@ -31,6 +31,10 @@ int db_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **
 /* db_exec with explicit parameter lengths and formats (1: binary), for bytea. */
 int db_exec_bin(fl_req *r, const fl_stmt *st, const char *const *params, const int *lengths,
                 const int *formats, PGresult **res);
+/* Runs st in the request's tenant: fl_set_tenant(r->tenant_id) and st sent as
+ * one pipeline (one round trip, one transaction), for plain SQL reads under
+ * RLS that need no stored function.  Same returns as db_exec. */
+int db_tenant_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGresult **res);
 /* Calls a DB_FN (or DB_FN_CRED) statement with the request's tenant (and
  * credential) and doc; *out is the function's JSON text in the arena. */
 int db_call(fl_req *r, const fl_stmt *st, const char *doc, char **out);

@@ -136,19 +136,21 @@ static const posting_qparam q_sched[] = {
 static const posting_qparam q_invoice[] = {
     { "invoiceintegrationid", "InvoiceIntegrationId" }, { NULL, NULL } };
 
-const posting_op op_create_client = { client_spec, NULL, DB_FN(posting_create_client, 0), OP_PII };
-const posting_op op_get_client = { NULL, q_client, DB_FN(posting_get_client, 1), OP_PII };
-const posting_op op_create_debtor = { debtor_spec, NULL, DB_FN(posting_create_debtor, 0), 0 };
-const posting_op op_create_vendor = { debtor_spec, NULL, DB_FN(posting_create_vendor, 0), 0 };
-const posting_op op_get_client_debtor = { NULL, q_client_debtor, DB_FN(posting_get_client_debtor, 1), 0 };
-const posting_op op_get_debtor_master = { NULL, q_debtor, DB_FN(posting_get_debtor_master, 1), 0 };
-const posting_op op_create_sched = { sched_spec, NULL, DB_FN(posting_create_sched, 0), OP_HASH_BODY | OP_DOCS };
+const posting_op op_create_client = { client_spec, NULL, DB_FN(posting_create_client, 0), OP_PII, NULL };
+const posting_op op_get_client = { NULL, q_client, DB_FN(posting_get_client, 1), OP_PII, NULL };
+const posting_op op_create_debtor = { debtor_spec, NULL, DB_FN(posting_create_debtor, 0), 0, NULL };
+const posting_op op_create_vendor = { debtor_spec, NULL, DB_FN(posting_create_vendor, 0), 0, NULL };
+const posting_op op_get_client_debtor = { NULL, q_client_debtor, DB_FN(posting_get_client_debtor, 1), 0, NULL };
+const posting_op op_get_debtor_master = { NULL, q_debtor, DB_FN(posting_get_debtor_master, 1), 0, NULL };
+const posting_op op_create_sched = { sched_spec, NULL, DB_FN(posting_create_sched, 0), OP_HASH_BODY | OP_DOCS, NULL };
 const posting_op op_create_sched_broker = { broker_sched_spec, NULL, DB_FN(posting_create_sched_broker, 0),
-                                            OP_HASH_BODY | OP_DOCS };
-const posting_op op_get_sched = { NULL, q_sched, DB_FN(posting_get_sched, 1), 0 };
-const posting_op op_get_broker_sched = { NULL, q_sched, DB_FN(posting_get_broker_sched, 1), 0 };
-const posting_op op_get_invoice = { NULL, q_invoice, DB_FN(posting_get_invoice, 1), 0 };
-const posting_op op_post_payments = { batch_spec, NULL, DB_FN(posting_post_payments, 0), OP_HASH_BODY };
+                                            OP_HASH_BODY | OP_DOCS, NULL };
+const posting_op op_get_sched = { NULL, q_sched, DB_FN(posting_get_sched, 1), 0, NULL };
+const posting_op op_get_broker_sched = { NULL, q_sched, DB_FN(posting_get_broker_sched, 1), 0, NULL };
+const posting_op op_get_invoice = { NULL, q_invoice,
+    { "posting_invoice_doc", "SELECT doc::text FROM posting_invoice_docs"
+      " WHERE tenant_id = $1::uuid AND invoice_integration_id = $2", 2, 1 }, 0, "Invoice not found" };
+const posting_op op_post_payments = { batch_spec, NULL, DB_FN(posting_post_payments, 0), OP_HASH_BODY, NULL };
 
 int posting_auth(fl_req *r)
 {
@@ -325,30 +327,57 @@ out:
     return rc;
 }
 
+#define POSTING_MAX_QPARAMS 4
+
+/* Answers a read: a PL/pgSQL call with the params as a document, or, for an
+ * op with a notfound message, its SELECT under the tenant (db_tenant_exec). */
+static int get_answer(fl_req *r, const posting_op *op, const char *const *vals, size_t n)
+{
+    char *out;
+    if (op->notfound != NULL) {
+        const char *p[1 + POSTING_MAX_QPARAMS] = { r->tenant_id };
+        PGresult *res;
+        for (size_t i = 0; i < n; i++)
+            p[1 + i] = vals[i];
+        if (db_tenant_exec(r, &op->stmt, p, &res) < 0)
+            return serve_fail_pending(r);
+        int found = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+        out = found ? arena_strdup(r->arena, PQgetvalue(res, 0, 0)) : NULL;
+        PQclear(res);
+        if (!found)
+            return serve_fail(r, 404, op->notfound);
+    } else {
+        fl_buf doc;
+        buf_init(&doc, r->arena, 128);
+        buf_puts(&doc, "{");
+        for (size_t i = 0; i < n; i++) {
+            buf_puts(&doc, i ? "," : "");
+            buf_json_str(&doc, op->params[i].field);
+            buf_puts(&doc, ":");
+            buf_json_str(&doc, vals[i]);
+        }
+        buf_puts(&doc, "}");
+        if (db_call(r, &op->stmt, doc.data, &out) < 0)
+            return serve_fail_pending(r);
+    }
+    answer(r, 200, (op->opts & OP_PII) ? reveal_pii(r, out) : out);
+    return 0;
+}
+
 int posting_get(fl_req *r, const fl_route *route)
 {
     const posting_op *op = route->data;
-    fl_buf doc;
-    char *out;
+    const char *vals[POSTING_MAX_QPARAMS];
+    size_t n = 0;
 
     r->resp->status = 400;
-    buf_init(&doc, r->arena, 128);
-    buf_puts(&doc, "{");
-    for (const posting_qparam *q = op->params; q->query != NULL; q++) {
+    for (const posting_qparam *q = op->params; q->query != NULL && n < POSTING_MAX_QPARAMS; q++) {
         const char *v = req_query(r, q->query);
         if (v == NULL || *v == '\0')
             return serve_fail(r, 400, arena_printf(r->arena, "Missing %s", q->query));
         if (strlen(v) > 100)
             return serve_fail(r, 400, arena_printf(r->arena, "Invalid %s", q->query));
-        if (q != op->params)
-            buf_puts(&doc, ",");
-        buf_json_str(&doc, q->field);
-        buf_puts(&doc, ":");
-        buf_json_str(&doc, v);
+        vals[n++] = v;
     }
-    buf_puts(&doc, "}");
-    if (db_call(r, &op->stmt, doc.data, &out) < 0)
-        return serve_fail_pending(r);
-    answer(r, 200, (op->opts & OP_PII) ? reveal_pii(r, out) : out);
-    return 0;
+    return get_answer(r, op, vals, n);
 }

@@ -20,6 +20,8 @@ typedef struct posting_op {
     const posting_qparam *params;/* get: the query parameters, NULL-terminated */
     fl_stmt stmt;
     unsigned opts;
+    const char *notfound;       /* get by a plain read: stmt is a SELECT of ($1 tenant,
+                                 * $2.. the params) run by db_tenant_exec; no row: 404 */
 } posting_op;
 
 int posting_auth(fl_req *r);

@@ -114,11 +114,9 @@ AS $$
         'Notes', s.notes,
         'PaymentMethod', s.payment_method,
         'Invoices', coalesce((
-            SELECT jsonb_agg(fl_invoice_json(i, c.client_key, d.debtor_key, v.debtor_key, s.kind = 'broker')
+            SELECT jsonb_agg(fl_invoice_json(i, i.client_key, i.debtor_key, i.vendor_key, s.kind = 'broker')
                              ORDER BY i.seq)
               FROM invoices i
-              JOIN debtors d ON d.id = i.debtor_id
-              LEFT JOIN debtors v ON v.id = i.vendor_id
              WHERE i.schedule_id = s.id), '[]'::jsonb))
       FROM schedules s
       JOIN clients c ON c.id = s.client_id

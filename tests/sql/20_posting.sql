@@ -1,6 +1,6 @@
 -- create/get client, debtor, vendor, schedule rules and echo shapes.
 BEGIN;
-SELECT plan(37);
+SELECT plan(44);
 
 SELECT fl_tenant_add('Posting T', 'POST-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -121,6 +121,27 @@ SELECT throws_ok(format($$SELECT posting_get_sched(%L, '{"IntegrationBatchId":"B
     'FL404', 'Schedule not found', 'a broker schedule is not found through get-sched');
 SELECT is((SELECT array_agg(type ORDER BY id) FROM events WHERE type = 'schedule.created'),
           ARRAY['schedule.created', 'schedule.created'], 'schedule.created events are written');
+
+-- get-invoice's view (read by the API in one statement) and the keys invoices carry (0006)
+SELECT is((SELECT doc FROM posting_invoice_docs WHERE tenant_id = :'t' AND invoice_integration_id = 'BI1'),
+          posting_get_invoice(:'t', '{"InvoiceIntegrationId":"BI1"}'), 'the view gives get-invoice''s answer');
+SELECT is((SELECT doc FROM posting_invoice_docs WHERE invoice_integration_id = 'I1'),
+          :'s1'::jsonb #> '{Invoices,0}', 'the view and get-sched show an invoice alike');
+SELECT is((SELECT array_agg(ARRAY[client_key, debtor_key, coalesce(vendor_key, '-')] ORDER BY invoice_integration_id)
+             FROM invoices),
+          ARRAY[ARRAY['C1','D1','V1'], ARRAY['C1','D1','-'], ARRAY['C1','D2','-']], 'invoices carry their keys');
+RESET ROLE;
+UPDATE clients SET client_key = 'C1-RENAMED' WHERE tenant_id = :'t' AND client_key = 'C1';
+UPDATE debtors SET debtor_key = 'V1-RENAMED' WHERE tenant_id = :'t' AND debtor_key = 'V1';
+SELECT is((SELECT array_agg(DISTINCT client_key) FROM invoices WHERE tenant_id = :'t'), ARRAY['C1-RENAMED'],
+          'a renamed client key reaches its invoices (ON UPDATE CASCADE)');
+SELECT is((SELECT doc FROM posting_invoice_docs WHERE invoice_integration_id = 'BI1') ->> 'VendorKey', 'V1-RENAMED',
+          'a renamed vendor key reaches its invoices');
+SELECT throws_ok($$UPDATE invoices SET debtor_key = 'D2' WHERE invoice_integration_id = 'I1'$$, '23503', NULL,
+          'an invoice''s key copy cannot differ from its debtor''s key');
+SELECT throws_ok($$UPDATE invoices SET vendor_key = NULL WHERE invoice_integration_id = 'BI1'$$, '23514', NULL,
+          'a vendor without its key is refused');
+SET LOCAL ROLE fl_api;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -218,6 +218,11 @@ static void test_crypto(void)
     char hex[65];
     crypto_sha256_hex("abc", 3, hex);
     CU_ASSERT_STRING_EQUAL(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    /* the digest context is reused: a second and a third hash start clean */
+    crypto_sha256_hex("", 0, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    crypto_sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
     CU_ASSERT(crypto_equal("abcd", "abcd", 4));
     CU_ASSERT(!crypto_equal("abcd", "abce", 4));
     char r1[33], r2[33];

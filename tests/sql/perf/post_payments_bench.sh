@@ -47,11 +47,12 @@ RESET ROLE;
 INSERT INTO schedules (tenant_id, integration_batch_id, client_id, amount, label, payment_method)
 SELECT c.tenant_id, 'bench-sched-1', c.id, $INVOICES * 1000.00, 'Benchmark', 'A'
   FROM clients c WHERE c.tenant_id = :'t' AND c.client_key = 'BENCH';
-INSERT INTO invoices (tenant_id, schedule_id, seq, client_id, debtor_id, invoice_integration_id,
-                      invoice_number, amount, open_balance, invoice_date, due_date)
-SELECT s.tenant_id, s.id, g, s.client_id, d.id, 'bench-inv-' || lpad(g::text, 6, '0'),
+INSERT INTO invoices (tenant_id, schedule_id, seq, client_id, debtor_id, client_key, debtor_key,
+                      invoice_integration_id, invoice_number, amount, open_balance, invoice_date, due_date)
+SELECT s.tenant_id, s.id, g, s.client_id, d.id, c.client_key, d.debtor_key, 'bench-inv-' || lpad(g::text, 6, '0'),
        'BN' || lpad(g::text, 6, '0'), 1000.00, 1000.00, current_date - 30, current_date
   FROM schedules s
+  JOIN clients c ON c.id = s.client_id
   JOIN debtors d ON d.tenant_id = s.tenant_id AND d.debtor_key = 'BENCHDEBTOR'
  CROSS JOIN generate_series(1, $INVOICES) g
  WHERE s.tenant_id = :'t' AND s.integration_batch_id = 'bench-sched-1';
