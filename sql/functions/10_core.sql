@@ -100,4 +100,3 @@ END
 $$;
 REVOKE ALL ON FUNCTION fl_key_revoke(text, text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION fl_events_notify() FROM PUBLIC;

@@ -1,6 +1,6 @@
 -- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
 BEGIN;
-SELECT plan(22);
+SELECT plan(23);
 
 SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -89,6 +89,12 @@ SELECT is((SELECT count(*) FROM fl_auth_lookup('leads', 'SYS-1')), 0::bigint, 't
 RESET ROLE;
 SELECT ok(fl_key_revoke('posting', 'SYS-1'), 'fl_key_revoke revokes');
 SELECT is((SELECT count(*) FROM fl_auth_lookup('posting', 'SYS-1')), 0::bigint, 'a revoked key is not found');
+
+-- A NOTIFY serialises commits (WAL flush included): events notify only through the fan-out,
+-- and only when a webhook delivery was queued (0007).
+SELECT is((SELECT array_agg(tgname::text ORDER BY tgname) FROM pg_trigger
+            WHERE tgrelid = 'events'::regclass AND NOT tgisinternal),
+          ARRAY['events_webhook_fanout'], 'events: the webhook fan-out is the only trigger (no NOTIFY per event)');
 
 SELECT * FROM finish();
 ROLLBACK;
