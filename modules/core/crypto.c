@@ -20,6 +20,10 @@ static pii_key_t pii_cur;                       /* seals and opens */
 static pii_key_t pii_old[PII_OLD_KEYS];         /* open only: rotated-out keys */
 static int pii_nold;
 static int pii_loaded;
+/* Keyed once with pii_cur and reused with a fresh IV per message: setting up
+ * AES-GCM (the algorithm fetch, the key schedule) cost more than sealing an
+ * SSN, three times per lead.  Workers are single-threaded. */
+static EVP_CIPHER_CTX *seal_ctx;
 
 /* One fetched digest and one context per process (workers are single-threaded):
  * SHA256() looks the algorithm up again on every call in OpenSSL 3, which cost
@@ -121,6 +125,8 @@ static int load_key(const char *path, pii_key_t *k)
 
 int crypto_pii_load(const char *path)
 {
+    EVP_CIPHER_CTX_free(seal_ctx);
+    seal_ctx = NULL;
     if (load_key(path, &pii_cur) < 0)
         return -1;
     pii_loaded = 1;
@@ -157,9 +163,17 @@ char *crypto_pii_encrypt(fl_arena *a, const char *plain)
 
     if (!pii_loaded || raw == NULL || RAND_bytes(raw, 12) != 1)
         return NULL;
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL
-        || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, pii_cur.key, raw) != 1
+    if (seal_ctx == NULL) {
+        EVP_CIPHER *gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        seal_ctx = EVP_CIPHER_CTX_new();
+        int ok = gcm != NULL && seal_ctx != NULL
+            && EVP_EncryptInit_ex(seal_ctx, gcm, NULL, pii_cur.key, NULL) == 1;
+        EVP_CIPHER_free(gcm);           /* the context keeps its own reference */
+        if (!ok)
+            goto out;
+    }
+    ctx = seal_ctx;
+    if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, raw) != 1
         || EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *) pii_cur.id, 8) != 1
         || EVP_EncryptUpdate(ctx, raw + 12, &len, (const unsigned char *) plain, (int) n) != 1
         || EVP_EncryptFinal_ex(ctx, raw + 12 + len, &fin) != 1
@@ -174,9 +188,12 @@ char *crypto_pii_encrypt(fl_arena *a, const char *plain)
     memcpy(out + 3, pii_cur.id, 8);
     out[11] = ':';
     EVP_EncodeBlock((unsigned char *) out + 12, raw, (int) rawlen);
-out:
-    EVP_CIPHER_CTX_free(ctx);
     return out;
+out:
+    /* a failed step leaves the shared context in an unknown state: key it again next time */
+    EVP_CIPHER_CTX_free(seal_ctx);
+    seal_ctx = NULL;
+    return NULL;
 }
 
 char *crypto_pii_decrypt(fl_arena *a, const char *sealed)

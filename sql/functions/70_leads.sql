@@ -72,53 +72,62 @@ DECLARE
     ln jsonb := p_doc->'loan_attributes';
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
-    INSERT INTO leads (tenant_id, credential_id, public_id, reference_id)
-    VALUES (p_tenant, p_credential, p_doc->>'public_id', ap->>'reference_id')
-    ON CONFLICT (tenant_id, credential_id, reference_id) DO NOTHING
-    RETURNING id INTO v_lead;
+    -- One statement for the lead and every child row: each statement of a PL/pgSQL function
+    -- costs its own executor start and snapshot, which was a tenth of a lead's time.  The
+    -- children read the lead's id from l, so a duplicate reference_id (no row in l) writes
+    -- nothing; the foreign keys are checked at the end of the statement, when every row exists.
+    WITH l AS (
+        INSERT INTO leads (tenant_id, credential_id, public_id, reference_id)
+        VALUES (p_tenant, p_credential, p_doc->>'public_id', ap->>'reference_id')
+        ON CONFLICT (tenant_id, credential_id, reference_id) DO NOTHING
+        RETURNING id
+    ), acc AS (
+        INSERT INTO lead_accounts (lead_id, tenant_id, entity_type, name, started_on, legal_name, phone,
+                                   email, website, fein_enc, fein_last4, monthly_revenue, industry_name)
+        SELECT l.id, p_tenant, a->>'entity_type', a->>'name', (a->>'started_on')::date,
+               a->>'legal_name', a->>'phone', a->>'email', a->>'website', a->>'fein', a->>'fein_last4',
+               a->>'monthly_revenue', a->>'industry_name'
+          FROM l
+    ), c AS (
+        INSERT INTO lead_contacts (tenant_id, lead_id, position, first_name, last_name, email, title,
+                                   born_on_enc, home_phone, cell_phone, ssn_enc, ssn_last4, ownership_date)
+        SELECT p_tenant, l.id, e.n, e.x->>'first_name', e.x->>'last_name', e.x->>'email', e.x->>'title',
+               e.x->>'born_on', e.x->>'home_phone', e.x->>'cell_phone', e.x->>'ssn', e.x->>'ssn_last4',
+               (e.x->>'ownership_date')::date
+          FROM l, jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
+        RETURNING id, lead_id, position
+    ), addr AS (
+        -- every address: each contact's, and the business's
+        INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
+        SELECT p_tenant, s.lead_id, s.contact_id, s.x->>'street1', s.x->>'street2', s.x->>'city',
+               s.x->>'state', s.x->>'zip'
+          FROM (SELECT c.lead_id, c.id AS contact_id, e.x->'current_address_attributes' AS x
+                  FROM c JOIN jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
+                    ON e.n = c.position
+                 WHERE e.x ? 'current_address_attributes'
+                UNION ALL
+                SELECT l.id, NULL, a->'current_address_attributes'
+                  FROM l WHERE a ? 'current_address_attributes') s
+    ), pl AS (
+        INSERT INTO lead_prior_loans (tenant_id, lead_id, company_name, daily_payment_amount, balance)
+        SELECT p_tenant, l.id, ln->>'company_name', (ln->>'daily_payment_amount')::numeric,
+               (ln->>'balance')::numeric
+          FROM l WHERE ln IS NOT NULL AND ln <> '{}'::jsonb
+    ), app AS (
+        INSERT INTO lead_applications (lead_id, tenant_id, has_current_loan, applicant_is_owner, loan_use,
+                                       capital_needed, owner_1_percent_ownership, owner_2_percent_ownership, notes)
+        SELECT l.id, p_tenant, (ap->>'has_current_loan')::boolean, (ap->>'applicant_is_owner')::boolean,
+               ap->>'loan_use', (ap->>'capital_needed')::numeric, (ap->>'owner_1_percent_ownership')::numeric,
+               (ap->>'owner_2_percent_ownership')::numeric, ap->>'notes'
+          FROM l
+    ), h AS (
+        INSERT INTO lead_stage_history (tenant_id, lead_id, from_stage, to_stage, changed_by)
+        SELECT p_tenant, l.id, NULL, 'Working', 'partner' FROM l
+    )
+    SELECT id INTO v_lead FROM l;
     IF v_lead IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'FL422', MESSAGE = 'Reference ID is not unique.';
     END IF;
-
-    INSERT INTO lead_accounts (lead_id, tenant_id, entity_type, name, started_on, legal_name, phone,
-                               email, website, fein_enc, fein_last4, monthly_revenue, industry_name)
-    VALUES (v_lead, p_tenant, a->>'entity_type', a->>'name', (a->>'started_on')::date,
-            a->>'legal_name', a->>'phone', a->>'email', a->>'website', a->>'fein', a->>'fein_last4',
-            a->>'monthly_revenue', a->>'industry_name');
-
-    -- contacts, then every address (the business's and each contact's) in one statement
-    WITH c AS (
-        INSERT INTO lead_contacts (tenant_id, lead_id, position, first_name, last_name, email, title,
-                                   born_on_enc, home_phone, cell_phone, ssn_enc, ssn_last4, ownership_date)
-        SELECT p_tenant, v_lead, e.n, e.x->>'first_name', e.x->>'last_name', e.x->>'email', e.x->>'title',
-               e.x->>'born_on', e.x->>'home_phone', e.x->>'cell_phone', e.x->>'ssn', e.x->>'ssn_last4',
-               (e.x->>'ownership_date')::date
-          FROM jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
-        RETURNING id, position
-    ), addr AS (
-        SELECT c.id AS contact_id, e.x->'current_address_attributes' AS x
-          FROM c JOIN jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
-            ON e.n = c.position
-         WHERE e.x ? 'current_address_attributes'
-        UNION ALL
-        SELECT NULL, a->'current_address_attributes' WHERE a ? 'current_address_attributes'
-    )
-    INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
-    SELECT p_tenant, v_lead, contact_id, x->>'street1', x->>'street2', x->>'city', x->>'state', x->>'zip'
-      FROM addr;
-
-    IF ln IS NOT NULL AND ln <> '{}'::jsonb THEN
-        INSERT INTO lead_prior_loans (tenant_id, lead_id, company_name, daily_payment_amount, balance)
-        VALUES (p_tenant, v_lead, ln->>'company_name', (ln->>'daily_payment_amount')::numeric,
-                (ln->>'balance')::numeric);
-    END IF;
-    INSERT INTO lead_applications (lead_id, tenant_id, has_current_loan, applicant_is_owner, loan_use,
-                                   capital_needed, owner_1_percent_ownership, owner_2_percent_ownership, notes)
-    VALUES (v_lead, p_tenant, (ap->>'has_current_loan')::boolean, (ap->>'applicant_is_owner')::boolean,
-            ap->>'loan_use', (ap->>'capital_needed')::numeric, (ap->>'owner_1_percent_ownership')::numeric,
-            (ap->>'owner_2_percent_ownership')::numeric, ap->>'notes');
-    INSERT INTO lead_stage_history (tenant_id, lead_id, from_stage, to_stage, changed_by)
-    VALUES (p_tenant, v_lead, NULL, 'Working', 'partner');
     RETURN jsonb_build_object('id', p_doc->>'public_id');
 END
 $$;

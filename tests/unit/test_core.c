@@ -246,6 +246,13 @@ static void test_crypto(void)
     CU_ASSERT_PTR_NULL(strstr(sealed, "123456789"));
     CU_ASSERT_STRING_NOT_EQUAL(sealed, crypto_pii_encrypt(A, "123456789"));  /* fresh IV */
     CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed), "123456789");
+    /* the sealing context is keyed once and reused: later messages, of other lengths, open too */
+    const char *later[] = { "1980-01-01", "", "000000000", "a longer value than the others, 48 bytes long.." };
+    for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
+        char *s = crypto_pii_encrypt(A, later[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, s), later[i]);
+    }
     /* any flipped byte is detected by the GCM tag */
     char *tampered = arena_strdup(A, sealed);
     size_t n = strlen(tampered);
