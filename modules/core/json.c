@@ -182,6 +182,14 @@ static void add_err(fl_ferrs *errs, fl_arena *a, const char *prefix, const char 
     e->message = message;
 }
 
+/* A validated field into the output.  Spec field names are string constants, so the
+ * object keeps the pointer instead of a copy of the key (a malloc and a free per field:
+ * 700 of each for a batch of 100 payment lines). */
+static void put(json_object *out, const char *name, json_object *v)
+{
+    json_object_object_add_ex(out, name, v, JSON_C_OBJECT_ADD_CONSTANT_KEY);
+}
+
 /* Text of a scalar: strings as they are, numbers as their original JSON text. */
 static const char *scalar_text(json_object *v)
 {
@@ -193,6 +201,36 @@ static const char *scalar_text(json_object *v)
     default:
         return NULL;
     }
+}
+
+/* "prefix.name[i]" (or "name[i]"): the path of an array item for error messages, built
+ * without printf, which was a noticeable share of validating a 100-line batch. */
+static const char *item_path(fl_arena *a, const char *prefix, const char *name, size_t i)
+{
+    char num[24];
+    size_t k = sizeof(num);
+    num[--k] = '\0';
+    do {
+        num[--k] = (char) ('0' + i % 10);
+        i /= 10;
+    } while (i > 0);
+    size_t lp = strlen(prefix), ln = strlen(name), li = sizeof(num) - 1 - k;
+    char *p = arena_alloc(a, lp + 1 + ln + li + 3), *q = p;
+    if (p == NULL)
+        return name;
+    if (lp > 0) {
+        memcpy(q, prefix, lp);
+        q += lp;
+        *q++ = '.';
+    }
+    memcpy(q, name, ln);
+    q += ln;
+    *q++ = '[';
+    memcpy(q, num + k, li);
+    q += li;
+    *q++ = ']';
+    *q = '\0';
+    return p;
 }
 
 static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_object *out,
@@ -247,7 +285,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 for (char *p = u; *p; p++) *p = (char) toupper((unsigned char) *p);
                 txt = u;
             }
-            json_object_object_add(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_object_new_string(txt));
             break;
         }
         case FT_MONEY:
@@ -261,7 +299,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "must be a positive number with at most 2 decimals");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_string(norm));
+            put(out, f->name, json_object_new_string(norm));
             break;
         }
         case FT_DATE: {
@@ -274,7 +312,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "can't be in the future");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_string(d));
+            put(out, f->name, json_object_new_string(d));
             break;
         }
         case FT_INT: {
@@ -285,7 +323,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid number");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_int64(n));
+            put(out, f->name, json_object_new_int64(n));
             break;
         }
         case FT_BOOL:
@@ -293,7 +331,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "must be true or false");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_boolean(json_object_get_boolean(v)));
+            put(out, f->name, json_object_new_boolean(json_object_get_boolean(v)));
             break;
         case FT_ENUM: {
             const char *hit = NULL;
@@ -304,7 +342,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not included in the list");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_string(hit));
+            put(out, f->name, json_object_new_string(hit));
             break;
         }
         case FT_BASE64:
@@ -312,7 +350,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not valid base64");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_object_new_string(txt));
             break;
         case FT_DIGITS: {
             char d[32];
@@ -339,7 +377,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 break;
             }
             d[n] = '\0';
-            json_object_object_add(out, f->name, json_object_new_string(d));
+            put(out, f->name, json_object_new_string(d));
             break;
         }
         case FT_STATE: {
@@ -360,7 +398,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 break;
             }
             st[2] = '\0';
-            json_object_object_add(out, f->name, json_object_new_string(st));
+            put(out, f->name, json_object_new_string(st));
             break;
         }
         case FT_ZIP: {
@@ -373,7 +411,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid zip code");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_object_new_string(txt));
             break;
         }
         case FT_PERCENT: {
@@ -383,7 +421,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "must be between 0 and 100");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_string(norm));
+            put(out, f->name, json_object_new_string(norm));
             break;
         }
         case FT_URL: {
@@ -396,7 +434,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid URL");
                 break;
             }
-            json_object_object_add(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_object_new_string(txt));
             break;
         }
         case FT_OBJECT: {
@@ -407,7 +445,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             const char *p = prefix[0] ? arena_printf(a, "%s.%s", prefix, f->name) : f->name;
             json_object *o = json_object_new_object();
             validate(a, v, f->sub, o, errs, p);
-            json_object_object_add(out, f->name, o);
+            put(out, f->name, o);
             break;
         }
         case FT_ARRAY: {
@@ -424,8 +462,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             json_object *arr = json_object_new_array_ext((int) n);
             for (size_t i = 0; i < n; i++) {
                 json_object *item = json_object_array_get_idx(v, i);
-                const char *p = prefix[0] ? arena_printf(a, "%s.%s[%zu]", prefix, f->name, i)
-                                          : arena_printf(a, "%s[%zu]", f->name, i);
+                const char *p = item_path(a, prefix, f->name, i);
                 if (!json_object_is_type(item, json_type_object)) {
                     add_err(errs, a, "", p, "invalid", "must be an object");
                     continue;
@@ -434,7 +471,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 validate(a, item, f->sub, o, errs, p);
                 json_object_array_add(arr, o);
             }
-            json_object_object_add(out, f->name, arr);
+            put(out, f->name, arr);
             break;
         }
         }

@@ -168,6 +168,25 @@ static void test_parse_and_validate(void)
     json_object_put(in);
     json_object_put(out);
 
+    /* error paths of items past the first ten, inside an object */
+    static const fl_field item[] = { { "x", FT_STR, F_REQ, 0, 0, 0, NULL, NULL }, { NULL, 0, 0, 0, 0, 0, NULL, NULL } };
+    static const fl_field inner[] = { { "items", FT_ARRAY, F_REQ, 0, 1, 200, NULL, item },
+                                      { NULL, 0, 0, 0, 0, 0, NULL, NULL } };
+    static const fl_field outer[] = { { "lead", FT_OBJECT, F_REQ, 0, 0, 0, NULL, inner },
+                                      { NULL, 0, 0, 0, 0, 0, NULL, NULL } };
+    char many[2048] = "{\"lead\":{\"items\":[";
+    for (int i = 0; i < 123; i++)
+        strcat(many, i == 10 || i == 122 ? "{}," : "{\"x\":\"v\"},");
+    many[strlen(many) - 1] = '\0';
+    strcat(many, "]}}");
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(many, strlen(many), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, outer, &out, &errs), -1);
+    CU_ASSERT_EQUAL(errs.n, 2);
+    CU_ASSERT_STRING_EQUAL(errs.e[0].field, "lead.items[10].x");
+    CU_ASSERT_STRING_EQUAL(errs.e[1].field, "lead.items[122].x");
+    json_object_put(in);
+    json_object_put(out);
+
     /* malformed, trailing garbage, too deep, not strict */
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":", 5, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{} x", 4, &in), -1);
