@@ -186,8 +186,16 @@ int db_exec_bin(fl_req *r, const fl_stmt *st, const char *const *params, const i
 /* Sends fl_set_tenant and st in one pipeline: one round trip, one implicit
  * transaction, so st runs under RLS with the request's tenant (and the
  * setting ends with the transaction, as in the API functions).  Collects both
- * results up to the sync; got[i] is NULL if the server sent none. */
+ * results up to the sync; got[i] is NULL if the server sent none.  Returns 0,
+ * -1 on a failure with a good connection, or -2 when the connection broke (it
+ * has been opened again, or is closed if that failed). */
 static const fl_stmt set_tenant = { "fl_set_tenant", "SELECT fl_set_tenant($1::uuid)", 1, 1 };
+
+static int broken(void)
+{
+    connect_now();
+    return -2;
+}
 
 static int tenant_pipeline(const char *tenant, const fl_stmt *st, const char *const *params,
                            PGresult *got[2])
@@ -195,9 +203,9 @@ static int tenant_pipeline(const char *tenant, const fl_stmt *st, const char *co
     const char *tp[1] = { tenant };
     got[0] = got[1] = NULL;
     if (ensure_prepared(&set_tenant) < 0 || ensure_prepared(st) < 0)
-        return -1;
+        return PQstatus(conn) == CONNECTION_OK ? -1 : broken();
     if (!PQenterPipelineMode(conn))
-        return -1;
+        return PQstatus(conn) == CONNECTION_OK ? -1 : broken();
     int sent = PQsendQueryPrepared(conn, set_tenant.name, 1, tp, NULL, NULL, 0)
         && PQsendQueryPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0)
         && PQpipelineSync(conn);
@@ -220,12 +228,11 @@ static int tenant_pipeline(const char *tenant, const fl_stmt *st, const char *co
             PQclear(x);
     }
     if (!PQexitPipelineMode(conn) || PQstatus(conn) != CONNECTION_OK) {
-        /* a pipeline left half-read: start over on a fresh connection */
+        /* a pipeline left half-read, or a lost connection: start over on a fresh one */
         PQclear(got[0]);
         PQclear(got[1]);
         got[0] = got[1] = NULL;
-        connect_now();
-        return -1;
+        return broken();
     }
     return 0;
 }
@@ -237,13 +244,16 @@ int db_tenant_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGre
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!db_ok() && connect_now() < 0)
             return fail(r, 503, NULL);
-        if (tenant_pipeline(r->tenant_id, st, params, got) < 0) {
-            if (attempt == 0 && st->read_only && db_ok()) {
-                log_msg("warn", r->request_id, "database connection lost; reconnecting");
+        int rc = tenant_pipeline(r->tenant_id, st, params, got);
+        if (rc == -2) {
+            /* as in db_exec: reconnected once, and only reads are sent again */
+            log_msg("warn", r->request_id, "database connection lost; reconnecting");
+            if (attempt == 0 && st->read_only)
                 continue;
-            }
-            return fail(r, db_ok() ? 500 : 503, NULL);
+            return fail(r, 503, NULL);
         }
+        if (rc < 0)
+            return fail(r, 500, NULL);
         for (int i = 0; i < 2; i++) {
             if (got[i] == NULL || !result_ok(got[i])) {
                 PQclear(got[1 - i]);

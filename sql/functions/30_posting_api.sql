@@ -452,6 +452,8 @@ SELECT i.tenant_id, i.invoice_integration_id,
        fl_invoice_json(i, i.client_key, i.debtor_key, i.vendor_key, i.vendor_id IS NOT NULL) AS doc
   FROM invoices i;
 GRANT SELECT ON posting_invoice_docs TO fl_api, fl_report;
+-- a view's functions are checked against its reader: the reporting role needs these two
+GRANT EXECUTE ON FUNCTION fl_invoice_json(invoices, text, text, text, boolean), fl_money(numeric) TO fl_report;
 
 -- The same answer as a call, for DBAs and tests.
 CREATE OR REPLACE FUNCTION posting_get_invoice(p_tenant uuid, p_doc jsonb) RETURNS jsonb

@@ -1,6 +1,6 @@
 -- create/get client, debtor, vendor, schedule rules and echo shapes.
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 
 SELECT fl_tenant_add('Posting T', 'POST-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -130,6 +130,9 @@ SELECT is((SELECT doc FROM posting_invoice_docs WHERE invoice_integration_id = '
 SELECT is((SELECT array_agg(ARRAY[client_key, debtor_key, coalesce(vendor_key, '-')] ORDER BY invoice_integration_id)
              FROM invoices),
           ARRAY[ARRAY['C1','D1','V1'], ARRAY['C1','D1','-'], ARRAY['C1','D2','-']], 'invoices carry their keys');
+SET LOCAL ROLE fl_report;
+SELECT is((SELECT doc ->> 'ClientKey' FROM posting_invoice_docs WHERE invoice_integration_id = 'I1'), 'C1',
+          'the reporting role reads the view');
 RESET ROLE;
 UPDATE clients SET client_key = 'C1-RENAMED' WHERE tenant_id = :'t' AND client_key = 'C1';
 UPDATE debtors SET debtor_key = 'V1-RENAMED' WHERE tenant_id = :'t' AND debtor_key = 'V1';
