@@ -221,10 +221,9 @@ BEGIN
             SELECT string_agg(fl_payment_line_json(l, l.applied_amount, l.status, l.exception_reason,
                        '[' || coalesce((
                            SELECT string_agg(fl_application_json(i.invoice_integration_id, i.invoice_number,
-                                                                 c.client_key, a.amount), ',' ORDER BY a.id)
+                                                                 i.client_key, a.amount), ',' ORDER BY a.id)
                              FROM payment_applications a
                              JOIN invoices i ON i.id = a.invoice_id
-                             JOIN clients c ON c.id = i.client_id
                             WHERE a.line_id = l.id), '') || ']'),
                    ',' ORDER BY l.line_no)
               FROM payment_lines l

@@ -120,7 +120,7 @@ BEGIN
               FROM unnest(p_lines) WITH ORDINALITY u
              WHERE u.ordinality >= v_pos
         ), q AS (
-            SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.tid, m.did, m.bal, m.cid, m.iid, m.inum
+            SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.tid, m.did, m.bal, m.ckey, m.iid, m.inum
               FROM ln
               LEFT JOIN LATERAL (
                    SELECT array_agg(c.id) AS ids FROM clients c
@@ -129,7 +129,7 @@ BEGIN
               LEFT JOIN LATERAL (
                    SELECT count(*) AS cnt, (array_agg(i.id))[1] AS inv, (array_agg(i.ctid))[1] AS tid,
                           (array_agg(i.debtor_id))[1] AS did,
-                          (array_agg(i.open_balance))[1] AS bal, (array_agg(i.client_id))[1] AS cid,
+                          (array_agg(i.open_balance))[1] AS bal, (array_agg(i.client_key))[1] AS ckey,
                           (array_agg(i.invoice_integration_id))[1] AS iid,
                           (array_agg(i.invoice_number))[1] AS inum
                      FROM invoices i
@@ -198,11 +198,10 @@ BEGIN
                (SELECT array_agg(p.paid_by) FROM per_inv p),
                array_agg(ap.k), array_agg(ap.amt), array_agg(ap.status), array_agg(ap.reason),
                array_agg(CASE WHEN ap.amt > 0
-                              THEN '[' || fl_application_json(ap.iid, ap.inum, c.client_key, ap.amt) || ']'
+                              THEN '[' || fl_application_json(ap.iid, ap.inum, ap.ckey, ap.amt) || ']'
                               ELSE '[]' END)
           INTO v_stop, v_next, f_inv, f_tid, f_tot, f_last, f_paid, f_by, r_k, r_applied, r_status, r_reason, r_apps
-          FROM ap
-          LEFT JOIN clients c ON c.id = ap.cid AND ap.amt > 0;
+          FROM ap;
         IF r_k IS NOT NULL THEN
             RETURN QUERY SELECT * FROM unnest(r_k, r_applied, r_status, r_reason, r_apps);
         END IF;
@@ -218,16 +217,14 @@ BEGIN
                                               ELSE i.paid_in_full_on END
                   FROM unnest(f_inv, f_tid, f_tot, f_last, f_paid, f_by) p(inv, tid, tot, last_date, paid_date, paid_by)
                  WHERE i.ctid = p.tid AND i.id = p.inv
-             RETURNING i.client_id, i.debtor_id, i.invoice_integration_id, i.invoice_number,
+             RETURNING i.client_key, i.debtor_key, i.invoice_integration_id, i.invoice_number,
                        i.amount, i.open_balance, i.paid_in_full_on, p.paid_by
             ), ev AS (
                 INSERT INTO events (tenant_id, family, type, payload)
                 SELECT v_tenant, 'posting', 'invoice.paid',
-                       fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, c.client_key,
-                                            d.debtor_key, upd.amount, upd.paid_in_full_on)
+                       fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, upd.client_key,
+                                            upd.debtor_key, upd.amount, upd.paid_in_full_on)
                   FROM upd
-                  JOIN clients c ON c.id = upd.client_id
-                  JOIN debtors d ON d.id = upd.debtor_id
                  WHERE upd.open_balance = 0
                  ORDER BY upd.paid_by
             )
@@ -396,19 +393,17 @@ BEGIN
                                                   ELSE i.paid_in_full_on END
                       FROM a
                      WHERE i.id = a.id AND a.amt > 0
-                 RETURNING i.id, i.client_id, i.debtor_id, i.invoice_integration_id, i.invoice_number,
-                           i.amount, i.open_balance, i.paid_in_full_on, a.amt, a.ord
+                 RETURNING i.id, i.client_key, i.debtor_id, i.debtor_key, i.invoice_integration_id,
+                           i.invoice_number, i.amount, i.open_balance, i.paid_in_full_on, a.amt, a.ord
                 ), ins AS (
                     INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
                     SELECT v_tenant, l.id, upd.id, upd.amt FROM upd ORDER BY upd.ord
                 ), ev AS (
                     INSERT INTO events (tenant_id, family, type, payload)
                     SELECT v_tenant, 'posting', 'invoice.paid',
-                           fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, c.client_key,
-                                                d.debtor_key, upd.amount, upd.paid_in_full_on)
+                           fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, upd.client_key,
+                                                upd.debtor_key, upd.amount, upd.paid_in_full_on)
                       FROM upd
-                      JOIN clients c ON c.id = upd.client_id
-                      JOIN debtors d ON d.id = upd.debtor_id
                      WHERE upd.open_balance = 0
                      ORDER BY upd.ord
                 ), learn AS (
@@ -421,10 +416,9 @@ BEGIN
                 )
                 SELECT coalesce(sum(upd.amt), 0),
                        '[' || string_agg(fl_application_json(upd.invoice_integration_id, upd.invoice_number,
-                                                             c.client_key, upd.amt), ',' ORDER BY upd.ord) || ']'
+                                                             upd.client_key, upd.amt), ',' ORDER BY upd.ord) || ']'
                   INTO v_applied, v_apps
-                  FROM upd
-                  JOIN clients c ON c.id = upd.client_id;
+                  FROM upd;
             END IF;
 
             a_id      := a_id || l.id;
