@@ -1,6 +1,6 @@
 -- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
 BEGIN;
-SELECT plan(23);
+SELECT plan(26);
 
 SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -95,6 +95,25 @@ SELECT is((SELECT count(*) FROM fl_auth_lookup('posting', 'SYS-1')), 0::bigint, 
 SELECT is((SELECT array_agg(tgname::text ORDER BY tgname) FROM pg_trigger
             WHERE tgrelid = 'events'::regclass AND NOT tgisinternal),
           ARRAY['events_webhook_fanout'], 'events: the webhook fan-out is the only trigger (no NOTIFY per event)');
+
+-- Every fl_api policy is the tenant rule, in one of its two spellings; reconciliation's tables
+-- evaluate fl_current_tenant() once per statement (an InitPlan), not once per row (0008).
+SELECT is((SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_policies
+            WHERE 'fl_api' = ANY (roles)
+              AND NOT (qual = with_check
+                       AND qual IN ('(tenant_id = fl_current_tenant())',
+                                    '(tenant_id = ( SELECT fl_current_tenant() AS fl_current_tenant))'))),
+          NULL, 'every fl_api policy is tenant_id = fl_current_tenant(), USING and WITH CHECK');
+SELECT is((SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_policies
+            WHERE 'fl_api' = ANY (roles) AND qual LIKE '%SELECT fl_current_tenant()%'),
+          ARRAY['invoices', 'payment_applications', 'payment_lines'],
+          'invoices, payment_lines and payment_applications: the tenant once per statement');
+SELECT is((SELECT array_agg(a.attname::text ORDER BY k.n)
+             FROM pg_constraint c
+             CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+            WHERE c.conrelid = 'payment_applications'::regclass AND c.contype = 'p'),
+          ARRAY['line_id', 'id'], 'payment_applications: primary key (line_id, id)');
 
 SELECT * FROM finish();
 ROLLBACK;
