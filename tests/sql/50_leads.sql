@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(69);
+SELECT plan(80);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -242,6 +242,53 @@ SELECT is((SELECT string_agg(driver || ':' || deals, ',' ORDER BY driver) FROM l
           'Default history:1,Excessive liens or judgements:1,Fraud:1', 'lead_decline_driver_counts');
 SELECT is((SELECT ssn || ' ' || fein || ' ' || born_on FROM lead_contacts_masked WHERE lead_id = 'pt-lead-1'),
           '***-**-4321 **-***6789 ****-**-**', 'lead_contacts_masked shows the last four only');
+
+-- Migration 0009: the one-column rules are domains, checked as before (23514, nothing written);
+-- the two-column ownership rule is still a CHECK; the children are keyed by (lead_id, id).
+RESET ROLE;
+SELECT is((SELECT array_agg(c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                            ORDER BY c.relname, a.attname)
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relname IN ('leads', 'lead_accounts', 'lead_contacts', 'lead_prior_loans', 'lead_applications')
+              AND a.attname IN ('stage', 'max_approval', 'max_payments', 'fein_last4', 'ssn_last4',
+                                'daily_payment_amount', 'balance', 'capital_needed',
+                                'owner_1_percent_ownership', 'owner_2_percent_ownership')),
+          ARRAY['lead_accounts.fein_last4 fl_last4', 'lead_applications.capital_needed fl_money_pos',
+                'lead_applications.owner_1_percent_ownership fl_percent',
+                'lead_applications.owner_2_percent_ownership fl_percent',
+                'lead_contacts.ssn_last4 fl_last4', 'lead_prior_loans.balance fl_money_nonneg',
+                'lead_prior_loans.daily_payment_amount fl_money_nonneg', 'leads.max_approval fl_money_pos',
+                'leads.max_payments fl_count_pos', 'leads.stage lead_stage'],
+          'the one-column rules of the leads tables are domains');
+SELECT throws_ok($$UPDATE leads SET stage = 'Funded' WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
+                 'lead_stage refuses an unknown stage');
+SELECT throws_ok($$UPDATE leads SET max_approval = 0 WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
+                 'fl_money_pos refuses 0 (leads.max_approval)');
+SELECT throws_ok($$UPDATE leads SET max_payments = 0 WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
+                 'fl_count_pos refuses 0 (leads.max_payments)');
+SELECT throws_ok($$UPDATE lead_contacts SET ssn_last4 = '12a4'$$, '23514', NULL,
+                 'fl_last4 refuses a non-digit (lead_contacts.ssn_last4)');
+SELECT throws_ok($$UPDATE lead_accounts SET fein_last4 = '123'$$, '23514', NULL,
+                 'fl_last4 refuses three digits (lead_accounts.fein_last4)');
+SELECT throws_ok($$INSERT INTO lead_prior_loans (tenant_id, lead_id, balance)
+                   SELECT tenant_id, id, -1 FROM leads WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
+                 'fl_money_nonneg refuses a negative balance (lead_prior_loans)');
+SELECT throws_ok($$UPDATE lead_applications SET capital_needed = 0$$, '23514', NULL,
+                 'fl_money_pos refuses 0 (lead_applications.capital_needed)');
+SELECT throws_ok($$UPDATE lead_applications SET owner_2_percent_ownership = 100.5$$, '23514', NULL,
+                 'fl_percent refuses 100.5');
+SELECT throws_ok($$UPDATE lead_applications SET owner_1_percent_ownership = 60, owner_2_percent_ownership = 50$$,
+                 '23514', NULL, 'the ownership percentages still add up to at most 100 (a CHECK)');
+SELECT is((SELECT array_agg(i.indexrelid::regclass::text || ' ' || replace(pg_get_indexdef(i.indexrelid), 'public.', '')
+                            ORDER BY i.indexrelid::regclass::text)
+             FROM pg_index i
+            WHERE i.indrelid IN ('lead_addresses'::regclass, 'lead_prior_loans'::regclass,
+                                 'lead_stage_history'::regclass, 'lead_stipulations'::regclass)),
+          ARRAY['lead_addresses_pkey CREATE UNIQUE INDEX lead_addresses_pkey ON lead_addresses USING btree (lead_id, id)',
+                'lead_prior_loans_pkey CREATE UNIQUE INDEX lead_prior_loans_pkey ON lead_prior_loans USING btree (lead_id, id)',
+                'lead_stage_history_pkey CREATE UNIQUE INDEX lead_stage_history_pkey ON lead_stage_history USING btree (lead_id, id)',
+                'lead_stipulations_pkey CREATE UNIQUE INDEX lead_stipulations_pkey ON lead_stipulations USING btree (lead_id, id)'],
+          'the lead''s child tables have one index each: PRIMARY KEY (lead_id, id)');
 
 SELECT * FROM finish();
 ROLLBACK;
