@@ -1152,6 +1152,20 @@ static void test_views(void)
     IT_CHECK(fraud && atol(fraud) >= 2, "Fraud declines: %s", fraud ? fraud : "(null)");
 }
 
+/* Pool sizes are per family: ./factorline test starts the leads pool with FL_WORKERS_LEADS
+ * workers (one more than FL_WORKERS) and the others with FL_WORKERS. */
+static void test_pool_size_per_family(void)
+{
+    int want_leads = atoi(it_env("FL_TEST_LEADS_WORKERS"));
+    int want_default = atoi(it_env("FL_TEST_WORKERS"));
+    IT_CHECK(want_leads > 0 && want_default > 0 && want_leads != want_default,
+             "the test stack sizes leads (%d) apart from the rest (%d)", want_leads, want_default);
+    int leads = it_wait_supervised("leads.pid", want_leads, 10);
+    int posting = it_wait_supervised("posting.pid", want_default, 10);
+    IT_CHECK(leads == want_leads, "leads pool: %d workers, expected %d", leads, want_leads);
+    IT_CHECK(posting == want_default, "posting pool: %d workers, expected %d", posting, want_default);
+}
+
 int main(void)
 {
     it_init();
@@ -1167,6 +1181,7 @@ int main(void)
     CU_add_test(s, "every endpoint with and without /v1", test_v1_and_plain_paths);
     CU_add_test(s, "401 without a valid api_key", test_auth_401);
     CU_add_test(s, "403 over plain HTTP", test_plain_http_403);
+    CU_add_test(s, "worker pools sized per family", test_pool_size_per_family);
     CU_add_test(s, "429 over 1 request/s, shared by the workers", test_rate_limit);
     CU_add_test(s, "deal_status fields by stage; Declined is final", test_deal_status_by_stage);
     CU_add_test(s, "set_stage refusals", test_stage_errors);
