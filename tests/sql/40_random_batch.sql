@@ -83,7 +83,7 @@ SELECT is((SELECT sum(a.amount) FROM payment_applications a JOIN payment_lines l
           (SELECT sum(applied_amount) FROM payment_lines WHERE tenant_id = :'t'),
           'sum of applications = sum of applied over the batch');
 SELECT is((SELECT sum(amount) FROM payment_lines WHERE tenant_id = :'t'),
-          (SELECT batch_total::numeric FROM payment_batches WHERE tenant_id = :'t'), 'the lines add up to BatchTotal');
+          (SELECT batch_total FROM payment_batches WHERE tenant_id = :'t'), 'the lines add up to BatchTotal');
 SELECT is((SELECT count(*) FROM events WHERE tenant_id = :'t' AND type = 'invoice.paid'),
           (SELECT count(*) FROM invoices WHERE tenant_id = :'t' AND open_balance = 0),
           'one invoice.paid event per paid invoice');
