@@ -78,6 +78,10 @@ local body = [[{"lead":{"contacts_attributes":[{"first_name":"Erlich","last_name
 "loan_use":"Debt Refinancing","capital_needed":"50000","owner_1_percent_ownership":56,
 "owner_2_percent_ownership":9,"reference_id":"@REF@","notes":"We think this is a great deal!"}}}]]
 
+-- split once: wrk shares the two cores with the stack, so the generator does as little as it can
+local at = body:find("@REF@", 1, true)
+local head, tail = body:sub(1, at - 1), body:sub(at + 5)
+
 wrk.method = "POST"
 wrk.path = "/leads/v1/lead"
 wrk.headers["Content-Type"] = "application/json"
@@ -95,7 +99,7 @@ end
 function request()
     seq = seq + 1
     local ref = string.format("bench-%s-%d-%d", tag, tid, seq)
-    return wrk.format(nil, nil, nil, (body:gsub("@REF@", ref)))
+    return wrk.format(nil, nil, nil, head .. ref .. tail)
 end
 
 function done(summary, latency, requests)
