@@ -80,15 +80,14 @@ COMMENT ON DOMAIN fl_last4 IS 'the last four digits of an SSN or FEIN';
 COMMENT ON DOMAIN lead_stage IS 'a deal''s stage, in the partner API''s words; moves: lead_stage_allowed()';
 
 -- The lead's children: one index each.
-ALTER TABLE lead_addresses DROP CONSTRAINT lead_addresses_pkey,
-                           ADD CONSTRAINT lead_addresses_pkey PRIMARY KEY (lead_id, id);
-DROP INDEX lead_addresses_lead;
-ALTER TABLE lead_prior_loans DROP CONSTRAINT lead_prior_loans_pkey,
-                             ADD CONSTRAINT lead_prior_loans_pkey PRIMARY KEY (lead_id, id);
-DROP INDEX lead_prior_loans_lead;
-ALTER TABLE lead_stage_history DROP CONSTRAINT lead_stage_history_pkey,
-                               ADD CONSTRAINT lead_stage_history_pkey PRIMARY KEY (lead_id, id);
-DROP INDEX lead_stage_history_lead;
-ALTER TABLE lead_stipulations DROP CONSTRAINT lead_stipulations_pkey,
-                              ADD CONSTRAINT lead_stipulations_pkey PRIMARY KEY (lead_id, id);
-DROP INDEX lead_stipulations_lead;
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['lead_addresses', 'lead_prior_loans', 'lead_stage_history', 'lead_stipulations'] LOOP
+        EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I, ADD CONSTRAINT %I PRIMARY KEY (lead_id, id)',
+                       t, t || '_pkey', t || '_pkey');
+        EXECUTE format('DROP INDEX %I', t || '_lead');
+    END LOOP;
+END
+$$;
