@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(80);
+SELECT plan(81);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -260,6 +260,14 @@ SELECT is((SELECT array_agg(c.relname || '.' || a.attname || ' ' || format_type(
                 'lead_prior_loans.daily_payment_amount fl_money_nonneg', 'leads.max_approval fl_money_pos',
                 'leads.max_payments fl_count_pos', 'leads.stage lead_stage'],
           'the one-column rules of the leads tables are domains');
+SELECT is((SELECT array_agg(c.conrelid::regclass::text || '.' || c.conname::text
+                            ORDER BY c.conrelid::regclass::text, c.conname)
+             FROM pg_constraint c
+            WHERE c.contype = 'c' AND cardinality(c.conkey) = 1
+              AND c.conrelid IN ('leads'::regclass, 'lead_accounts'::regclass, 'lead_contacts'::regclass,
+                                 'lead_addresses'::regclass, 'lead_prior_loans'::regclass,
+                                 'lead_applications'::regclass, 'lead_stage_history'::regclass)),
+          NULL, 'no one-column CHECK left on the tables POST /lead writes');
 SELECT throws_ok($$UPDATE leads SET stage = 'Funded' WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
                  'lead_stage refuses an unknown stage');
 SELECT throws_ok($$UPDATE leads SET max_approval = 0 WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
