@@ -21,20 +21,185 @@
 -- with its result, or pending just before the one-by-one path when that path takes it). It
 -- returns per line (line_k = position in lines) its result and Applications, for the echo.
 -- How (the result is that of processing the lines one by one in line order):
---  * every open invoice a line names (InvoiceRefNumber or a MemoLine token) is locked up front,
---    in id order, so that concurrent batches paying the same invoices cannot deadlock;
---  * fast path: one statement applies the leading run of lines whose InvoiceRefNumber names
---    exactly one open invoice (within ClientCode). Lines of the run paying the same invoice get,
---    in line order, min(amount, what is left): cumulative applied = least(balance, cumulative
---    amount); a line finding it already paid is 'Invoice <n> not open', as it would one by one;
+--  * fast path (fl_reconcile_run): one statement applies the leading run of lines whose
+--    InvoiceRefNumber names exactly one open invoice (within ClientCode). Lines of the run paying
+--    the same invoice get, in line order, min(amount, what is left): cumulative applied =
+--    least(balance, cumulative amount); a line finding it already paid is 'Invoice <n> not
+--    open', as it would one by one;
 --  * slow path: the other lines, one by one with the rules above, up to the next line that
---    qualified for the fast path, where the fast path is evaluated again (on the new state).
+--    qualified for the fast path, where the fast path is evaluated again (on the new state);
+--  * locks: every open invoice a line names (InvoiceRefNumber or a MemoLine token) is locked up
+--    front, in id order, so that concurrent batches paying the same invoices cannot deadlock;
+--  * except for new lines that all qualify for the fast path (a bank file of invoice numbers):
+--    they are first applied without that lock step, in a subtransaction. The fast path reads
+--    the invoices unlocked and updates them in id order (as the lock step locks them), each one
+--    only if it is still open and either the version it read (same xmin) or, changed since by
+--    a concurrent batch, still the same invoice to these lines with a balance above what they
+--    pay (then each line's result is the one it gets on the new balance). Otherwise the
+--    subtransaction is rolled back and the batch goes the locked way. The lock step was 100 row
+--    locks per 100-line batch, each a write of the row and a WAL record, before the same rows
+--    were updated (docs/sql.md has the figures).
 -- line_apps: the line's Applications as a JSON array (text, see fl_payment_line_json).
+
+-- The fast path from line p_pos (see above): writes the run's lines (p_insert) or their results,
+-- the applications, learned accounts, the invoices and their invoice.paid events. run_stop: the
+-- first line after p_pos that does not qualify (NULL: all did), run_next: the next one after it
+-- that does. p_unlocked: the invoices are not locked by the caller; the run is applied only if
+-- every line qualifies, and SQLSTATE FLR01 is raised if an invoice fails the check above (the
+-- caller's subtransaction then undoes the statement). Called by fl_reconcile_lines only,
+-- under its settings.
+CREATE OR REPLACE FUNCTION fl_reconcile_run(p_tenant uuid, p_lines payment_lines[], p_pos int,
+                                            p_insert boolean, p_unlocked boolean,
+                                            OUT run_stop int, OUT run_next int, OUT run_k int[],
+                                            OUT run_applied numeric[], OUT run_status text[],
+                                            OUT run_reason text[], OUT run_apps text[])
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_tenant   uuid := p_tenant;
+    v_invoices bigint;
+    v_updated  bigint;
+BEGIN
+    -- MATERIALIZED: ref must be a plain value for the index condition on invoice_number_norm
+    -- (RLS lets only leakproof operators on plain values be index conditions; lower() is not).
+    -- The invoices are updated by id, in id order (see fl_reconcile_lines). Not by ctid: when a
+    -- concurrent transaction has updated the row, the re-check of a Tid Scan on the new version
+    -- fails (its ctid is not the one read), so every such row would roll the batch back (7 % of
+    -- the batches of two concurrent sessions in tests/sql/perf; none by id).
+    WITH ln AS MATERIALIZED (
+        SELECT u.ordinality::int AS k, u.id, u.amount, u.payment_date AS pdate,
+               u.account_number AS acct, lower(u.invoice_ref_number) AS ref,
+               u.invoice_ref_number AS refraw, u.client_code AS code, u.tenant_id AS x_tenant,
+               u.batch_id AS x_batch, u.line_no AS x_no, u.bank_batch_item AS x_item,
+               u.payment_type AS x_type, u.bank_ref_number AS x_bankref, u.transaction_number AS x_tx,
+               u.remitter_name AS x_remit, u.memo_line AS x_memo, u.financial_docs AS x_docs
+          FROM unnest(p_lines) WITH ORDINALITY u
+         WHERE u.ordinality >= p_pos
+    ), q AS (
+        SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.xid, m.cid, m.did, m.bal, m.ckey, m.iid, m.inum
+          FROM ln
+          LEFT JOIN LATERAL (
+               SELECT array_agg(c.id) AS ids FROM clients c
+                WHERE ln.code IS NOT NULL AND c.tenant_id = v_tenant
+                  AND (c.comp_code_key = upper(ln.code) OR c.client_key = ln.code)) cl ON true
+          LEFT JOIN LATERAL (
+               SELECT count(*) AS cnt, (array_agg(i.id))[1] AS inv, (array_agg(i.xmin))[1] AS xid,
+                      (array_agg(i.client_id))[1] AS cid, (array_agg(i.debtor_id))[1] AS did,
+                      (array_agg(i.open_balance))[1] AS bal, (array_agg(i.client_key))[1] AS ckey,
+                      (array_agg(i.invoice_integration_id))[1] AS iid,
+                      (array_agg(i.invoice_number))[1] AS inum
+                 FROM invoices i
+                WHERE ln.ref IS NOT NULL AND i.tenant_id = v_tenant AND i.invoice_number_norm = ln.ref
+                  AND i.paid_in_full_on IS NULL AND i.status <> 'X'
+                  AND (cl.ids IS NULL OR i.client_id = ANY (cl.ids))) m ON true
+    ), stop AS (
+        SELECT min(k) AS k FROM q WHERE ok IS NOT TRUE
+    ), run AS (
+        SELECT q.*,
+               least(q.bal, sum(q.amount) OVER w) AS cum_after,
+               least(q.bal, sum(q.amount) OVER w - q.amount) AS cum_before
+          FROM q
+         WHERE q.ok AND q.k < coalesce((SELECT k FROM stop), 2147483647)
+           AND (NOT p_unlocked OR (SELECT k FROM stop) IS NULL)
+        WINDOW w AS (PARTITION BY q.inv ORDER BY q.k)
+    ), ap AS (
+        SELECT run.*, run.cum_after - run.cum_before AS amt,
+               CASE WHEN run.cum_after = run.cum_before THEN 'exception'
+                    WHEN run.cum_after - run.cum_before = run.amount THEN 'applied'
+                    ELSE 'partial' END AS status,
+               CASE WHEN run.cum_after = run.cum_before
+                    THEN 'Invoice ' || run.refraw || ' not open' END AS reason
+          FROM run
+    ), ins_lines AS (
+        -- new lines (posting_post_payments): written once, with their result
+        INSERT INTO payment_lines (id, tenant_id, batch_id, line_no, payment_date, bank_batch_item,
+                                   payment_type, amount, bank_ref_number, account_number,
+                                   transaction_number, remitter_name, memo_line, invoice_ref_number,
+                                   client_code, financial_docs, applied_amount, unapplied_amount,
+                                   status, exception_reason, reconciled_at)
+        SELECT ap.id, ap.x_tenant, ap.x_batch, ap.x_no, ap.pdate, ap.x_item, ap.x_type, ap.amount,
+               ap.x_bankref, ap.acct, ap.x_tx, ap.x_remit, ap.x_memo, ap.refraw, ap.code, ap.x_docs,
+               ap.amt, ap.amount - ap.amt, ap.status, ap.reason, now()
+          FROM ap
+         WHERE p_insert
+         ORDER BY ap.k
+    ), upd_lines AS (
+        -- stored pending lines (reconcile_batch)
+        UPDATE payment_lines p
+           SET applied_amount   = ap.amt,
+               unapplied_amount = p.amount - ap.amt,
+               status           = ap.status,
+               exception_reason = ap.reason,
+               reconciled_at    = now()
+          FROM ap
+         WHERE NOT p_insert AND p.id = ap.id
+    ), ins AS (
+        INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
+        SELECT v_tenant, ap.id, ap.inv, ap.amt FROM ap WHERE ap.amt > 0 ORDER BY ap.k
+    ), learn AS (
+        INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number)
+        SELECT DISTINCT v_tenant, ap.did, ap.acct FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL
+        ON CONFLICT DO NOTHING
+    ), per_inv AS (
+        SELECT inv, (array_agg(xid))[1] AS xid, (array_agg(cid))[1] AS cid,
+               (array_agg(did))[1] AS did, (array_agg(ckey))[1] AS ckey, (array_agg(iid))[1] AS iid,
+               (array_agg(inum))[1] AS inum, sum(amt) AS tot, max(pdate) AS last_date,
+               min(pdate) FILTER (WHERE cum_after = bal) AS paid_date,
+               min(k) FILTER (WHERE cum_after = bal) AS paid_by
+          FROM ap WHERE amt > 0
+         GROUP BY inv
+    ), upd AS (
+        UPDATE invoices i
+           SET open_balance    = i.open_balance - p.tot,
+               last_payment_on = greatest(i.last_payment_on, p.last_date),
+               paid_in_full_on = CASE WHEN i.open_balance = p.tot THEN p.paid_date
+                                      ELSE i.paid_in_full_on END
+          FROM (SELECT * FROM per_inv ORDER BY inv) p
+         WHERE i.id = p.inv
+           AND i.paid_in_full_on IS NULL AND i.status <> 'X'
+           AND (i.xmin = p.xid
+                -- changed since it was read (a concurrent batch paid part of it): still the same
+                -- invoice to these lines, and its balance still exceeds what they pay, so every
+                -- line's result is what it would be on the new balance
+                OR (p.paid_by IS NULL AND i.open_balance > p.tot
+                    AND i.invoice_number = p.inum AND i.client_id = p.cid AND i.debtor_id = p.did
+                    AND i.invoice_integration_id = p.iid AND i.client_key IS NOT DISTINCT FROM p.ckey))
+     RETURNING i.client_key, i.debtor_key, i.invoice_integration_id, i.invoice_number,
+               i.amount, i.open_balance, i.paid_in_full_on, p.paid_by
+    ), ev AS (
+        INSERT INTO events (tenant_id, family, type, payload)
+        SELECT v_tenant, 'posting', 'invoice.paid',
+               fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, upd.client_key,
+                                    upd.debtor_key, upd.amount, upd.paid_in_full_on)
+          FROM upd
+         WHERE upd.open_balance = 0
+         ORDER BY upd.paid_by
+    )
+    SELECT (SELECT k FROM stop),
+           (SELECT min(q.k) FROM q WHERE q.ok AND q.k > (SELECT k FROM stop)),
+           (SELECT count(*) FROM per_inv), (SELECT count(*) FROM upd),
+           array_agg(ap.k), array_agg(ap.amt), array_agg(ap.status), array_agg(ap.reason),
+           array_agg(CASE WHEN ap.amt > 0
+                          THEN '[' || fl_application_json(ap.iid, ap.inum, ap.ckey, ap.amt) || ']'
+                          ELSE '[]' END)
+      INTO run_stop, run_next, v_invoices, v_updated, run_k, run_applied, run_status, run_reason, run_apps
+      FROM ap;
+    IF v_updated <> v_invoices THEN
+        IF p_unlocked THEN
+            RAISE EXCEPTION USING ERRCODE = 'FLR01', MESSAGE = 'reconcile: an invoice changed since it was read';
+        END IF;
+        RAISE EXCEPTION 'reconcile: % of % invoices updated', v_updated, v_invoices;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_reconcile_run(uuid, payment_lines[], int, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_reconcile_run(uuid, payment_lines[], int, boolean, boolean) TO fl_api;
+
 CREATE OR REPLACE FUNCTION fl_reconcile_lines(p_tenant uuid, p_lines payment_lines[], p_insert boolean)
 RETURNS TABLE (line_k int, line_applied numeric, line_status text, line_reason text, line_apps text)
     LANGUAGE plpgsql
-    -- Every statement below is written to have a good generic plan; custom re-planning of the
-    -- apply statement per line cost more than executing it.
+    -- Every statement below (and in fl_reconcile_run) is written to have a good generic plan;
+    -- custom re-planning of the apply statement per line cost more than executing it.
     SET plan_cache_mode = force_generic_plan
     -- Every table is reached by key. A session keeps its plans until the next ANALYZE, and one
     -- planned while a table looked empty (a fresh install, right after VACUUM ANALYZE) scans it
@@ -70,14 +235,6 @@ DECLARE
     a_applied    numeric[] := '{}';
     a_status     text[] := '{}';
     a_reason     text[] := '{}';
-    -- fast path: per invoice, what the run pays
-    f_inv        uuid[];
-    f_tid        tid[];
-    v_cnt        bigint;
-    f_tot        numeric[];
-    f_last       date[];
-    f_paid       date[];
-    f_by         int[];
     -- fast path: per line, its result
     r_k          int[];
     r_applied    numeric[];
@@ -88,6 +245,22 @@ DECLARE
 BEGIN
     IF v_n = 0 THEN
         RETURN;
+    END IF;
+
+    -- New lines that all name an invoice: first without the lock step (see above).
+    IF p_insert AND NOT EXISTS (SELECT 1 FROM unnest(p_lines) u WHERE u.invoice_ref_number IS NULL) THEN
+        BEGIN
+            SELECT f.run_stop, f.run_k, f.run_applied, f.run_status, f.run_reason, f.run_apps
+              INTO v_stop, r_k, r_applied, r_status, r_reason, r_apps
+              FROM fl_reconcile_run(v_tenant, p_lines, 1, true, true) f;
+            IF v_stop IS NULL THEN
+                RETURN QUERY SELECT * FROM unnest(r_k, r_applied, r_status, r_reason, r_apps);
+                RETURN;
+            END IF;
+            -- some line does not qualify: nothing was written
+        EXCEPTION WHEN SQLSTATE 'FLR01' THEN
+            NULL;   -- an invoice changed since it was read: undone, done again locked
+        END;
     END IF;
 
     -- Lock every open invoice that a line names, in id order (no deadlock between batches).
@@ -106,132 +279,12 @@ BEGIN
         FOR UPDATE;
 
     LOOP
-        -- Fast path from line v_pos: the run of lines naming exactly one open invoice by number.
-        -- MATERIALIZED: ref must be a plain value for the index condition on invoice_number_norm
-        -- (RLS lets only leakproof operators on plain values be index conditions; lower() is not).
-        -- The invoices are updated by the next statement, by the row versions (ctid) read here.
-        WITH ln AS MATERIALIZED (
-            SELECT u.ordinality::int AS k, u.id, u.amount, u.payment_date AS pdate,
-                   u.account_number AS acct, lower(u.invoice_ref_number) AS ref,
-                   u.invoice_ref_number AS refraw, u.client_code AS code, u.tenant_id AS x_tenant,
-                   u.batch_id AS x_batch, u.line_no AS x_no, u.bank_batch_item AS x_item,
-                   u.payment_type AS x_type, u.bank_ref_number AS x_bankref, u.transaction_number AS x_tx,
-                   u.remitter_name AS x_remit, u.memo_line AS x_memo, u.financial_docs AS x_docs
-              FROM unnest(p_lines) WITH ORDINALITY u
-             WHERE u.ordinality >= v_pos
-        ), q AS (
-            SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.tid, m.did, m.bal, m.ckey, m.iid, m.inum
-              FROM ln
-              LEFT JOIN LATERAL (
-                   SELECT array_agg(c.id) AS ids FROM clients c
-                    WHERE ln.code IS NOT NULL AND c.tenant_id = v_tenant
-                      AND (c.comp_code_key = upper(ln.code) OR c.client_key = ln.code)) cl ON true
-              LEFT JOIN LATERAL (
-                   SELECT count(*) AS cnt, (array_agg(i.id))[1] AS inv, (array_agg(i.ctid))[1] AS tid,
-                          (array_agg(i.debtor_id))[1] AS did,
-                          (array_agg(i.open_balance))[1] AS bal, (array_agg(i.client_key))[1] AS ckey,
-                          (array_agg(i.invoice_integration_id))[1] AS iid,
-                          (array_agg(i.invoice_number))[1] AS inum
-                     FROM invoices i
-                    WHERE ln.ref IS NOT NULL AND i.tenant_id = v_tenant AND i.invoice_number_norm = ln.ref
-                      AND i.paid_in_full_on IS NULL AND i.status <> 'X'
-                      AND (cl.ids IS NULL OR i.client_id = ANY (cl.ids))) m ON true
-        ), stop AS (
-            SELECT min(k) AS k FROM q WHERE ok IS NOT TRUE
-        ), run AS (
-            SELECT q.*,
-                   least(q.bal, sum(q.amount) OVER w) AS cum_after,
-                   least(q.bal, sum(q.amount) OVER w - q.amount) AS cum_before
-              FROM q
-             WHERE q.ok AND q.k < coalesce((SELECT k FROM stop), 2147483647)
-            WINDOW w AS (PARTITION BY q.inv ORDER BY q.k)
-        ), ap AS (
-            SELECT run.*, run.cum_after - run.cum_before AS amt,
-                   CASE WHEN run.cum_after = run.cum_before THEN 'exception'
-                        WHEN run.cum_after - run.cum_before = run.amount THEN 'applied'
-                        ELSE 'partial' END AS status,
-                   CASE WHEN run.cum_after = run.cum_before
-                        THEN 'Invoice ' || run.refraw || ' not open' END AS reason
-              FROM run
-        ), ins_lines AS (
-            -- new lines (posting_post_payments): written once, with their result
-            INSERT INTO payment_lines (id, tenant_id, batch_id, line_no, payment_date, bank_batch_item,
-                                       payment_type, amount, bank_ref_number, account_number,
-                                       transaction_number, remitter_name, memo_line, invoice_ref_number,
-                                       client_code, financial_docs, applied_amount, unapplied_amount,
-                                       status, exception_reason, reconciled_at)
-            SELECT ap.id, ap.x_tenant, ap.x_batch, ap.x_no, ap.pdate, ap.x_item, ap.x_type, ap.amount,
-                   ap.x_bankref, ap.acct, ap.x_tx, ap.x_remit, ap.x_memo, ap.refraw, ap.code, ap.x_docs,
-                   ap.amt, ap.amount - ap.amt, ap.status, ap.reason, now()
-              FROM ap
-             WHERE p_insert
-             ORDER BY ap.k
-        ), upd_lines AS (
-            -- stored pending lines (reconcile_batch)
-            UPDATE payment_lines p
-               SET applied_amount   = ap.amt,
-                   unapplied_amount = p.amount - ap.amt,
-                   status           = ap.status,
-                   exception_reason = ap.reason,
-                   reconciled_at    = now()
-              FROM ap
-             WHERE NOT p_insert AND p.id = ap.id
-        ), ins AS (
-            INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
-            SELECT v_tenant, ap.id, ap.inv, ap.amt FROM ap WHERE ap.amt > 0 ORDER BY ap.k
-        ), learn AS (
-            INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number)
-            SELECT DISTINCT v_tenant, ap.did, ap.acct FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL
-            ON CONFLICT DO NOTHING
-        ), per_inv AS (
-            SELECT inv, (array_agg(tid))[1] AS tid, sum(amt) AS tot, max(pdate) AS last_date,
-                   min(pdate) FILTER (WHERE cum_after = bal) AS paid_date,
-                   min(k) FILTER (WHERE cum_after = bal) AS paid_by
-              FROM ap WHERE amt > 0
-             GROUP BY inv
-        )
-        SELECT (SELECT k FROM stop),
-               (SELECT min(q.k) FROM q WHERE q.ok AND q.k > (SELECT k FROM stop)),
-               (SELECT array_agg(p.inv) FROM per_inv p), (SELECT array_agg(p.tid) FROM per_inv p),
-               (SELECT array_agg(p.tot) FROM per_inv p),
-               (SELECT array_agg(p.last_date) FROM per_inv p), (SELECT array_agg(p.paid_date) FROM per_inv p),
-               (SELECT array_agg(p.paid_by) FROM per_inv p),
-               array_agg(ap.k), array_agg(ap.amt), array_agg(ap.status), array_agg(ap.reason),
-               array_agg(CASE WHEN ap.amt > 0
-                              THEN '[' || fl_application_json(ap.iid, ap.inum, ap.ckey, ap.amt) || ']'
-                              ELSE '[]' END)
-          INTO v_stop, v_next, f_inv, f_tid, f_tot, f_last, f_paid, f_by, r_k, r_applied, r_status, r_reason, r_apps
-          FROM ap;
+        -- Fast path from line v_pos.
+        SELECT f.run_stop, f.run_next, f.run_k, f.run_applied, f.run_status, f.run_reason, f.run_apps
+          INTO v_stop, v_next, r_k, r_applied, r_status, r_reason, r_apps
+          FROM fl_reconcile_run(v_tenant, p_lines, v_pos, p_insert, false) f;
         IF r_k IS NOT NULL THEN
             RETURN QUERY SELECT * FROM unnest(r_k, r_applied, r_status, r_reason, r_apps);
-        END IF;
-
-        -- The invoices by ctid (read above from the rows this transaction has locked: a Tid Scan
-        -- instead of an index search per invoice); checked: every one must be updated.
-        IF f_inv IS NOT NULL THEN
-            WITH upd AS (
-                UPDATE invoices i
-                   SET open_balance    = i.open_balance - p.tot,
-                       last_payment_on = greatest(i.last_payment_on, p.last_date),
-                       paid_in_full_on = CASE WHEN i.open_balance = p.tot THEN p.paid_date
-                                              ELSE i.paid_in_full_on END
-                  FROM unnest(f_inv, f_tid, f_tot, f_last, f_paid, f_by) p(inv, tid, tot, last_date, paid_date, paid_by)
-                 WHERE i.ctid = p.tid AND i.id = p.inv
-             RETURNING i.client_key, i.debtor_key, i.invoice_integration_id, i.invoice_number,
-                       i.amount, i.open_balance, i.paid_in_full_on, p.paid_by
-            ), ev AS (
-                INSERT INTO events (tenant_id, family, type, payload)
-                SELECT v_tenant, 'posting', 'invoice.paid',
-                       fl_invoice_paid_json(upd.invoice_integration_id, upd.invoice_number, upd.client_key,
-                                            upd.debtor_key, upd.amount, upd.paid_in_full_on)
-                  FROM upd
-                 WHERE upd.open_balance = 0
-                 ORDER BY upd.paid_by
-            )
-            SELECT count(*) INTO v_cnt FROM upd;
-            IF v_cnt <> cardinality(f_inv) THEN
-                RAISE EXCEPTION 'reconcile: % of % invoices updated', v_cnt, cardinality(f_inv);
-            END IF;
         END IF;
         EXIT WHEN v_stop IS NULL;
 

@@ -1152,6 +1152,76 @@ static void test_reconcile_ambiguous(void)
     IT_STREQ(balance(A, i2), "40.00");
 }
 
+/* A batch paying invoices that another transaction is paying at the same time: it waits for
+ * that transaction and applies on the balances it leaves, never on the ones read before. n1 is
+ * still well covered after the other payment (applied as read); n2 is not (100.00, the other
+ * pays 70.00, this line 50.00): the batch is applied again, locked, and the line gets 30.00. */
+static void test_reconcile_concurrent(void)
+{
+    const char *ck = it_uniq("RC"), *dk = it_uniq("RCD");
+    const char *n1 = it_uniq("C"), *n2 = it_uniq("C"), *n3 = it_uniq("C");
+    const char *i1 = it_uniq("IID"), *i2 = it_uniq("IID"), *i3 = it_uniq("IID");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, it_fmt("Payer %s", dk));
+    IT_STATUS(sched(A, ck, it_uniq("SB"), "1600.00",
+                    J("%s,%s,%s", inv(dk, n1, "1000.00", i1), inv(dk, n2, "100.00", i2), inv(dk, n3, "500.00", i3))), 201);
+    const char *tenant = IT_Q("SELECT tenant_id::text FROM invoices WHERE invoice_integration_id = $1", i1);
+    const char *mine = batch(it_uniq("RC"), "75.00",
+                             J("%s,%s,%s", line("5.00", n1, NULL, NULL, NULL, NULL), line("50.00", n2, NULL, NULL, NULL, NULL),
+                               line("20.00", n3, NULL, NULL, NULL, NULL)));
+
+    /* the other batch, as fl_api, left uncommitted: n1 and n2 are locked and paid in it */
+    IT_Q0("BEGIN");
+    IT_Q0("SET LOCAL ROLE fl_api");
+    IT_Q("SELECT posting_post_payments($1::uuid, $2::jsonb) IS NOT NULL", tenant,
+         batch(it_uniq("RC"), "80.00", J("%s,%s", line("10.00", n1, NULL, NULL, NULL, NULL),
+                                          line("70.00", n2, NULL, NULL, NULL, NULL))));
+    int fds[2];
+    IT_CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    if (child == 0) {
+        close(fds[0]);
+        it_resp *r = pay(A, mine);
+        char *msg = it_fmt("%ld %s", r->status, r->body ? r->body : "");
+        size_t k = strlen(msg);
+        _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
+    }
+    close(fds[1]);
+    it_sleep(0.5);
+    IT_CHECK(waitpid(child, NULL, WNOHANG) == 0, "the batch waits for the transaction paying the same invoices");
+    IT_Q0("COMMIT");
+    static char msg[65536];
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof(msg) - 1 && (k = read(fds[0], msg + got, sizeof(msg) - 1 - got)) > 0)
+        got += (size_t) k;
+    msg[got] = '\0';
+    close(fds[0]);
+    waitpid(child, NULL, 0);
+    IT_CHECK(atol(msg) == 201, "201 after the other transaction committed: %s", msg);
+    const char *body = strchr(msg, ' ');
+    json_object *j = it_json(body ? body + 1 : "");
+    IT_JSTR(j, "PaymentDetails[0].Status", "applied");
+    IT_JSTR(j, "PaymentDetails[0].AppliedAmount", "5.00");
+    IT_JSTR(j, "PaymentDetails[1].Status", "partial");
+    IT_JSTR(j, "PaymentDetails[1].AppliedAmount", "30.00");
+    IT_JSTR(j, "PaymentDetails[1].UnappliedAmount", "20.00");
+    IT_JSTR(j, "PaymentDetails[2].Status", "applied");
+    IT_JSTR(j, "PaymentDetails[2].AppliedAmount", "20.00");
+    IT_STREQ(balance(A, i1), "985.00");
+    IT_STREQ(balance(A, i2), "0.00");
+    IT_STREQ(balance(A, i3), "480.00");
+    /* what is stored is what was answered: the replay reads it back */
+    it_resp *r = pay(A, mine);
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[1].AppliedAmount", "30.00");
+    IT_JSTR(r->json, "PaymentDetails[1].Applications[0].Amount", "30.00");
+    IT_STREQ(IT_Q("SELECT sum(a.amount)::text FROM payment_applications a JOIN invoices i ON i.id = a.invoice_id "
+                  "WHERE i.invoice_integration_id = $1", i2), "100.00");
+}
+
 /* ---------------------------------------------------------------- tenants --- */
 
 static void test_tenant_isolation(void)
@@ -1484,7 +1554,8 @@ static const test t_reconcile[] = {
     { "partial payment", test_reconcile_partial },
     { "overpayment leaves an unapplied remainder", test_reconcile_overpayment },
     { "memo line naming two invoices", test_reconcile_memo_two_invoices },
-    { "ambiguous invoice number, resolved by ClientCode", test_reconcile_ambiguous }, { NULL, NULL } };
+    { "ambiguous invoice number, resolved by ClientCode", test_reconcile_ambiguous },
+    { "a batch paying invoices another transaction is paying", test_reconcile_concurrent }, { NULL, NULL } };
 static const test t_tenants[] = {
     { "tenant b sees and touches nothing of a", test_tenant_isolation }, { NULL, NULL } };
 static const test t_ops[] = {

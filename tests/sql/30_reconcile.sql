@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(51);
+SELECT plan(56);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -117,6 +117,23 @@ SELECT is(:'r4'::jsonb #> '{PaymentDetails,0,Applications,0}' ->> 'InvoiceIntegr
           'the only open invoice 200 left is paid in full');
 SELECT is(:'r4'::jsonb #>> '{PaymentDetails,1,ExceptionReason}', 'Invoice 200 not open',
           'a later line of the same batch finds it paid');
+-- Every line names an invoice, one of them unknown: the first, unlocked attempt (every line
+-- on the fast path) writes nothing, and the batch is applied the locked way, each line once.
+SELECT posting_post_payments(:'t', '{"BatchReference":"B5","BatchTotal":"30.00","RequestHash":"rh5","PaymentDetails":[
+  {"PaymentDate":"2024-03-07","PaymentType":"ACH","Amount":"10.00","InvoiceRefNumber":"107","ClientCode":"two"},
+  {"PaymentDate":"2024-03-07","PaymentType":"ACH","Amount":"5.00","InvoiceRefNumber":"nosuch"},
+  {"PaymentDate":"2024-03-08","PaymentType":"ACH","Amount":"15.00","InvoiceRefNumber":"107","ClientCode":"two"}]}') AS r5 \gset
+SELECT is(ARRAY(SELECT e ->> 'Status' FROM jsonb_array_elements(:'r5'::jsonb -> 'PaymentDetails') e),
+          '{applied,unapplied,applied}'::text[], 'a batch with an unknown number: each line gets its rule');
+SELECT is(posting_get_invoice(:'t', '{"InvoiceIntegrationId":"I107-2"}') ->> 'OpenBalance', '55.00',
+          'the invoice its lines name is paid once by each');
+SELECT is((SELECT count(*) FROM payment_lines l JOIN payment_batches b ON b.id = l.batch_id WHERE b.batch_reference = 'B5'),
+          3::bigint, 'its lines are stored once');
+SELECT is((SELECT count(*) FROM payment_applications a JOIN payment_lines l ON l.id = a.line_id
+             JOIN payment_batches b ON b.id = l.batch_id WHERE b.batch_reference = 'B5'),
+          2::bigint, 'and their applications once');
+SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'B5'))::text, :'r5',
+          'the answer is what was stored');
 RESET ROLE;
 
 -- A DBA re-running reconciliation (as the owner) changes nothing.
