@@ -1152,30 +1152,35 @@ static void test_reconcile_ambiguous(void)
     IT_STREQ(balance(A, i2), "40.00");
 }
 
-/* A batch paying invoices that another transaction is paying at the same time: it waits for
- * that transaction and applies on the balances it leaves, never on the ones read before. n1 is
- * still well covered after the other payment (applied as read); n2 is not (100.00, the other
- * pays 70.00, this line 50.00): the batch is applied again, locked, and the line gets 30.00. */
-static void test_reconcile_concurrent(void)
+/* A batch paying invoices that another transaction is paying at the same time, held open for
+ * hold seconds: the batch waits for it and applies on the balances it leaves, never on the ones
+ * read before. n1 stays well covered after the other payment; n2 does not (100.00, the other
+ * pays 70.00, this line 50.00: it gets 30.00); n4 is paid off by the other (this line finds it
+ * not open). A long hold outlasts the unlocked attempt's lock_timeout (it gives up, and the
+ * batch is applied locked); a short one ends while it waits (the invoices it missed are
+ * checked and updated after the others, or the batch is applied locked). */
+static void concurrent_round(double hold)
 {
     const char *ck = it_uniq("RC"), *dk = it_uniq("RCD");
-    const char *n1 = it_uniq("C"), *n2 = it_uniq("C"), *n3 = it_uniq("C");
-    const char *i1 = it_uniq("IID"), *i2 = it_uniq("IID"), *i3 = it_uniq("IID");
+    const char *n1 = it_uniq("C"), *n2 = it_uniq("C"), *n3 = it_uniq("C"), *n4 = it_uniq("C");
+    const char *i1 = it_uniq("IID"), *i2 = it_uniq("IID"), *i3 = it_uniq("IID"), *i4 = it_uniq("IID");
     mk_client(A, ck);
     mk_debtor(A, ck, dk, it_fmt("Payer %s", dk));
-    IT_STATUS(sched(A, ck, it_uniq("SB"), "1600.00",
-                    J("%s,%s,%s", inv(dk, n1, "1000.00", i1), inv(dk, n2, "100.00", i2), inv(dk, n3, "500.00", i3))), 201);
+    IT_STATUS(sched(A, ck, it_uniq("SB"), "1700.00",
+                    J("%s,%s,%s,%s", inv(dk, n1, "1000.00", i1), inv(dk, n2, "100.00", i2), inv(dk, n3, "500.00", i3),
+                      inv(dk, n4, "100.00", i4))), 201);
     const char *tenant = IT_Q("SELECT tenant_id::text FROM invoices WHERE invoice_integration_id = $1", i1);
-    const char *mine = batch(it_uniq("RC"), "75.00",
-                             J("%s,%s,%s", line("5.00", n1, NULL, NULL, NULL, NULL), line("50.00", n2, NULL, NULL, NULL, NULL),
-                               line("20.00", n3, NULL, NULL, NULL, NULL)));
+    const char *mine = batch(it_uniq("RC"), "85.00",
+                             J("%s,%s,%s,%s", line("5.00", n1, NULL, NULL, NULL, NULL), line("50.00", n2, NULL, NULL, NULL, NULL),
+                               line("20.00", n3, NULL, NULL, NULL, NULL), line("10.00", n4, NULL, NULL, NULL, NULL)));
 
-    /* the other batch, as fl_api, left uncommitted: n1 and n2 are locked and paid in it */
+    /* the other batch, as fl_api, left uncommitted: n1, n2 and n4 are locked and paid in it */
     IT_Q0("BEGIN");
     IT_Q0("SET LOCAL ROLE fl_api");
     IT_Q("SELECT posting_post_payments($1::uuid, $2::jsonb) IS NOT NULL", tenant,
-         batch(it_uniq("RC"), "80.00", J("%s,%s", line("10.00", n1, NULL, NULL, NULL, NULL),
-                                          line("70.00", n2, NULL, NULL, NULL, NULL))));
+         batch(it_uniq("RC"), "180.00", J("%s,%s,%s", line("10.00", n1, NULL, NULL, NULL, NULL),
+                                           line("70.00", n2, NULL, NULL, NULL, NULL),
+                                           line("100.00", n4, NULL, NULL, NULL, NULL))));
     int fds[2];
     IT_CHECK(pipe(fds) == 0, "pipe");
     fflush(stdout);
@@ -1189,8 +1194,9 @@ static void test_reconcile_concurrent(void)
         _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
     }
     close(fds[1]);
-    it_sleep(0.5);
-    IT_CHECK(waitpid(child, NULL, WNOHANG) == 0, "the batch waits for the transaction paying the same invoices");
+    it_sleep(hold);
+    if (hold >= 0.3)
+        IT_CHECK(waitpid(child, NULL, WNOHANG) == 0, "the batch waits for the transaction paying the same invoices");
     IT_Q0("COMMIT");
     static char msg[65536];
     size_t got = 0;
@@ -1210,16 +1216,27 @@ static void test_reconcile_concurrent(void)
     IT_JSTR(j, "PaymentDetails[1].UnappliedAmount", "20.00");
     IT_JSTR(j, "PaymentDetails[2].Status", "applied");
     IT_JSTR(j, "PaymentDetails[2].AppliedAmount", "20.00");
+    IT_JSTR(j, "PaymentDetails[3].Status", "exception");
+    IT_JSTR(j, "PaymentDetails[3].ExceptionReason", it_fmt("Invoice %s not open", n4));
     IT_STREQ(balance(A, i1), "985.00");
     IT_STREQ(balance(A, i2), "0.00");
     IT_STREQ(balance(A, i3), "480.00");
+    IT_STREQ(balance(A, i4), "0.00");
     /* what is stored is what was answered: the replay reads it back */
     it_resp *r = pay(A, mine);
     IT_STATUS(r, 201);
     IT_JSTR(r->json, "PaymentDetails[1].AppliedAmount", "30.00");
     IT_JSTR(r->json, "PaymentDetails[1].Applications[0].Amount", "30.00");
-    IT_STREQ(IT_Q("SELECT sum(a.amount)::text FROM payment_applications a JOIN invoices i ON i.id = a.invoice_id "
-                  "WHERE i.invoice_integration_id = $1", i2), "100.00");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM invoices i WHERE i.invoice_integration_id = ANY ($1::text[]) "
+                  "AND i.amount <> i.open_balance + (SELECT coalesce(sum(a.amount), 0) FROM payment_applications a "
+                  "WHERE a.invoice_id = i.id)", it_fmt("{%s,%s,%s,%s}", i1, i2, i3, i4)), "0");
+}
+
+static void test_reconcile_concurrent(void)
+{
+    concurrent_round(0.5);
+    concurrent_round(0.02);
+    concurrent_round(0.005);
 }
 
 /* ---------------------------------------------------------------- tenants --- */
