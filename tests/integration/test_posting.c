@@ -141,6 +141,51 @@ static it_resp *pay(const it_cred *c, const char *body)
     return it_post(c, "/api_factor/post-payments/", body);
 }
 
+/* post-payments in a child process, for tests that act while it is in flight; collect the
+ * answer with pay_collect. */
+typedef struct paying { pid_t pid; int fd; } paying;
+
+static paying pay_start(const it_cred *c, const char *body)
+{
+    int fds[2];
+    paying p = { -1, -1 };
+    IT_CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    fflush(stderr);
+    p.pid = fork();
+    if (p.pid == 0) {
+        close(fds[0]);
+        it_resp *r = pay(c, body);
+        const char *rid = it_header_get(r, "X-Request-Id");
+        char *msg = it_fmt("%ld %.6f %s %s", r->status, it_now(), rid ? rid : "-", r->body ? r->body : "");
+        size_t k = strlen(msg);
+        _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
+    }
+    close(fds[1]);
+    p.fd = fds[0];
+    return p;
+}
+
+/* Waits for the child: its status, when it was answered, the request id (63 chars at most) and
+ * the answer's body (pool-owned); status 0 if the child wrote nothing. */
+static long pay_collect(paying p, double *done_at, char *rid, const char **body)
+{
+    static char msg[65536];
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof(msg) - 1 && (k = read(p.fd, msg + got, sizeof(msg) - 1 - got)) > 0)
+        got += (size_t) k;
+    msg[got] = '\0';
+    close(p.fd);
+    waitpid(p.pid, NULL, 0);
+    long status = 0;
+    int off = 0;
+    if (sscanf(msg, "%ld %lf %63s %n", &status, done_at, rid, &off) < 3)
+        status = 0;
+    *body = it_fmt("%s", msg + off);
+    return status;
+}
+
 /* Every route, with a body that passes validation where one is needed. */
 typedef struct route { const char *method, *path; } route;
 static const route ROUTES[] = {
@@ -1181,34 +1226,17 @@ static void concurrent_round(double hold)
          batch(it_uniq("RC"), "180.00", J("%s,%s,%s", line("10.00", n1, NULL, NULL, NULL, NULL),
                                            line("70.00", n2, NULL, NULL, NULL, NULL),
                                            line("100.00", n4, NULL, NULL, NULL, NULL))));
-    int fds[2];
-    IT_CHECK(pipe(fds) == 0, "pipe");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t child = fork();
-    if (child == 0) {
-        close(fds[0]);
-        it_resp *r = pay(A, mine);
-        char *msg = it_fmt("%ld %s", r->status, r->body ? r->body : "");
-        size_t k = strlen(msg);
-        _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
-    }
-    close(fds[1]);
+    paying p = pay_start(A, mine);
     it_sleep(hold);
     if (hold >= 0.3)
-        IT_CHECK(waitpid(child, NULL, WNOHANG) == 0, "the batch waits for the transaction paying the same invoices");
+        IT_CHECK(waitpid(p.pid, NULL, WNOHANG) == 0, "the batch waits for the transaction paying the same invoices");
     IT_Q0("COMMIT");
-    static char msg[65536];
-    size_t got = 0;
-    ssize_t k;
-    while (got < sizeof(msg) - 1 && (k = read(fds[0], msg + got, sizeof(msg) - 1 - got)) > 0)
-        got += (size_t) k;
-    msg[got] = '\0';
-    close(fds[0]);
-    waitpid(child, NULL, 0);
-    IT_CHECK(atol(msg) == 201, "201 after the other transaction committed: %s", msg);
-    const char *body = strchr(msg, ' ');
-    json_object *j = it_json(body ? body + 1 : "");
+    double done_at = 0;
+    char rid[64] = "";
+    const char *body;
+    long status = pay_collect(p, &done_at, rid, &body);
+    IT_CHECK(status == 201, "201 after the other transaction committed: %ld %s", status, body);
+    json_object *j = it_json(body);
     IT_JSTR(j, "PaymentDetails[0].Status", "applied");
     IT_JSTR(j, "PaymentDetails[0].AppliedAmount", "5.00");
     IT_JSTR(j, "PaymentDetails[1].Status", "partial");
@@ -1414,22 +1442,7 @@ static void test_worker_sigterm_graceful(void)
     }
     const char *body = batch(it_uniq("TERM"), "5000.00", lines);
     free(lines);
-    int fds[2];
-    IT_CHECK(pipe(fds) == 0, "pipe");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t child = fork();
-    if (child == 0) {
-        close(fds[0]);
-        it_resp *r = pay(A, body);
-        char msg[160];
-        const char *rid = it_header_get(r, "X-Request-Id");
-        int k = snprintf(msg, sizeof(msg), "%ld %.6f %s", r->status, it_now(), rid ? rid : "-");
-        if (write(fds[1], msg, (size_t) k) != k)
-            _exit(1);
-        _exit(0);
-    }
-    close(fds[1]);
+    paying inflight = pay_start(A, body);
     it_sleep(0.3);
     double term_at = it_now();
     for (const char *p = before; *p; ) {
@@ -1438,18 +1451,11 @@ static void test_worker_sigterm_graceful(void)
             kill((pid_t) atol(p), SIGTERM);
         while (*p && *p != ' ') p++;
     }
-    char msg[160] = "";
-    ssize_t got = read(fds[0], msg, sizeof(msg) - 1);
-    close(fds[0]);
-    waitpid(child, NULL, 0);
-    long status = 0;
     double done_at = 0;
     char rid[64] = "";
-    if (got > 0) {
-        msg[got] = '\0';
-        sscanf(msg, "%ld %lf %63s", &status, &done_at, rid);
-    }
-    IT_CHECK(status == 201, "the batch in flight was answered %ld (%s)", status, msg);
+    const char *answer;
+    long status = pay_collect(inflight, &done_at, rid, &answer);
+    IT_CHECK(status == 201, "the batch in flight was answered %ld (%.200s)", status, answer);
     IT_CHECK(done_at > term_at, "the answer came before TERM was sent: the test proves nothing");
     /* the request's log line was written by one of the workers that got TERM */
     const char *pid = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/../log/posting.log' "
