@@ -48,8 +48,8 @@
 -- first line after p_pos that does not qualify (NULL: all did), run_next: the next one after it
 -- that does. p_unlocked: the invoices are not locked by the caller; the run is applied only if
 -- every line qualifies, and SQLSTATE FLR01 is raised if an invoice changed in a way that would
--- change a line's result (the caller's subtransaction then undoes the run). Called by fl_reconcile_lines only; its
--- settings, for plans that do not depend on statistics.
+-- change a line's result (the caller's subtransaction then undoes the run). Called by
+-- fl_reconcile_lines only; its settings, for plans that do not depend on statistics.
 CREATE OR REPLACE FUNCTION fl_reconcile_run(p_tenant uuid, p_lines payment_lines[], p_pos int,
                                             p_insert boolean, p_unlocked boolean,
                                             OUT run_stop int, OUT run_next int, OUT run_k int[],
