@@ -37,9 +37,9 @@
 --    end) is updated after the others if it is still open and still the same invoice to these
 --    lines, with a balance above what they pay: then each line's result is the one it gets on
 --    the new balance. Otherwise, or if a lock is not granted within the timeout, the
---    subtransaction is rolled back and the batch goes the locked way. An attempt never waits
---    long, so it can hold up another batch for 50 ms at most and is never the other side of a
---    deadlock. The lock step was 100 row locks per 100-line batch, each a write of the row and
+--    subtransaction is rolled back and the batch goes the locked way. Each wait of an attempt
+--    ends within 50 ms, so a lock cycle with another batch ends with the attempt, long before
+--    PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would pick a victim. The lock step was 100 row locks per 100-line batch, each a write of the row and
 --    a WAL record, before the same rows were updated (docs/sql.md has the figures).
 -- line_apps: the line's Applications as a JSON array (text, see fl_payment_line_json).
 
@@ -83,7 +83,7 @@ BEGIN
           FROM unnest(p_lines) WITH ORDINALITY u
          WHERE u.ordinality >= p_pos
     ), q AS (
-        SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.tid, m.cid, m.did, m.bal, m.ckey, m.iid, m.inum
+        SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.tid, m.xid, m.cid, m.did, m.bal, m.ckey, m.iid, m.inum
           FROM ln
           LEFT JOIN LATERAL (
                SELECT array_agg(c.id) AS ids FROM clients c
@@ -91,6 +91,7 @@ BEGIN
                   AND (c.comp_code_key = upper(ln.code) OR c.client_key = ln.code)) cl ON true
           LEFT JOIN LATERAL (
                SELECT count(*) AS cnt, (array_agg(i.id))[1] AS inv, (array_agg(i.ctid))[1] AS tid,
+                      (array_agg(i.xmin))[1] AS xid,
                       (array_agg(i.client_id))[1] AS cid, (array_agg(i.debtor_id))[1] AS did,
                       (array_agg(i.open_balance))[1] AS bal, (array_agg(i.client_key))[1] AS ckey,
                       (array_agg(i.invoice_integration_id))[1] AS iid,
@@ -148,7 +149,7 @@ BEGIN
         SELECT DISTINCT v_tenant, ap.did, ap.acct FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL
         ON CONFLICT DO NOTHING
     ), per_inv AS (
-        SELECT inv, (array_agg(tid))[1] AS tid, (array_agg(cid))[1] AS cid,
+        SELECT inv, (array_agg(tid))[1] AS tid, (array_agg(xid))[1] AS xid, (array_agg(cid))[1] AS cid,
                (array_agg(did))[1] AS did, (array_agg(ckey))[1] AS ckey, (array_agg(iid))[1] AS iid,
                (array_agg(inum))[1] AS inum, sum(amt) AS tot, max(pdate) AS last_date,
                min(pdate) FILTER (WHERE cum_after = bal) AS paid_date,
@@ -162,7 +163,9 @@ BEGIN
                paid_in_full_on = CASE WHEN i.open_balance = p.tot THEN p.paid_date
                                       ELSE i.paid_in_full_on END
           FROM (SELECT * FROM per_inv ORDER BY inv) p
-         WHERE i.ctid = p.tid AND i.id = p.inv
+         -- xmin: the version read, also on a PostgreSQL whose re-check of a Tid Scan on a
+         -- concurrently updated row does not compare ctids (older minor releases passed it)
+         WHERE i.ctid = p.tid AND i.id = p.inv AND i.xmin = p.xid
      RETURNING i.id, i.client_key, i.debtor_key, i.invoice_integration_id, i.invoice_number,
                i.amount, i.open_balance, i.paid_in_full_on, p.paid_by
     ), ev AS (
