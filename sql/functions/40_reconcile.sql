@@ -149,9 +149,8 @@ BEGIN
         SELECT DISTINCT v_tenant, ap.did, ap.acct FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL
         ON CONFLICT DO NOTHING
     ), per_inv AS (
-        SELECT inv, (array_agg(tid))[1] AS tid, (array_agg(xid))[1] AS xid, (array_agg(cid))[1] AS cid,
-               (array_agg(did))[1] AS did, (array_agg(ckey))[1] AS ckey, (array_agg(iid))[1] AS iid,
-               (array_agg(inum))[1] AS inum, sum(amt) AS tot, max(pdate) AS last_date,
+        SELECT inv, (array_agg(tid))[1] AS tid, (array_agg(xid))[1] AS xid, sum(amt) AS tot,
+               max(pdate) AS last_date,
                min(pdate) FILTER (WHERE cum_after = bal) AS paid_date,
                min(k) FILTER (WHERE cum_after = bal) AS paid_by
           FROM ap WHERE amt > 0
@@ -181,7 +180,11 @@ BEGIN
            (SELECT min(q.k) FROM q WHERE q.ok AND q.k > (SELECT k FROM stop)),
            (SELECT count(*) FROM per_inv), (SELECT count(*) FROM upd),
            CASE WHEN (SELECT count(*) FROM upd) <> (SELECT count(*) FROM per_inv)
-                THEN (SELECT jsonb_agg(to_jsonb(p) ORDER BY p.inv) FROM per_inv p
+                -- the missed invoices, with what their lines read of them (rare: not on the
+                -- way of every batch)
+                THEN (SELECT jsonb_agg(to_jsonb(p) || to_jsonb(a) ORDER BY p.inv) FROM per_inv p
+                        CROSS JOIN LATERAL (SELECT ap.inum, ap.cid, ap.did, ap.iid, ap.ckey
+                                              FROM ap WHERE ap.inv = p.inv LIMIT 1) a
                        WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.id = p.inv)) END,
            array_agg(ap.k), array_agg(ap.amt), array_agg(ap.status), array_agg(ap.reason),
            array_agg(CASE WHEN ap.amt > 0
