@@ -1,6 +1,6 @@
 -- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
 BEGIN;
-SELECT plan(26);
+SELECT plan(27);
 
 SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -114,6 +114,17 @@ SELECT is((SELECT array_agg(a.attname::text ORDER BY k.n)
              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
             WHERE c.conrelid = 'payment_applications'::regclass AND c.contype = 'p'),
           ARRAY['line_id', 'id'], 'payment_applications: primary key (line_id, id)');
+
+-- No BEFORE ROW UPDATE trigger on any table (0010): PostgreSQL locks each row such a trigger
+-- may fire for before it reads the trigger's column list, so every invoice post-payments updates
+-- was locked first (a write and a WAL record). Row checks on UPDATE are AFTER ... WHEN.
+SELECT is((SELECT array_agg(format('%s.%s', t.tgrelid::regclass, t.tgname) ORDER BY 1)
+             FROM pg_trigger t
+            WHERE NOT t.tgisinternal
+              AND t.tgtype & 1 = 1     -- ROW
+              AND t.tgtype & 2 = 2     -- BEFORE
+              AND t.tgtype & 16 = 16), -- UPDATE
+          NULL, 'no BEFORE ROW UPDATE trigger (each would lock every updated row)');
 
 SELECT * FROM finish();
 ROLLBACK;

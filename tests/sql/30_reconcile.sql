@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(56);
+SELECT plan(61);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -190,6 +190,21 @@ SELECT throws_ok(format($$DELETE FROM payment_batches WHERE id = %L$$, :'b1'),
 SELECT throws_ok(format($$DELETE FROM payment_lines WHERE id = %s$$, :'l1'),
                  '23503', NULL, 'a line with applications cannot be deleted');
 SELECT throws_ok('TRUNCATE invoices', '23503', NULL, 'invoices with applications cannot be truncated');
+-- A parent's id or tenant_id does not change while children refer to it (AFTER UPDATE ... WHEN,
+-- migration 0010); an update that leaves them as they are is not refused.
+SELECT throws_ok(format($$UPDATE invoices SET id = gen_random_uuid() WHERE tenant_id = %L AND invoice_integration_id = 'I100'$$, :'t'),
+                 '23503', 'update on table "invoices" violates the reference from "payment_applications"',
+                 'an invoice with applications cannot change its id');
+SELECT throws_ok(format($$UPDATE payment_lines SET id = -%s WHERE id = %s$$, :'l1', :'l1'),
+                 '23503', 'update on table "payment_lines" violates the reference from "payment_applications"',
+                 'a line with applications cannot change its id');
+SELECT throws_ok(format($$UPDATE payment_batches SET tenant_id = %L WHERE id = %L$$, :'t2', :'b1'),
+                 '23503', 'update on table "payment_batches" violates the reference from "payment_lines"',
+                 'a batch with lines cannot move to another tenant');
+SELECT lives_ok(format($$UPDATE invoices SET tenant_id = tenant_id, id = id WHERE tenant_id = %L AND invoice_integration_id = 'I100'$$, :'t'),
+                'an update that sets id and tenant_id to their own values passes the guard');
+SELECT throws_ok(format($$UPDATE payment_applications SET line_id = -1 WHERE line_id = %s$$, :'l1'),
+                 '23503', NULL, 'an application cannot be moved to a missing line (as owner)');
 INSERT INTO payment_batches (tenant_id, batch_reference, batch_total) VALUES (:'t', 'EMPTY', 1.00);
 SELECT lives_ok($$DELETE FROM payment_batches WHERE batch_reference = 'EMPTY'$$, 'a batch without lines can be deleted');
 
