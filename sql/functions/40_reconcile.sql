@@ -39,8 +39,10 @@
 --    the new balance. Otherwise, or if a lock is not granted within the timeout, the
 --    subtransaction is rolled back and the batch goes the locked way. Each wait of an attempt
 --    ends within 50 ms, so a lock cycle with another batch ends with the attempt, long before
---    PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would pick a victim. The lock step was 100 row locks per 100-line batch, each a write of the row and
---    a WAL record, before the same rows were updated (docs/sql.md has the figures).
+--    PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would pick a victim. The
+--    lock step was 100 row locks per 100-line batch, each a write of the row and a WAL record,
+--    before the same rows were updated (docs/sql.md has the figures; until migration 0010 a
+--    BEFORE UPDATE trigger on invoices locked each updated invoice anyway).
 -- line_apps: the line's Applications as a JSON array (text, see fl_payment_line_json).
 
 -- The fast path from line p_pos (see above): writes the run's lines (p_insert) or their results,

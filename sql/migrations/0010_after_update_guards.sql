@@ -9,13 +9,16 @@
 -- record, 54 bytes) before each balance update, 100 per 100-line batch. pg_waldump of ten
 -- batches in the SQL harness: 1,010 LOCK records before, 10 after (the foreign-key checks on
 -- tenants). The same held for payment_lines (two such triggers: reconcile_batch and the
--- one-by-one path update lines) and payment_applications.
+-- one-by-one path update lines) and payment_applications (no code path updates those).
 --
 -- An AFTER ROW trigger fetches the old row without locking it, checks the column list, and
 -- then the WHEN condition (OLD against NEW) before it queues anything. The rules are the same:
 -- a parent's id or tenant_id cannot change while a child row refers to it (fl_refs_guard), a
--- child's key columns cannot point at a missing parent (fl_*_refs); the statement fails with
--- 23503 at its end instead of at the row. DELETE keeps its BEFORE ROW guard (only DBAs delete).
+-- child's key columns cannot point at a missing parent (fl_*_refs), 23503. The check runs at the
+-- end of the statement, after the row is written: another check on that row can report first
+-- (row-level security, a unique key), and a statement that moves the children and the parent
+-- together passes, as with a foreign key (docs/sql.md). DELETE keeps its BEFORE ROW guard (only
+-- DBAs delete).
 --
 -- Measured: WAL per 100-line batch (SQL harness, ten batches) 85,708 bytes before, 83,786 after.
 -- Throughput did not change measurably: on the benchmark stack, the two forms alternated ABBA

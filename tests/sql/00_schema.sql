@@ -118,7 +118,8 @@ SELECT is((SELECT array_agg(a.attname::text ORDER BY k.n)
 -- No BEFORE ROW UPDATE trigger on any table (0010): PostgreSQL locks each row such a trigger
 -- may fire for before it reads the trigger's column list, so every invoice post-payments updates
 -- was locked first (a write and a WAL record). Row checks on UPDATE are AFTER ... WHEN.
-SELECT is((SELECT array_agg(format('%s.%s', t.tgrelid::regclass, t.tgname) ORDER BY 1)
+SELECT is((SELECT array_agg(format('%s.%s', t.tgrelid::regclass, t.tgname)
+                           ORDER BY format('%s.%s', t.tgrelid::regclass, t.tgname))
              FROM pg_trigger t
             WHERE NOT t.tgisinternal
               AND t.tgtype & 1 = 1     -- ROW

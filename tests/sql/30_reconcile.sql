@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(61);
+SELECT plan(63);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -205,6 +205,16 @@ SELECT lives_ok(format($$UPDATE invoices SET tenant_id = tenant_id, id = id WHER
                 'an update that sets id and tenant_id to their own values passes the guard');
 SELECT throws_ok(format($$UPDATE payment_applications SET line_id = -1 WHERE line_id = %s$$, :'l1'),
                  '23503', NULL, 'an application cannot be moved to a missing line (as owner)');
+-- The check sees the end of the statement (0010), as a foreign key does: one statement that moves
+-- an invoice's applications with it to a new id passes, and leaves no application behind.
+SELECT lives_ok(format($$WITH n AS (SELECT gen_random_uuid() AS id),
+                             o AS (SELECT id FROM invoices WHERE tenant_id = %L AND invoice_integration_id = 'I100'),
+                             m AS (UPDATE payment_applications a SET invoice_id = n.id FROM n, o WHERE a.invoice_id = o.id)
+                        UPDATE invoices i SET id = n.id FROM n, o WHERE i.id = o.id$$, :'t'),
+                'an invoice and its applications moved to a new id in one statement');
+SELECT is((SELECT count(*) FROM payment_applications a
+            WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.id = a.invoice_id)),
+          0::bigint, 'no application refers to a missing invoice');
 INSERT INTO payment_batches (tenant_id, batch_reference, batch_total) VALUES (:'t', 'EMPTY', 1.00);
 SELECT lives_ok($$DELETE FROM payment_batches WHERE batch_reference = 'EMPTY'$$, 'a batch without lines can be deleted');
 
