@@ -1,6 +1,8 @@
 #include "req.h"
 
 #include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -130,6 +132,25 @@ int req_read_body(fl_req *r, size_t max)
     r->body[got] = '\0';
     r->body_len = got;
     return got == n ? 0 : -400;
+}
+
+int req_input_drained(fl_req *r)
+{
+    const char *cl = FCGX_GetParam("CONTENT_LENGTH", r->fcgi->envp);
+    size_t n = 0;
+
+    if (cl != NULL) {
+        for (const char *p = cl; *p; p++) {
+            if (!isdigit((unsigned char) *p) || n > (SIZE_MAX - 9) / 10)
+                return 0;
+            n = n * 10 + (size_t) (*p - '0');
+        }
+    }
+    /* a body left unread (an answer given before it was read): not drained */
+    if (n > 0 && (r->body == NULL || r->body_len != n))
+        return 0;
+    /* next comes the end of the input: nginx sends it with the request */
+    return FCGX_GetChar(r->fcgi->in) == EOF && FCGX_GetError(r->fcgi->in) == 0;
 }
 
 const char *req_header(fl_req *r, const char *name)

@@ -44,6 +44,11 @@ typedef struct fl_req {
 int req_init(fl_req *r, FCGX_Request *fcgi, fl_arena *a);
 /* Reads exactly CONTENT_LENGTH bytes; -413 when over max, -400 on short read. */
 int req_read_body(fl_req *r, size_t max);
+/* 1 if nginx's request has been read to its end (the body, if any, whole, and the
+ * empty FCGI_STDIN record that ends it): nothing of it is left unread, so the
+ * connection can be closed without libfcgi's lingering close.  May consume the
+ * end-of-input record; call only when the request is answered. */
+int req_input_drained(fl_req *r);
 /* Header by its HTTP name, case-insensitive ("Auth-FactorID"); borrowed from
  * libfcgi: valid until the request ends; NULL when absent. */
 const char *req_header(fl_req *r, const char *name);

@@ -428,6 +428,32 @@ static char *big_body(size_t size)
     return b;
 }
 
+/* A worker that answers before it has read the body (refused credentials, unknown path)
+ * leaves input unread: it must close with libfcgi's lingering close, or the connection could
+ * be reset under the answer.  A request read to its end is closed at once (serve.c): the next
+ * requests, big and small, are answered whole. */
+static void test_answer_before_body(void)
+{
+    const char *key = it_cred_header(A, "Auth-APIKey");
+    char *bad = it_fmt("%s", key);
+    bad[strlen(bad) - 1] = bad[strlen(bad) - 1] == '0' ? '1' : '0';
+    const it_cred *wrong = it_cred_with(A, "Auth-APIKey", bad);
+    size_t size = 4 * 1024 * 1024;
+    char *b = big_body(size);
+    for (int i = 0; i < 10; i++) {
+        it_resp *r = it_call_ex(wrong, "POST", "/api_factor/post-payments/", NULL, 0, b, size);
+        IT_CHECK(r->status == 401, "round %d: refused credential with 4 MB unread: %ld %s", i, r->status, r->body);
+        IT_BODY(r, E401);
+        r = it_call_ex(A, "POST", "/api_factor/no-such-endpoint/", NULL, 0, b, size);
+        IT_CHECK(r->status == 404, "round %d: unknown path with 4 MB unread: %ld %s", i, r->status, r->body);
+        r = it_call_ex(A, "POST", "/api_factor/test-post/", NULL, 0, b, size);
+        IT_CHECK(r->status == 400, "round %d: 4 MB read whole: %ld %s", i, r->status, r->body);
+        IT_MESSAGE(r, "400 Bad Request Invalid TestValue");
+        r = it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+        IT_CHECK(r->status == 201, "round %d: a small request after them: %ld %s", i, r->status, r->body);
+    }
+}
+
 static void test_payload_too_large(void)
 {
     size_t over = 10 * 1024 * 1024 + 4096;
@@ -1556,6 +1582,7 @@ static const test t_protocol[] = {
     { "400 malformed JSON", test_malformed_json },
     { "text/plain with a JSON body", test_text_plain_accepted },
     { "413 over the 10 MB cap", test_payload_too_large },
+    { "an answer before the body is read, and after it", test_answer_before_body },
     { "X-Request-Id on every kind of answer", test_request_id_everywhere }, { NULL, NULL } };
 static const test t_endpoints[] = {
     { "test-post", test_test_post },
