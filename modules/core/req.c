@@ -101,24 +101,36 @@ int req_init(fl_req *r, FCGX_Request *fcgi, fl_arena *a)
     return req_parse_query(r, FCGX_GetParam("QUERY_STRING", fcgi->envp));
 }
 
-int req_read_body(fl_req *r, size_t max)
+int req_content_length(const char *cl, size_t max, size_t *out)
 {
-    const char *cl = FCGX_GetParam("CONTENT_LENGTH", r->fcgi->envp);
     size_t n = 0;
 
-    r->body = arena_strdup(r->arena, "");
-    r->body_len = 0;
-    if (cl == NULL || *cl == '\0')
+    *out = 0;
+    if (cl == NULL)
         return 0;
     for (const char *p = cl; *p; p++) {
         if (!isdigit((unsigned char) *p))
             return -400;
-        if (n > max)
+        size_t d = (size_t) (*p - '0');
+        if (d > max || n > (max - d) / 10)      /* n * 10 + d > max, without overflow */
             return -413;
-        n = n * 10 + (size_t) (*p - '0');
+        n = n * 10 + d;
     }
-    if (n > max)
-        return -413;
+    *out = n;
+    return 0;
+}
+
+int req_read_body(fl_req *r, size_t max)
+{
+    size_t n;
+
+    r->body = arena_strdup(r->arena, "");
+    r->body_len = 0;
+    int rc = req_content_length(FCGX_GetParam("CONTENT_LENGTH", r->fcgi->envp), max, &n);
+    if (rc < 0)
+        return rc;
+    if (n == 0)
+        return 0;
     r->body = arena_alloc(r->arena, n + 1);
     if (r->body == NULL)
         return -500;
@@ -136,16 +148,10 @@ int req_read_body(fl_req *r, size_t max)
 
 int req_input_drained(fl_req *r)
 {
-    const char *cl = FCGX_GetParam("CONTENT_LENGTH", r->fcgi->envp);
-    size_t n = 0;
+    size_t n;
 
-    if (cl != NULL) {
-        for (const char *p = cl; *p; p++) {
-            if (!isdigit((unsigned char) *p) || n > (SIZE_MAX - 9) / 10)
-                return 0;
-            n = n * 10 + (size_t) (*p - '0');
-        }
-    }
+    if (req_content_length(FCGX_GetParam("CONTENT_LENGTH", r->fcgi->envp), SIZE_MAX, &n) < 0)
+        return 0;
     /* a body left unread (an answer given before it was read): not drained */
     if (n > 0 && (r->body == NULL || r->body_len != n))
         return 0;

@@ -42,6 +42,9 @@ typedef struct fl_req {
 /* Reads method, path, query and headers from the FastCGI environment.
  * path_param names the FastCGI parameter holding the prefix-stripped path. */
 int req_init(fl_req *r, FCGX_Request *fcgi, fl_arena *a);
+/* CONTENT_LENGTH as a size: 0 and *out = 0 when absent or empty; -400 unless all
+ * digits; -413 when over max.  Shared by req_read_body and req_input_drained. */
+int req_content_length(const char *cl, size_t max, size_t *out);
 /* Reads exactly CONTENT_LENGTH bytes; -413 when over max, -400 on short read. */
 int req_read_body(fl_req *r, size_t max);
 /* 1 if nginx's request has been read to its end (the body, if any, whole, and the

@@ -2,6 +2,7 @@
  * validation, money and dates, SQLSTATE mapping, crypto.  Like h2o, the test
  * reaches static helpers by including what it needs from the library. */
 #include <CUnit/Basic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,35 @@ static void test_decode(void)
 }
 
 static int h_dummy(fl_req *r, const fl_route *route) { (void) r; (void) route; return 0; }
+
+static void test_content_length(void)
+{
+    size_t n = 99;
+    CU_ASSERT_EQUAL(req_content_length(NULL, 10, &n), 0);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(req_content_length("", 10, &n), 0);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(req_content_length("0", 10, &n), 0);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(req_content_length("007", 10, &n), 0);
+    CU_ASSERT_EQUAL(n, 7);
+    CU_ASSERT_EQUAL(req_content_length("10", 10, &n), 0);
+    CU_ASSERT_EQUAL(n, 10);
+    CU_ASSERT_EQUAL(req_content_length("11", 10, &n), -413);
+    CU_ASSERT_EQUAL(req_content_length("5", 0, &n), -413);
+    CU_ASSERT_EQUAL(req_content_length("1a", 10, &n), -400);
+    CU_ASSERT_EQUAL(req_content_length("+5", 10, &n), -400);
+    CU_ASSERT_EQUAL(req_content_length(" 5", 10, &n), -400);
+    CU_ASSERT_EQUAL(req_content_length("-1", 10, &n), -400);
+    CU_ASSERT_EQUAL(req_content_length("99999999999999999999999", 10 * 1024 * 1024, &n), -413);
+    /* the largest size, and one more, without overflow */
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%zu", (size_t) SIZE_MAX);
+    CU_ASSERT_EQUAL(req_content_length(buf, SIZE_MAX, &n), 0);
+    CU_ASSERT_EQUAL(n, SIZE_MAX);
+    buf[strlen(buf) - 1]++;
+    CU_ASSERT_EQUAL(req_content_length(buf, SIZE_MAX, &n), -413);
+}
 
 static void test_route(void)
 {
@@ -376,6 +406,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("core", NULL, NULL);
     CU_add_test(s, "arena and buffers", test_arena);
     CU_add_test(s, "percent-decoding and query strings", test_decode);
+    CU_add_test(s, "CONTENT_LENGTH: digits, cap, overflow", test_content_length);
     CU_add_test(s, "routing, 404 and 405", test_route);
     CU_add_test(s, "money normalisation", test_money);
     CU_add_test(s, "dates", test_dates);
