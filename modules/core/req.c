@@ -96,6 +96,8 @@ int req_init(fl_req *r, FCGX_Request *fcgi, fl_arena *a)
     r->request_id = param(r, "REQUEST_ID");
     if (r->request_id == NULL)
         r->request_id = "-";
+    r->content_length_rc = req_content_length(FCGX_GetParam("CONTENT_LENGTH", fcgi->envp), SIZE_MAX,
+                                              &r->content_length);
     const char *https = FCGX_GetParam("HTTPS", fcgi->envp);
     r->tls = https != NULL && strcasecmp(https, "on") == 0;
     return req_parse_query(r, FCGX_GetParam("QUERY_STRING", fcgi->envp));
@@ -122,13 +124,14 @@ int req_content_length(const char *cl, size_t max, size_t *out)
 
 int req_read_body(fl_req *r, size_t max)
 {
-    size_t n;
+    size_t n = r->content_length;
 
     r->body = arena_strdup(r->arena, "");
     r->body_len = 0;
-    int rc = req_content_length(FCGX_GetParam("CONTENT_LENGTH", r->fcgi->envp), max, &n);
-    if (rc < 0)
-        return rc;
+    if (r->content_length_rc < 0)
+        return r->content_length_rc;
+    if (n > max)
+        return -413;
     if (n == 0)
         return 0;
     r->body = arena_alloc(r->arena, n + 1);
@@ -148,12 +151,10 @@ int req_read_body(fl_req *r, size_t max)
 
 int req_input_drained(fl_req *r)
 {
-    size_t n;
-
-    if (req_content_length(FCGX_GetParam("CONTENT_LENGTH", r->fcgi->envp), SIZE_MAX, &n) < 0)
+    if (r->content_length_rc < 0)
         return 0;
     /* a body left unread (an answer given before it was read): not drained */
-    if (n > 0 && (r->body == NULL || r->body_len != n))
+    if (r->content_length > 0 && (r->body == NULL || r->body_len != r->content_length))
         return 0;
     /* next comes the end of the input: nginx sends it with the request */
     return FCGX_GetChar(r->fcgi->in) == EOF && FCGX_GetError(r->fcgi->in) == 0;

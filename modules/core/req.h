@@ -27,6 +27,8 @@ typedef struct fl_req {
     size_t npath_params;
     char *body;                /* NUL-terminated copy, body_len bytes */
     size_t body_len;
+    size_t content_length;     /* CONTENT_LENGTH, read once by req_init */
+    int content_length_rc;     /* 0, or -400/-413 when it is not a size */
     const char *route;         /* matched pattern, for the log */
     /* set by authentication */
     const char *tenant_id;
@@ -43,7 +45,7 @@ typedef struct fl_req {
  * path_param names the FastCGI parameter holding the prefix-stripped path. */
 int req_init(fl_req *r, FCGX_Request *fcgi, fl_arena *a);
 /* CONTENT_LENGTH as a size: 0 and *out = 0 when absent or empty; -400 unless all
- * digits; -413 when over max.  Shared by req_read_body and req_input_drained. */
+ * digits; -413 when over max.  req_init keeps it in the request (content_length). */
 int req_content_length(const char *cl, size_t max, size_t *out);
 /* Reads exactly CONTENT_LENGTH bytes; -413 when over max, -400 on short read. */
 int req_read_body(fl_req *r, size_t max);
