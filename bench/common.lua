@@ -21,6 +21,13 @@ function M.done(summary, latency, requests)
         .. "p50_us=%d p99_us=%d mean_us=%d max_us=%d created=%d\n",
         summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
         latency:percentile(50), latency:percentile(99), latency.mean, latency.max, created))
+    -- the latency at every tenth of a percentile, so that bench/run can merge the
+    -- distributions of several runs of one case (its alternated slices)
+    local q = {}
+    for i = 1, 1000 do
+        q[i] = string.format("%d", latency:percentile(i / 10))
+    end
+    io.write("FLBENCHQ " .. table.concat(q, " ") .. "\n")
 end
 
 -- Random integer in [1, n]; the generator is seeded per thread in init().
