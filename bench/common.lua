@@ -23,10 +23,12 @@ function M.done(summary, latency, requests)
         latency:percentile(50), latency:percentile(99), latency.mean, latency.max, created))
     -- the latency at every tenth of a percentile, so that bench/run can merge the
     -- distributions of several runs of one case (its alternated slices)
+    -- (wrk's percentile(100) is 0: its rank, count + 1, is never reached; the 100th is the max)
     local q = {}
-    for i = 1, 1000 do
+    for i = 1, 999 do
         q[i] = string.format("%d", latency:percentile(i / 10))
     end
+    q[1000] = string.format("%d", latency.max)
     io.write("FLBENCHQ " .. table.concat(q, " ") .. "\n")
 end
 
