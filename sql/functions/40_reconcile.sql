@@ -26,8 +26,13 @@
 --    the same invoice get, in line order, min(amount, what is left): cumulative applied =
 --    least(balance, cumulative amount); a line finding it already paid is 'Invoice <n> not
 --    open', as it would one by one;
---  * slow path: the other lines, one by one with the rules above, up to the next line that
---    qualified for the fast path, where the fast path is evaluated again (on the new state);
+--  * slow path: the line where the run stopped and the lines after it that did not qualify, one
+--    by one with the rules above; then the fast path again, on the new state;
+--  * which lines qualify is looked up once, after the lock step, for the routing: the fast path
+--    takes a run of lines that qualified then (a window: after a stop that left lines of a
+--    window looked up for nothing, 4 lines, doubling while whole windows qualify), and decides
+--    again on the state it finds. Each line is looked up a bounded number of times. (Looking up
+--    every remaining line at every stop made a mixed batch quadratic: 4,000 lines took 7-16 s.)
 --  * locks: every open invoice a line names (InvoiceRefNumber or a MemoLine token) is locked up
 --    front, in id order, so that concurrent batches paying the same invoices cannot deadlock;
 --  * except for new lines that all qualify for the fast path (a bank file of invoice numbers):
@@ -45,16 +50,26 @@
 --    BEFORE UPDATE trigger on invoices locked each updated invoice anyway).
 -- line_apps: the line's Applications as a JSON array (text, see fl_payment_line_json).
 
--- The fast path from line p_pos (see above): writes the run's lines (p_insert) or their results,
--- the applications, learned accounts, the invoices and their invoice.paid events. run_stop: the
--- first line after p_pos that does not qualify (NULL: all did), run_next: the next one after it
--- that does. p_unlocked: the invoices are not locked by the caller; the run is applied only if
+-- The fast path over p_lines, a window of the batch's lines whose first is line p_first (see
+-- above): writes the run's lines (p_insert) or their results, the applications, learned accounts,
+-- the invoices and their invoice.paid events. run_stop: the first line of the window that does
+-- not qualify (NULL: all did). p_unlocked: the invoices are not locked by the caller; the run is applied only if
 -- every line qualifies, and SQLSTATE FLR01 is raised if an invoice changed in a way that would
 -- change a line's result (the caller's subtransaction then undoes the run). Called by
 -- fl_reconcile_lines only; its settings, for plans that do not depend on statistics.
-CREATE OR REPLACE FUNCTION fl_reconcile_run(p_tenant uuid, p_lines payment_lines[], p_pos int,
+-- Before session 9 it also returned run_next (the next line that qualified, which took looking up
+-- every line after the stop): a changed result type needs DROP, not CREATE OR REPLACE.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'fl_reconcile_run' AND 'run_next' = ANY (proargnames)
+                                       AND pronamespace = 'public'::regnamespace) THEN
+        DROP FUNCTION fl_reconcile_run(uuid, payment_lines[], int, boolean, boolean);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION fl_reconcile_run(p_tenant uuid, p_lines payment_lines[], p_first int,
                                             p_insert boolean, p_unlocked boolean,
-                                            OUT run_stop int, OUT run_next int, OUT run_k int[],
+                                            OUT run_stop int, OUT run_k int[],
                                             OUT run_applied numeric[], OUT run_status text[],
                                             OUT run_reason text[], OUT run_apps text[])
     LANGUAGE plpgsql
@@ -76,14 +91,13 @@ BEGIN
     -- order). A row a concurrent transaction updated since it was read is not updated here
     -- (PostgreSQL re-checks a Tid Scan against the new version's ctid): see "missed" below.
     WITH ln AS MATERIALIZED (
-        SELECT u.ordinality::int AS k, u.id, u.amount, u.payment_date AS pdate,
+        SELECT p_first - 1 + u.ordinality::int AS k, u.id, u.amount, u.payment_date AS pdate,
                u.account_number AS acct, lower(u.invoice_ref_number) AS ref,
                u.invoice_ref_number AS refraw, u.client_code AS code, u.tenant_id AS x_tenant,
                u.batch_id AS x_batch, u.line_no AS x_no, u.bank_batch_item AS x_item,
                u.payment_type AS x_type, u.bank_ref_number AS x_bankref, u.transaction_number AS x_tx,
                u.remitter_name AS x_remit, u.memo_line AS x_memo, u.financial_docs AS x_docs
           FROM unnest(p_lines) WITH ORDINALITY u
-         WHERE u.ordinality >= p_pos
     ), q AS (
         SELECT ln.*, m.cnt = 1 AS ok, m.inv, m.tid, m.xid, m.cid, m.did, m.bal, m.ckey, m.iid, m.inum
           FROM ln
@@ -179,7 +193,6 @@ BEGIN
          ORDER BY upd.paid_by
     )
     SELECT (SELECT k FROM stop),
-           (SELECT min(q.k) FROM q WHERE q.ok AND q.k > (SELECT k FROM stop)),
            (SELECT count(*) FROM per_inv), (SELECT count(*) FROM upd),
            CASE WHEN (SELECT count(*) FROM upd) <> (SELECT count(*) FROM per_inv)
                 -- the missed invoices, with what their lines read of them (rare: not on the
@@ -192,7 +205,7 @@ BEGIN
            array_agg(CASE WHEN ap.amt > 0
                           THEN '[' || fl_application_json(ap.iid, ap.inum, ap.ckey, ap.amt) || ']'
                           ELSE '[]' END)
-      INTO run_stop, run_next, v_invoices, v_updated, v_missed, run_k, run_applied, run_status, run_reason,
+      INTO run_stop, v_invoices, v_updated, v_missed, run_k, run_applied, run_status, run_reason,
            run_apps
       FROM ap;
     IF v_updated = v_invoices THEN
@@ -247,6 +260,9 @@ DECLARE
     v_stop       int;
     v_next       int;
     v_end        int;
+    v_win        int;                -- fast path: the end of its window (exclusive)
+    v_h          int;                -- and its length limit (NULL: none)
+    v_q          boolean[];          -- per line: it qualified for the fast path before the first
     -- one line (slow path)
     l            payment_lines;
     l_ref        text;
@@ -320,20 +336,73 @@ BEGIN
       ORDER BY id
         FOR UPDATE;
 
+    -- Which lines qualify for the fast path now (InvoiceRefNumber naming exactly one open invoice
+    -- within ClientCode, as fl_reconcile_run decides): the fast path takes runs of those, the
+    -- slow path runs of the others. Lines before may change that (a slow line closing an invoice
+    -- a later line names): the fast path decides again on the state it finds, and stops there.
+    WITH ln AS MATERIALIZED (   -- ref a plain value, for the index (see fl_reconcile_run)
+        SELECT u.ordinality AS k, lower(u.invoice_ref_number) AS ref, u.client_code AS code
+          FROM unnest(p_lines) WITH ORDINALITY u
+    )
+    SELECT array_agg(coalesce(m.cnt = 1, false) ORDER BY ln.k) INTO v_q
+      FROM ln
+      LEFT JOIN LATERAL (
+           SELECT array_agg(c.id) AS ids FROM clients c
+            WHERE ln.code IS NOT NULL AND c.tenant_id = v_tenant
+              AND (c.comp_code_key = upper(ln.code) OR c.client_key = ln.code)) cl ON true
+      LEFT JOIN LATERAL (
+           SELECT count(*) AS cnt FROM invoices i
+            WHERE ln.ref IS NOT NULL AND i.tenant_id = v_tenant AND i.invoice_number_norm = ln.ref
+              AND i.paid_in_full_on IS NULL AND i.status <> 'X'
+              AND (cl.ids IS NULL OR i.client_id = ANY (cl.ids))) m ON true;
     LOOP
-        -- Fast path from line v_pos.
-        SELECT f.run_stop, f.run_next, f.run_k, f.run_applied, f.run_status, f.run_reason, f.run_apps
-          INTO v_stop, v_next, r_k, r_applied, r_status, r_reason, r_apps
-          FROM fl_reconcile_run(v_tenant, p_lines, v_pos, p_insert, false) f;
-        IF r_k IS NOT NULL THEN
-            RETURN QUERY SELECT * FROM unnest(r_k, r_applied, r_status, r_reason, r_apps);
+        -- Fast path over the window v_pos .. v_win - 1: the run of lines that qualified, at most
+        -- v_h lines (NULL: no limit).
+        v_win := v_pos;
+        WHILE v_win <= v_n AND v_q[v_win] AND (v_h IS NULL OR v_win < v_pos + v_h) LOOP
+            v_win := v_win + 1;
+        END LOOP;
+        IF v_win > v_pos THEN
+            -- The window's lines, taken one by one: a slice (p_lines[a:b]) would first copy the
+            -- whole batch out of the expanded array this function holds, at every window.
+            SELECT f.run_stop, f.run_k, f.run_applied, f.run_status, f.run_reason, f.run_apps
+              INTO v_stop, r_k, r_applied, r_status, r_reason, r_apps
+              FROM fl_reconcile_run(v_tenant,
+                                    CASE WHEN v_pos = 1 AND v_win > v_n THEN p_lines
+                                         ELSE ARRAY(SELECT p_lines[i] FROM generate_series(v_pos, v_win - 1) i) END,
+                                    v_pos, p_insert, false) f;
+            IF r_k IS NOT NULL THEN
+                RETURN QUERY SELECT * FROM unnest(r_k, r_applied, r_status, r_reason, r_apps);
+            END IF;
+        ELSE
+            v_stop := v_pos;
         END IF;
-        EXIT WHEN v_stop IS NULL;
+        IF v_stop IS NULL THEN
+            -- the whole window qualified
+            EXIT WHEN v_win > v_n;
+            v_pos := v_win;
+            IF v_q[v_win] THEN
+                v_h := v_h * 2;     -- it ended at its limit: go on with a longer one
+                CONTINUE;
+            END IF;
+            v_stop := v_win;        -- it ended at a line that did not qualify
+        ELSIF v_stop < v_win - 1 THEN
+            -- A line of the window no longer qualified, and the lines after it were looked up
+            -- for nothing: windows start short again (and double while they qualify), so that
+            -- a line costs a bounded number of look-ups whatever the lines before it changed.
+            v_h := 4;
+        END IF;
 
-        -- Slow path: lines v_stop .. v_next - 1, one by one (new lines are stored pending first).
-        v_end := coalesce(v_next - 1, v_n);
+        -- Slow path: lines v_stop .. up to the next line that qualified, one by one (new lines
+        -- are stored pending first).
+        v_next := v_stop + 1;
+        WHILE v_next <= v_n AND NOT v_q[v_next] LOOP
+            v_next := v_next + 1;
+        END LOOP;
+        v_end := v_next - 1;
         IF p_insert THEN
-            INSERT INTO payment_lines SELECT * FROM unnest(p_lines[v_stop:v_end]);
+            INSERT INTO payment_lines
+            SELECT (s.l).* FROM (SELECT p_lines[i] AS l FROM generate_series(v_stop, v_end) i OFFSET 0) s;
         END IF;
         FOR k IN v_stop .. v_end LOOP
             l := p_lines[k];
@@ -528,7 +597,7 @@ BEGIN
             RETURN NEXT;
         END LOOP;
 
-        EXIT WHEN v_next IS NULL;
+        EXIT WHEN v_next > v_n;
         v_pos := v_next;
     END LOOP;
 
