@@ -154,11 +154,19 @@ BEGIN
     IF v_comp IS NULL AND v_link.id IS NULL THEN
         v_base := coalesce(nullif(left(upper(regexp_replace(v_debtor.name, '[^A-Za-z0-9]+', '', 'g')), 6), ''),
                            'DEBTOR');
-        SELECT v_base || n INTO v_comp
-          FROM generate_series(1, 100000) n
-         WHERE NOT EXISTS (SELECT 1 FROM client_debtors
-                            WHERE client_id = v_client.id AND comp_code = v_base || n)
-         ORDER BY n LIMIT 1;
+        -- The smallest free counter is 1 or one past a code in use: only those are tried (not
+        -- 1..100000, which cost 45 ms a call).
+        SELECT v_base || c.n INTO v_comp
+          FROM (SELECT 1 AS n
+                UNION
+                SELECT substr(cd.comp_code, length(v_base) + 1)::int + 1
+                  FROM client_debtors cd
+                 WHERE cd.client_id = v_client.id AND left(cd.comp_code, length(v_base)) = v_base
+                   AND substr(cd.comp_code, length(v_base) + 1) ~ '^[1-9][0-9]{0,5}$') c
+         WHERE c.n <= 100000
+           AND NOT EXISTS (SELECT 1 FROM client_debtors
+                            WHERE client_id = v_client.id AND comp_code = v_base || c.n)
+         ORDER BY c.n LIMIT 1;
     END IF;
 
     IF v_link.id IS NULL THEN

@@ -1,6 +1,6 @@
 -- create/get client, debtor, vendor, schedule rules and echo shapes.
 BEGIN;
-SELECT plan(45);
+SELECT plan(48);
 
 SELECT fl_tenant_add('Posting T', 'POST-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -145,6 +145,19 @@ SELECT throws_ok($$UPDATE invoices SET debtor_key = 'D2' WHERE invoice_integrati
 SELECT throws_ok($$UPDATE invoices SET vendor_key = NULL WHERE invoice_integration_id = 'BI1'$$, '23514', NULL,
           'a vendor without its key is refused');
 SET LOCAL ROLE fl_api;
+
+-- Generated CompCodes: the smallest free counter after the name's first six letters and digits.
+SELECT posting_create_client(:'t', '{"ClientKey":"CG","Name":"Codes"}') IS NOT NULL AS x \gset
+SELECT is(array_agg(posting_create_debtor(:'t', jsonb_build_object('ClientKey', 'CG', 'DebtorKey', 'G' || g,
+                                                                   'Name', 'Gamma Freight ' || g)) ->> 'CompCode' ORDER BY g),
+          '{GAMMAF1,GAMMAF2,GAMMAF3}', 'generated CompCodes count up per client')
+  FROM generate_series(1, 3) g;
+SELECT is(posting_create_debtor(:'t', '{"ClientKey":"CG","DebtorKey":"G5","Name":"Gamma Five","CompCode":"gammaf5"}') ->> 'CompCode',
+          'GAMMAF5', 'a requested CompCode that is free is kept');
+SELECT is(array_agg(posting_create_debtor(:'t', jsonb_build_object('ClientKey', 'CG', 'DebtorKey', 'G' || g,
+                                                                   'Name', 'Gamma Freight ' || g)) ->> 'CompCode' ORDER BY g),
+          '{GAMMAF4,GAMMAF6}', 'the next ones fill the gap (4), then go past the requested one (6)')
+  FROM generate_series(6, 7) g;
 
 SELECT * FROM finish();
 ROLLBACK;
