@@ -53,11 +53,11 @@
 -- The fast path over p_lines, a window of the batch's lines whose first is line p_first (see
 -- above): writes the run's lines (p_insert) or their results, the applications, learned accounts,
 -- the invoices and their invoice.paid events. run_stop: the first line of the window that does
--- not qualify (NULL: all did). p_unlocked: the invoices are not locked by the caller; the run is applied only if
--- every line qualifies, and SQLSTATE FLR01 is raised if an invoice changed in a way that would
+-- not qualify (NULL: all did). p_unlocked: the invoices are not locked by the caller; the run is
+-- applied only if every line qualifies, and SQLSTATE FLR01 is raised if an invoice changed in a way that would
 -- change a line's result (the caller's subtransaction then undoes the run). Called by
 -- fl_reconcile_lines only; its settings, for plans that do not depend on statistics.
--- Before session 9 it also returned run_next (the next line that qualified, which took looking up
+-- Before the ninth session it also returned run_next (the next line that qualified, which took looking up
 -- every line after the stop): a changed result type needs DROP, not CREATE OR REPLACE.
 DO $$
 BEGIN
@@ -262,7 +262,7 @@ DECLARE
     v_end        int;
     v_win        int;                -- fast path: the end of its window (exclusive)
     v_h          int;                -- and its length limit (NULL: none)
-    v_q          boolean[];          -- per line: it qualified for the fast path before the first
+    v_q          boolean[];          -- per line: it qualified after the lock step (routing only)
     -- one line (slow path)
     l            payment_lines;
     l_ref        text;
@@ -367,9 +367,7 @@ BEGIN
             -- whole batch out of the expanded array this function holds, at every window.
             SELECT f.run_stop, f.run_k, f.run_applied, f.run_status, f.run_reason, f.run_apps
               INTO v_stop, r_k, r_applied, r_status, r_reason, r_apps
-              FROM fl_reconcile_run(v_tenant,
-                                    CASE WHEN v_pos = 1 AND v_win > v_n THEN p_lines
-                                         ELSE ARRAY(SELECT p_lines[i] FROM generate_series(v_pos, v_win - 1) i) END,
+              FROM fl_reconcile_run(v_tenant, ARRAY(SELECT p_lines[i] FROM generate_series(v_pos, v_win - 1) i),
                                     v_pos, p_insert, false) f;
             IF r_k IS NOT NULL THEN
                 RETURN QUERY SELECT * FROM unnest(r_k, r_applied, r_status, r_reason, r_apps);
