@@ -82,7 +82,8 @@ int auth_check(fl_req *r, const char *family, const char *public_id, const char 
     time_t now = time(NULL);
 
     if (public_id == NULL || secret == NULL || *public_id == '\0' || *secret == '\0'
-        || strlen(public_id) >= sizeof(cache[0].public_id) || strlen(family) >= sizeof(cache[0].family))
+        || strlen(public_id) >= sizeof(cache[0].public_id) || strlen(family) >= sizeof(cache[0].family)
+        || !req_utf8_valid(public_id))      /* not text: no credential has it (and PostgreSQL refuses it) */
         return -401;
     crypto_sha256(secret, strlen(secret), given);
 

@@ -13,7 +13,9 @@ int json_parse_strict(const char *s, size_t len, json_object **out)
     struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
     if (tok == NULL)
         return -1;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    /* UTF-8 checked here: text PostgreSQL would refuse is malformed JSON, answered in the
+     * family's own shape, not a database error */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     json_object *o = json_tokener_parse_ex(tok, s, (int) len);
     enum json_tokener_error err = json_tokener_get_error(tok);
     /* trailing bytes other than white space make the document malformed */
@@ -271,7 +273,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid email");
                 break;
             }
-            for (const char *p = txt; *p; p++)
+            for (const char *p = txt; *p && !(f->flags & F_CNTRL); p++)
                 if (iscntrl((unsigned char) *p)) {
                     txt = NULL;
                     break;

@@ -33,6 +33,7 @@ typedef enum {
 #define F_UPPER 0x2      /* FT_STR: stored upper-case */
 #define F_PAST  0x4      /* FT_DATE: not after today */
 #define F_PHONE 0x8      /* FT_DIGITS: drop ( ) - . and spaces first */
+#define F_CNTRL 0x10     /* FT_STR: control characters kept (the handler sanitises them) */
 
 typedef struct fl_field {
     const char *name;          /* canonical name; input keys match case-insensitively */
@@ -50,7 +51,7 @@ typedef struct fl_ferr {
     const char *message;       /* human text */
 } fl_ferr;
 
-#define JSON_MAX_ERRORS 32
+#define JSON_MAX_ERRORS 256      /* more than a lead of 10 contacts has fields: every error is reported */
 typedef struct fl_ferrs {
     fl_ferr e[JSON_MAX_ERRORS];
     size_t n;

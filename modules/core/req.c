@@ -62,7 +62,7 @@ int req_parse_query(fl_req *r, const char *qs)
                 return -400;
             char *name = req_decode(r->arena, qs, nlen, 1);
             char *value = eq ? req_decode(r->arena, eq + 1, len - nlen - 1, 1) : arena_strdup(r->arena, "");
-            if (name == NULL || value == NULL)
+            if (name == NULL || value == NULL || !req_utf8_valid(name) || !req_utf8_valid(value))
                 return -400;
             r->query[r->nquery].name = name;
             r->query[r->nquery].value = value;
@@ -100,7 +100,45 @@ int req_init(fl_req *r, FCGX_Request *fcgi, fl_arena *a)
                                               &r->content_length);
     const char *https = FCGX_GetParam("HTTPS", fcgi->envp);
     r->tls = https != NULL && strcasecmp(https, "on") == 0;
-    return req_parse_query(r, FCGX_GetParam("QUERY_STRING", fcgi->envp));
+    r->query_rc = req_parse_query(r, FCGX_GetParam("QUERY_STRING", fcgi->envp));
+    return r->query_rc;
+}
+
+int req_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    while (*p) {
+        unsigned c = *p;
+        size_t n;
+        unsigned lo = 0x80, hi = 0xBF;      /* the allowed range of the second byte */
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;                  /* overlong */
+            else if (c == 0xED)
+                hi = 0x9F;                  /* UTF-16 surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;                  /* overlong */
+            else if (c == 0xF4)
+                hi = 0x8F;                  /* past U+10FFFF */
+        } else
+            return 0;
+        if (p[1] < lo || p[1] > hi)
+            return 0;
+        for (size_t i = 2; i <= n; i++)
+            if (p[i] < 0x80 || p[i] > 0xBF)
+                return 0;
+        p += n + 1;
+    }
+    return 1;
 }
 
 int req_content_length(const char *cl, size_t max, size_t *out)

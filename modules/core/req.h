@@ -29,6 +29,8 @@ typedef struct fl_req {
     size_t body_len;
     size_t content_length;     /* CONTENT_LENGTH, read once by req_init */
     int content_length_rc;     /* 0, or -400/-413 when it is not a size */
+    int query_rc;              /* 0, or -400: a malformed query string, answered after
+                                  the route and the credentials are checked */
     const char *route;         /* matched pattern, for the log */
     /* set by authentication */
     const char *tenant_id;
@@ -63,8 +65,12 @@ const char *req_path_param(const fl_req *r, const char *name);
 /* Percent-decodes s ('+' as space when plus_space); result in the arena.
  * Returns NULL on a malformed escape or an embedded NUL. */
 char *req_decode(fl_arena *a, const char *s, size_t n, int plus_space);
-/* Splits a query string into r->query; -400 on a malformed escape. */
+/* Splits a query string into r->query; -400 on a malformed escape, or a name or
+ * value that is not UTF-8 text. */
 int req_parse_query(fl_req *r, const char *qs);
 long req_now_us(void);
+/* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): text PostgreSQL will take; 0 otherwise. */
+int req_utf8_valid(const char *s);
 
 #endif

@@ -51,12 +51,23 @@ static void handle(const fl_family *fam, fl_req *r, size_t body_max)
         serve_fail(r, 405, NULL);
         return;
     }
+    /* a path that is not UTF-8 text names nothing stored */
+    if (!req_utf8_valid(r->path)) {
+        serve_fail(r, 404, NULL);
+        return;
+    }
     if (!(route->flags & ROUTE_PUBLIC)) {
         rc = fam->authenticate(r);
         if (rc < 0) {
             serve_fail(r, -rc, NULL);
             return;
         }
+    }
+    /* after the route and the credentials: a request that fails those gets their
+     * answer (leads: 403 over plain HTTP, 401 without a key), whatever its query */
+    if (r->query_rc < 0) {
+        serve_fail(r, 400, "malformed query string");
+        return;
     }
     rc = req_read_body(r, body_max);
     if (rc < 0) {
@@ -120,14 +131,11 @@ int serve_main(const fl_family *fam, int argc, char **argv)
             break;
         fl_req r;
         fl_resp resp;
-        int rc = req_init(&r, &fcgi, arena);
+        req_init(&r, &fcgi, arena);
         r.family = fam;
         r.resp = &resp;
         resp_init(&resp, arena);
-        if (rc < 0)
-            serve_fail(&r, 400, "malformed query string");
-        else
-            handle(fam, &r, body_max);
+        handle(fam, &r, body_max);
         resp_send(&resp, fcgi.out);
         log_request(&r, resp.status);
         /* libfcgi closes a connection by shutting down its side and waiting for

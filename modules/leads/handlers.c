@@ -76,7 +76,9 @@ static const fl_field lead_spec[] = {
 
 static const fl_field url_attachment_spec[] = {
     { "attachment_url", FT_URL, F_REQ, 2048, 0, 0, NULL, NULL },
-    { "filename", FT_STR, F_REQ, 255, 0, 0, NULL, NULL },
+    /* sanitised as the raw upload's (sanitize_filename), not refused; longer than 255
+     * before that for the path components and control characters it loses */
+    { "filename", FT_STR, F_REQ | F_CNTRL, 4096, 0, 0, NULL, NULL },
     { "lead_id", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
     { NULL, 0, 0, 0, 0, 0, NULL, NULL }
 };
@@ -495,7 +497,8 @@ int leads_trigger_webhook(fl_req *r, const fl_route *route)
         goto out;
     }
     if (json_validate(r->arena, in, trigger_spec, &doc, &ferrs) < 0) {
-        int missing = 0;
+        /* a body that is not an object has none of the three either */
+        int missing = !json_object_is_type(in, json_type_object);
         for (size_t i = 0; i < ferrs.n; i++)
             if (strcmp(ferrs.e[i].code, "missing") == 0)
                 missing = 1;

@@ -413,6 +413,18 @@ static void test_malformed(void)
     }
     it_resp *r = it_post(A(), "/lead", "{\"lead\": {");
     ERR_HAS(r, "base", "is not valid JSON");
+    /* bytes that are not UTF-8 (Latin-1 "é" in a name): malformed JSON, nothing stored */
+    json_object *d = lead_doc();
+    const char *ref = it_uniq("latin1");
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    jset(d, "lead.contacts_attributes[0].first_name", "\"Ren@\"");
+    char *text = it_fmt("%s", json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN));
+    char *at = strstr(text, "Ren@");
+    at[3] = (char) 0xE9;
+    r = it_post(A(), "/lead", text);
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "base", "is not valid JSON");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
 }
 
 /* Every endpoint, with and without /v1. */
@@ -525,6 +537,21 @@ static void test_plain_http_403(void)
             IT_CHECK(is_json_ct(r) && it_jstr(r->json, "message") != NULL, "403 body %s", r->body);
         }
     JSON_IS(do_call(plain[0], &k[3]), "{\"message\":\"HTTPS is required\"}");
+    /* the TLS check and the key come before the query string is looked at */
+    static const char *const badq[] = { "/attachment?filename=%zz&lead_id=x", "/attachment?filename=%E9.pdf&lead_id=x" };
+    for (size_t i = 0; i < sizeof(badq) / sizeof(badq[0]); i++) {
+        it_resp *r = it_call_ex(plain[0], "POST", badq[i], NULL, 0, "x", 1);
+        IT_STATUS(r, 403);
+        JSON_IS(r, "{\"message\":\"HTTPS is required\"}");
+        r = it_call_ex(it_cred_with(A(), "api_key", NULL), "POST", badq[i], NULL, 0, "x", 1);
+        IT_STATUS(r, 401);
+        r = it_call_ex(A(), "POST", badq[i], NULL, 0, "x", 1);
+        IT_STATUS(r, 400);
+        JSON_IS(r, "{\"message\":\"malformed query string\"}");
+    }
+    /* a lead id that is not UTF-8 names no lead */
+    it_resp *r = it_get(A(), "/deal_status/%E9t%E9");
+    IT_STATUS(r, 404);
     /* nothing was written over HTTP */
     IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
                   "WHERE l.public_id = $1 AND a.filename = 'x.txt'", id), "0");
@@ -832,6 +859,16 @@ static void test_attachment_url_fetched(void)
     IT_STATUS(r, 202);
     JSON_IS(r, "{\"message\":\"Your attachment was received and is being processed\"}");
     IT_STREQ(wait_attachment(id, "statement.pdf", 15), "received");
+    /* the name is sanitised as an upload's is: path components and control characters go */
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"%s\",\"filename\":\"../tmp/bank\\tstate\\u0001ment.pdf\",\"lead_id\":\"%s\"}",
+                       url, id));
+    IT_STATUS(r, 202);
+    IT_STREQ(wait_attachment(id, "bankstatement.pdf", 15), "received");
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"%s\",\"filename\":\"a/b/..\",\"lead_id\":\"%s\"}", url, id));
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Invalid filename\"}");
     const char *body = "{\"ok\":true}";
     IT_STREQ(IT_Q("SELECT a.source_url || '|' || a.size || '|' || a.sha256 || '|' || a.content_type || '|' || "
                   "convert_from(a.content, 'UTF8') || '|' || a.attempts || '|' || (a.error IS NULL)::text "
@@ -840,7 +877,7 @@ static void test_attachment_url_fetched(void)
              it_fmt("%s|%zu|%s|text/plain|%s|1|true", url, strlen(body), sha256_hex(body, strlen(body)), body));
     json_object *lines[8];
     int n = it_rcv_read(&rc, lines, 8);
-    IT_CHECK(n == 1, "%d requests at the file server, expected 1", n);
+    IT_CHECK(n == 2, "%d requests at the file server, expected 2", n);
     if (n >= 1) {
         IT_JSTR(lines[0], "method", "GET");
         IT_JSTR(lines[0], "path", "/files/statement.pdf");
@@ -925,6 +962,41 @@ static void test_webhook_register(void)
                   "|| '|' || (strpos(s.secret_enc, $2) = 0) FROM webhook_subscriptions s "
                   "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub, secret ? secret : "x"),
              "http://127.0.0.1:9/other|true|1|true|true");
+}
+
+/* A partner's first POST /webhook, sent eight times at once (and a trigger): one
+ * subscription, one signing secret handed out, every answer 200. */
+static void test_webhook_register_concurrent(void)
+{
+    const it_cred *p = new_partner();
+    enum { N = 8 };
+    it_resp *out[N];
+    it_parallel(out, N, p, "POST", "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/same\"}");
+    int secrets = 0;
+    for (int i = 0; i < N; i++) {
+        IT_STATUS(out[i], 200);
+        if (out[i]->json != NULL && it_jstr(out[i]->json, "signing_secret") != NULL)
+            secrets++;
+    }
+    IT_CHECK(secrets == 1, "%d answers gave a signing secret, expected 1", secrets);
+    const char *key = it_cred_header(p, "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM webhook_subscriptions s JOIN credentials c ON c.id = s.credential_id "
+                  "WHERE c.public_id = $1", pub), "1");
+    /* a second partner: triggers at once, then registration: still one */
+    const it_cred *q = new_partner();
+    const char *id = create_lead(q, NULL);
+    if (id == NULL)
+        return;
+    it_parallel(out, N, q, "POST", "/trigger_webhook",
+                it_fmt("{\"webhook_url\":\"http://127.0.0.1:9/t\",\"lead_id\":\"%s\",\"event_type\":\"x\"}", id));
+    for (int i = 0; i < N; i++)
+        IT_STATUS(out[i], 200);
+    IT_STATUS(it_post(q, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/q\"}"), 200);
+    key = it_cred_header(q, "api_key");
+    pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    IT_STREQ(IT_Q("SELECT count(*) || '|' || bool_and(s.active) FROM webhook_subscriptions s "
+                  "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub), "1|true");
 }
 
 /* A stage change reaches the partner's registered URL, signed. */
@@ -1016,7 +1088,7 @@ static void test_trigger_webhook(void)
     static const char *const missing[] = {
         "{\"lead_id\":\"%2$s\",\"event_type\":\"Approved\"}", "{\"webhook_url\":\"%1$s\",\"event_type\":\"Approved\"}",
         "{\"webhook_url\":\"%1$s\",\"lead_id\":\"%2$s\"}", "{}", "{\"webhook_url\":\"%1$s\",\"lead_id\":\"%2$s\","
-        "\"event_type\":\"\"}", "not json" };
+        "\"event_type\":\"\"}", "not json", "[]", "\"x\"", "null", "42" };
     for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
         r = it_post(p, "/trigger_webhook", it_fmt(missing[i], rc.url, id));
         IT_STATUS(r, 400);
@@ -1192,6 +1264,7 @@ int main(void)
     CU_add_test(s, "attachment by URL fetched by the worker", test_attachment_url_fetched);
     CU_add_test(s, "attachment by URL: SSRF guard", test_attachment_url_ssrf);
     CU_add_test(s, "webhook registration", test_webhook_register);
+    CU_add_test(s, "webhook registration: concurrent first calls make one subscription", test_webhook_register_concurrent);
     CU_add_test(s, "webhook delivered after a stage change", test_webhook_on_stage_change);
     CU_add_test(s, "trigger_webhook", test_trigger_webhook);
     CU_add_test(s, "trigger_webhook before registering", test_trigger_before_register);

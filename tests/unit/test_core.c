@@ -51,6 +51,26 @@ static void test_decode(void)
     CU_ASSERT_STRING_EQUAL(req_query(&r, "x"), "");
     CU_ASSERT_PTR_NULL(req_query(&r, "missing"));
     CU_ASSERT_EQUAL(req_parse_query(&r, "a=%G1"), -400);
+    CU_ASSERT_EQUAL(req_parse_query(&r, "filename=caf%C3%A9.pdf"), 0);
+    CU_ASSERT_STRING_EQUAL(req_query(&r, "filename"), "caf\xc3\xa9.pdf");
+    CU_ASSERT_EQUAL(req_parse_query(&r, "filename=caf%E9.pdf"), -400);     /* Latin-1 */
+    CU_ASSERT_EQUAL(req_parse_query(&r, "%FF=1"), -400);
+}
+
+static void test_utf8(void)
+{
+    static const char *const good[] = { "", "plain", "caf\xc3\xa9", "\xe2\x82\xac", "\xed\x9f\xbf",
+                                        "\xee\x80\x80", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\x7f" };
+    static const char *const bad[] = {
+        "\xe9", "caf\xe9 au lait", "\xc0\xaf", "\xc1\xbf",     /* Latin-1; overlong 2-byte forms */
+        "\xe0\x80\xaf", "\xed\xa0\x80", "\xed\xbf\xbf",   /* overlong 3-byte; surrogates */
+        "\xf0\x80\x80\xaf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", /* overlong 4-byte; past U+10FFFF */
+        "\xc3", "\xe2\x82", "\xf0\x90\x80", "\x80", "\xbf",     /* cut short; a lone continuation */
+        "\xc3\x28", "\xe2\x28\xa1", "\xfe", "\xff" };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        CU_ASSERT_EQUAL(req_utf8_valid(good[i]), 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CU_ASSERT_EQUAL(req_utf8_valid(bad[i]), 0);
 }
 
 static int h_dummy(fl_req *r, const fl_route *route) { (void) r; (void) route; return 0; }
@@ -221,6 +241,9 @@ static void test_parse_and_validate(void)
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":", 5, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{} x", 4, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("[1,]", 4, &in), -1);          /* strict: no trailing comma */
+    CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"caf\xe9\"}", 12, &in), -1);   /* not UTF-8: malformed */
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict("{\"a\":\"caf\xc3\xa9\"}", 13, &in), 0);
+    json_object_put(in);
     char deep[64] = "";
     for (int i = 0; i < 20; i++) strcat(deep, "[");
     for (int i = 0; i < 20; i++) strcat(deep, "]");
@@ -406,6 +429,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("core", NULL, NULL);
     CU_add_test(s, "arena and buffers", test_arena);
     CU_add_test(s, "percent-decoding and query strings", test_decode);
+    CU_add_test(s, "UTF-8 validation", test_utf8);
     CU_add_test(s, "CONTENT_LENGTH: digits, cap, overflow", test_content_length);
     CU_add_test(s, "routing, 404 and 405", test_route);
     CU_add_test(s, "money normalisation", test_money);
