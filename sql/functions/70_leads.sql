@@ -224,22 +224,25 @@ BEGIN
     -- an inactive subscription was made by trigger_webhook with a secret nobody
     -- was shown yet: registering activates it and hands back that secret (sealed;
     -- the C side opens it) so earlier triggered deliveries verify too
-    SELECT id, active, secret_enc INTO v_id, v_was_active, v_secret FROM webhook_subscriptions
-     WHERE credential_id = p_credential AND family = 'leads' FOR UPDATE;
-    IF v_id IS NOT NULL THEN
-        UPDATE webhook_subscriptions
-           SET url = p_doc->>'webhook_url', active = true, updated_at = now()
-         WHERE id = v_id;
-        IF v_was_active THEN
-            RETURN jsonb_build_object('created', false, 'id', v_id);
-        END IF;
-        RETURN jsonb_build_object('created', true, 'id', v_id, 'secret_enc', v_secret);
-    END IF;
+    -- One per partner (unique key, migration 0011): a concurrent first registration waits
+    -- here for the other's insert and then takes its row below.
     INSERT INTO webhook_subscriptions (tenant_id, family, credential_id, name, url, event_types, secret_enc)
     VALUES (p_tenant, 'leads', p_credential, 'partner', p_doc->>'webhook_url',
             ARRAY['Approved','Declined','Waiting on ISO'], p_doc->>'secret_enc')
+    ON CONFLICT (credential_id, family) WHERE credential_id IS NOT NULL DO NOTHING
     RETURNING id INTO v_id;
-    RETURN jsonb_build_object('created', true, 'id', v_id);
+    IF v_id IS NOT NULL THEN
+        RETURN jsonb_build_object('created', true, 'id', v_id);
+    END IF;
+    SELECT id, active, secret_enc INTO v_id, v_was_active, v_secret FROM webhook_subscriptions
+     WHERE credential_id = p_credential AND family = 'leads' FOR UPDATE;
+    UPDATE webhook_subscriptions
+       SET url = p_doc->>'webhook_url', active = true, updated_at = now()
+     WHERE id = v_id;
+    IF v_was_active THEN
+        RETURN jsonb_build_object('created', false, 'id', v_id);
+    END IF;
+    RETURN jsonb_build_object('created', true, 'id', v_id, 'secret_enc', v_secret);
 END
 $$;
 GRANT EXECUTE ON FUNCTION leads_webhook_register(uuid, uuid, jsonb) TO fl_api;
@@ -263,7 +266,12 @@ BEGIN
                                            secret_enc, active)
         VALUES (p_tenant, 'leads', p_credential, 'partner', p_doc->>'webhook_url',
                 ARRAY['Approved','Declined','Waiting on ISO'], p_doc->>'secret_enc', false)
+        ON CONFLICT (credential_id, family) WHERE credential_id IS NOT NULL DO NOTHING
         RETURNING id INTO v_sub;
+        IF v_sub IS NULL THEN       -- made meanwhile by a concurrent call (unique key, 0011)
+            SELECT id INTO v_sub FROM webhook_subscriptions
+             WHERE credential_id = p_credential AND family = 'leads';
+        END IF;
     END IF;
     -- type 'trigger_webhook' matches no subscription's event types: no fan-out
     INSERT INTO events (tenant_id, family, type, payload, audience)
