@@ -206,6 +206,10 @@ static void answer(fl_req *r, int status, const char *obj_json)
 static int first_error(fl_req *r, const fl_ferrs *errs)
 {
     const fl_ferr *e = &errs->e[0];
+    /* a bad BatchTotal of any kind is the document's own error, spelt as it spells it
+     * (the same as for a total that is not the sum of the amounts) */
+    if (strcmp(e->field, "BatchTotal") == 0 && strcmp(e->code, "missing") != 0)
+        return serve_fail(r, 400, "Invalid batchTotal");
     const char *reason = strcmp(e->code, "missing") == 0
         ? arena_printf(r->arena, "Missing %s", e->field)
         : arena_printf(r->arena, "Invalid %s", e->field);
