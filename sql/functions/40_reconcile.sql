@@ -7,10 +7,14 @@
 --     normalised name); still several (or none left): exception 'Ambiguous invoice <n>'.
 --     No open invoice but a closed one with that number: exception 'Invoice <n> not open'
 --     (a duplicate payment is never re-routed by amount). Unknown number: go on with 2.
---  2. MemoLine tokens (alphanumeric runs of >= 3 chars) equal to open invoice numbers, same
---     narrowing, applied in memo order; any ambiguous token makes the line an exception.
+--  2. MemoLine tokens (fl_memo_tokens: its words, punctuation inside kept, as "inv-1001" or
+--     "2021/0042", and their alphanumeric runs of >= 3 chars) equal to open invoice numbers, same
+--     narrowing, applied in memo order; a run counts only when its word named no open invoice
+--     ("INV-1001" pays invoice INV-1001, not also an invoice 1001); any ambiguous token makes
+--     the line an exception.
 --  3. Amount: the single open invoice of the payer's debtor (or of the ClientCode client) whose
---     open balance equals A exactly.
+--     open balance equals A exactly. Two or more: exception 'Ambiguous amount <A>' (the payer is
+--     known, the invoice is not: a person decides).
 -- Applying takes min(remaining, open_balance) per invoice; the rest stays unapplied ('partial').
 -- Lines applied by invoice number teach debtor_accounts the payer's AccountNumber.
 -- Only 'pending' lines are processed: running it again changes nothing.
@@ -49,6 +53,31 @@
 --    before the same rows were updated (docs/sql.md has the figures; until migration 0010 a
 --    BEFORE UPDATE trigger on invoices locked each updated invoice anyway).
 -- line_apps: the line's Applications as a JSON array (text, see fl_payment_line_json).
+
+-- The tokens of a MemoLine that may be invoice numbers, lower-case, each once (its first place),
+-- in memo order (wn: word, pn: 0 for the word itself, else its n-th alphanumeric run; a token
+-- that is also a word of its own is taken there, with no parent). Words are
+-- split at white space, commas and semicolons, and lose the punctuation around them ("#INV-1001,"
+-- -> "inv-1001"); a word with punctuation inside is a token itself (parent NULL), and so is each
+-- of its alphanumeric runs of 3 or more characters (parent: the word). Invoice numbers with a
+-- space inside, or shorter than 3 characters, cannot be found in a memo.
+CREATE OR REPLACE FUNCTION fl_memo_tokens(p_memo text)
+RETURNS TABLE (tok text, wn bigint, pn bigint, parent text)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT DISTINCT ON (t.tok) t.tok, t.wn, t.pn, t.parent
+      FROM (SELECT w.wn, regexp_replace(w.word, '^[^a-z0-9]+|[^a-z0-9]+$', '', 'g') AS whole
+              FROM regexp_split_to_table(lower(p_memo), '[[:space:],;]+') WITH ORDINALITY w(word, wn)) w
+     CROSS JOIN LATERAL (
+           SELECT w.whole AS tok, w.wn, 0::bigint AS pn, NULL::text AS parent
+            WHERE w.whole ~ '[^a-z0-9]' AND length(w.whole) >= 3
+           UNION ALL
+           SELECT p.part, w.wn, p.pn, CASE WHEN w.whole ~ '[^a-z0-9]' THEN w.whole END
+             FROM regexp_split_to_table(w.whole, '[^a-z0-9]+') WITH ORDINALITY p(part, pn)
+            WHERE length(p.part) >= 3) t
+     ORDER BY t.tok, t.parent IS NOT NULL, t.wn, t.pn     -- a token that stands alone somewhere counts there
+$$;
+GRANT EXECUTE ON FUNCTION fl_memo_tokens(text) TO fl_api, fl_report;
 
 -- The fast path over p_lines, a window of the batch's lines whose first is line p_first (see
 -- above): writes the run's lines (p_insert) or their results, the applications, learned accounts,
@@ -273,7 +302,6 @@ DECLARE
     v_ids        uuid[];
     v_dids       uuid[];
     v_targets    uuid[];
-    v_tokens     text[];
     v_status     text;
     v_reason     text;
     v_by_number  boolean;
@@ -329,9 +357,8 @@ BEGIN
                 SELECT lower(u.invoice_ref_number) FROM unnest(p_lines) u
                  WHERE u.invoice_ref_number IS NOT NULL
                 UNION
-                SELECT t.tok FROM unnest(p_lines) u,
-                       regexp_split_to_table(lower(u.memo_line), '[^a-z0-9]+') t(tok)
-                 WHERE u.memo_line IS NOT NULL AND length(t.tok) >= 3))
+                SELECT t.tok FROM unnest(p_lines) u, fl_memo_tokens(u.memo_line) t
+                 WHERE u.memo_line IS NOT NULL))
         AND paid_in_full_on IS NULL AND status <> 'X'
       ORDER BY id
         FOR UPDATE;
@@ -454,51 +481,49 @@ BEGIN
 
             -- 2. MemoLine
             IF v_targets IS NULL AND v_status IS NULL AND l.memo_line IS NOT NULL THEN
-                SELECT array_agg(tok ORDER BY ord) INTO v_tokens
-                  FROM (SELECT tok, min(ord) AS ord
-                          FROM regexp_split_to_table(lower(l.memo_line), '[^a-z0-9]+') WITH ORDINALITY t(tok, ord)
-                         WHERE length(tok) >= 3
-                         GROUP BY tok) s;
-                IF v_tokens IS NOT NULL THEN
-                    FOR r IN SELECT t.tok, array_agg(i.id ORDER BY i.id) AS ids,
-                                    array_agg(i.debtor_id ORDER BY i.id) AS dids
-                               FROM unnest(v_tokens) WITH ORDINALITY t(tok, ord)
+                -- a run of a word counts only if the word itself named no open invoice
+                FOR r IN WITH m AS (
+                             SELECT t.tok, t.wn, t.pn, t.parent, i.id, i.debtor_id
+                               FROM fl_memo_tokens(l.memo_line) t
                                JOIN LATERAL (SELECT id, debtor_id FROM invoices
                                               WHERE tenant_id = v_tenant
                                                 AND invoice_number_norm = t.tok
                                                 AND paid_in_full_on IS NULL AND status <> 'X'
                                                 AND (v_clients IS NULL OR client_id = ANY (v_clients))
-                                                FOR UPDATE) i ON true
-                              GROUP BY t.tok, t.ord
-                              ORDER BY t.ord
-                    LOOP
-                        IF cardinality(r.ids) = 1 THEN
-                            v_targets := coalesce(v_targets, '{}') || r.ids[1];
-                            CONTINUE;
+                                                FOR UPDATE) i ON true)
+                         SELECT m.tok, array_agg(m.id ORDER BY m.id) AS ids,
+                                array_agg(m.debtor_id ORDER BY m.id) AS dids
+                           FROM m
+                          WHERE m.parent IS NULL OR NOT EXISTS (SELECT 1 FROM m w WHERE w.tok = m.parent)
+                          GROUP BY m.tok, m.wn, m.pn
+                          ORDER BY m.wn, m.pn
+                LOOP
+                    IF cardinality(r.ids) = 1 THEN
+                        v_targets := coalesce(v_targets, '{}') || r.ids[1];
+                        CONTINUE;
+                    END IF;
+                    IF NOT v_dset_done THEN
+                        IF l.account_number IS NOT NULL THEN
+                            SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
+                             WHERE tenant_id = v_tenant AND account_number = l.account_number;
                         END IF;
-                        IF NOT v_dset_done THEN
-                            IF l.account_number IS NOT NULL THEN
-                                SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
-                                 WHERE tenant_id = v_tenant AND account_number = l.account_number;
-                            END IF;
-                            IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
-                                SELECT array_agg(id) INTO v_debtors FROM debtors
-                                 WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
-                            END IF;
-                            v_dset_done := true;
+                        IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
+                            SELECT array_agg(id) INTO v_debtors FROM debtors
+                             WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
                         END IF;
-                        SELECT array_agg(u.id) INTO v_ids FROM unnest(r.ids, r.dids) u(id, did)
-                         WHERE u.did = ANY (v_debtors);
-                        IF coalesce(cardinality(v_ids), 0) <> 1 THEN
-                            v_targets := NULL;
-                            v_status := 'exception';
-                            v_reason := 'Ambiguous invoice ' || r.tok;
-                            EXIT;
-                        END IF;
-                        v_targets := coalesce(v_targets, '{}') || v_ids[1];
-                    END LOOP;
-                    v_by_number := v_targets IS NOT NULL;
-                END IF;
+                        v_dset_done := true;
+                    END IF;
+                    SELECT array_agg(u.id) INTO v_ids FROM unnest(r.ids, r.dids) u(id, did)
+                     WHERE u.did = ANY (v_debtors);
+                    IF coalesce(cardinality(v_ids), 0) <> 1 THEN
+                        v_targets := NULL;
+                        v_status := 'exception';
+                        v_reason := 'Ambiguous invoice ' || r.tok;
+                        EXIT;
+                    END IF;
+                    v_targets := coalesce(v_targets, '{}') || v_ids[1];
+                END LOOP;
+                v_by_number := v_targets IS NOT NULL;
             END IF;
 
             -- 3. Exact open balance for the payer's debtor (or the ClientCode client).
@@ -533,6 +558,9 @@ BEGIN
                 END IF;
                 IF cardinality(v_ids) = 1 THEN
                     v_targets := v_ids;
+                ELSIF cardinality(v_ids) > 1 THEN
+                    v_status := 'exception';
+                    v_reason := 'Ambiguous amount ' || fl_money(l.amount);
                 END IF;
             END IF;
 

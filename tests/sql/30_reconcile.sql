@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(63);
+SELECT plan(70);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -133,6 +133,34 @@ SELECT is((SELECT count(*) FROM payment_applications a JOIN payment_lines l ON l
              JOIN payment_batches b ON b.id = l.batch_id WHERE b.batch_reference = 'B5'),
           2::bigint, 'and their applications once');
 SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'B5'))::text, :'r5',
+          'the answer is what was stored');
+-- Invoice numbers with punctuation in a memo, and two invoices of the payer with the amount.
+SELECT is(ARRAY(SELECT tok FROM fl_memo_tokens('Payment #INV-1001, 2021/0042 a1') ORDER BY wn, pn),
+          '{payment,inv-1001,inv,1001,2021/0042,2021,0042}'::text[],
+          'memo tokens: words with their punctuation inside, and their runs of 3 or more');
+SELECT posting_create_sched(:'t', '{"ClientKey":"C1","Amount":"280.00","PaymentMethod":"A","IntegrationBatchId":"S3","InvoiceArray":[
+  {"DebtorKey":"D1","InvoiceNumber":"INV-1001","InvoiceAr":"100.00","InvoiceIntegrationId":"IM1"},
+  {"DebtorKey":"D1","InvoiceNumber":"1001","InvoiceAr":"60.00","InvoiceIntegrationId":"IM2"},
+  {"DebtorKey":"D1","InvoiceNumber":"2021/0042","InvoiceAr":"70.00","InvoiceIntegrationId":"IM3"},
+  {"DebtorKey":"D2","InvoiceNumber":"120","InvoiceAr":"25.00","InvoiceIntegrationId":"IM4"},
+  {"DebtorKey":"D2","InvoiceNumber":"121","InvoiceAr":"25.00","InvoiceIntegrationId":"IM5"}]}') IS NOT NULL AS x \gset
+SELECT posting_post_payments(:'t', '{"BatchReference":"B6","BatchTotal":"255.00","RequestHash":"rh6","PaymentDetails":[
+  {"PaymentDate":"2024-03-09","PaymentType":"ACH","Amount":"100.00","MemoLine":"Payment #INV-1001, thanks"},
+  {"PaymentDate":"2024-03-09","PaymentType":"ACH","Amount":"70.00","MemoLine":"inv 2021/0042"},
+  {"PaymentDate":"2024-03-09","PaymentType":"ACH","Amount":"60.00","MemoLine":"Paid INV#1001"},
+  {"PaymentDate":"2024-03-09","PaymentType":"ACH","Amount":"25.00","AccountNumber":"ACC-D2"}]}') AS r6 \gset
+SELECT is(ARRAY(SELECT a ->> 'InvoiceIntegrationId' FROM jsonb_array_elements(:'r6'::jsonb #> '{PaymentDetails,0,Applications}') a),
+          '{IM1}'::text[], 'a memo naming INV-1001 pays invoice INV-1001, and not invoice 1001 too');
+SELECT is(:'r6'::jsonb #> '{PaymentDetails,1,Applications,0}' ->> 'InvoiceIntegrationId', 'IM3',
+          'a memo naming 2021/0042 pays invoice 2021/0042');
+SELECT is(:'r6'::jsonb #> '{PaymentDetails,2,Applications,0}' ->> 'InvoiceIntegrationId', 'IM2',
+          'a word that names no invoice (inv#1001): its runs still count');
+SELECT is(ARRAY[:'r6'::jsonb #>> '{PaymentDetails,3,Status}', :'r6'::jsonb #>> '{PaymentDetails,3,ExceptionReason}'],
+          ARRAY['exception', 'Ambiguous amount 25.00'],
+          'two open invoices of the payer with the amount: an exception, not a guess');
+SELECT is((SELECT sum(open_balance) FROM invoices WHERE tenant_id = :'t' AND invoice_integration_id IN ('IM4', 'IM5')),
+          50.00::numeric, 'neither of them is paid');
+SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'B6'))::text, :'r6',
           'the answer is what was stored');
 RESET ROLE;
 
