@@ -136,10 +136,10 @@ static const posting_qparam q_sched[] = {
 static const posting_qparam q_invoice[] = {
     { "invoiceintegrationid", "InvoiceIntegrationId" }, { NULL, NULL } };
 
-const posting_op op_create_client = { client_spec, NULL, DB_FN(posting_create_client, 0), OP_PII, NULL };
+const posting_op op_create_client = { client_spec, NULL, DB_FN(posting_create_client, 0), OP_PII | OP_CLEARS, NULL };
 const posting_op op_get_client = { NULL, q_client, DB_FN(posting_get_client, 1), OP_PII, NULL };
-const posting_op op_create_debtor = { debtor_spec, NULL, DB_FN(posting_create_debtor, 0), 0, NULL };
-const posting_op op_create_vendor = { debtor_spec, NULL, DB_FN(posting_create_vendor, 0), 0, NULL };
+const posting_op op_create_debtor = { debtor_spec, NULL, DB_FN(posting_create_debtor, 0), OP_CLEARS, NULL };
+const posting_op op_create_vendor = { debtor_spec, NULL, DB_FN(posting_create_vendor, 0), OP_CLEARS, NULL };
 const posting_op op_get_client_debtor = { NULL, q_client_debtor, DB_FN(posting_get_client_debtor, 1), 0, NULL };
 const posting_op op_get_debtor_master = { NULL, q_debtor, DB_FN(posting_get_debtor_master, 1), 0, NULL };
 const posting_op op_create_sched = { sched_spec, NULL, DB_FN(posting_create_sched, 0), OP_HASH_BODY | OP_DOCS, NULL };
@@ -246,6 +246,10 @@ static int seal_pii(fl_req *r, json_object *doc)
     json_object *v;
     if (!json_object_object_get_ex(doc, "FedTaxNum", &v))
         return 0;
+    if (v == NULL) {            /* cleared (OP_CLEARS): its last four digits go too */
+        json_object_object_add(doc, "FedTaxNumLast4", NULL);
+        return 0;
+    }
     const char *plain = json_object_get_string(v);
     char *sealed = crypto_pii_encrypt(r->arena, plain);
     if (sealed == NULL)
@@ -254,6 +258,32 @@ static int seal_pii(fl_req *r, json_object *doc)
     json_object_object_add(doc, "FedTaxNumLast4", json_object_new_string(n > 4 ? plain + n - 4 : plain));
     json_object_object_add(doc, "FedTaxNum", json_object_new_string(sealed));
     return 0;
+}
+
+/* Upserts (OP_CLEARS): an optional member the client sent as null or blank reaches the
+ * database as null, which clears the stored value; a member left out keeps it. The
+ * validator drops both alike, so they are told apart here, on the request as sent. */
+static void keep_cleared(json_object *in, const fl_field *spec, json_object *doc)
+{
+    if (!json_object_is_type(in, json_type_object))
+        return;
+    json_object_object_foreach(in, key, val) {
+        const fl_field *f = spec;
+        while (f->name != NULL && strcasecmp(f->name, key) != 0)
+            f++;
+        if (f->name == NULL || (f->flags & F_REQ) || f->type == FT_ARRAY || f->type == FT_OBJECT
+            || json_object_object_get_ex(doc, f->name, NULL))
+            continue;
+        int blank = val == NULL;
+        if (json_object_is_type(val, json_type_string)) {
+            blank = 1;
+            for (const char *p = json_object_get_string(val); *p; p++)
+                if (*p != ' ' && *p != '\t')
+                    blank = 0;
+        }
+        if (blank)
+            json_object_object_add(doc, f->name, NULL);
+    }
 }
 
 /* Replaces the stored ciphertext in an answer with the clear value. */
@@ -307,6 +337,8 @@ int posting_create(fl_req *r, const fl_route *route)
         rc = first_error(r, &errs);
         goto out;
     }
+    if (op->opts & OP_CLEARS)
+        keep_cleared(in, op->spec, doc);
     if (op->opts & OP_HASH_BODY) {
         char hash[65];
         crypto_sha256_hex(r->body, r->body_len, hash);

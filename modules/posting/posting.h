@@ -9,6 +9,7 @@
 #define OP_HASH_BODY  0x1   /* pass sha256 of the raw body as RequestHash (safe retries) */
 #define OP_PII        0x2   /* FedTaxNum: encrypted in, decrypted out */
 #define OP_DOCS       0x4   /* InvoiceArray[].DocBase64: report DocLength */
+#define OP_CLEARS     0x8   /* upserts: a member sent null or blank clears the stored value */
 
 typedef struct posting_qparam {
     const char *query;          /* query-string name, matched case-insensitively */

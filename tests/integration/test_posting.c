@@ -564,6 +564,19 @@ static void test_client_create_get(void)
     IT_JSTR(r->json, "City", "Dallas");
     IT_JSTR(r->json, "Email", "ops@acme.example");
     IT_JSTR(r->json, "FedTaxNum", "12-3456789");
+    /* a field sent empty or null clears it (a field left out stays) */
+    r = it_post(A, "/api_factor/create-client/",
+                J("{'ClientKey':'%s','Name':'Acme Renamed','Email':'','FedTaxNum':null,'AltName':'  ','Type':null}", ck));
+    IT_STATUS(r, 201);
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
+    static const char *const cleared[] = { "Email", "FedTaxNum", "AltName", "Type" };
+    for (int i = 0; i < 4; i++)
+        IT_CHECK(it_jhas(r->json, cleared[i]) && it_jstr(r->json, cleared[i]) == NULL, "%s not cleared: %s",
+                 cleared[i], r->body);
+    IT_JSTR(r->json, "City", "Dallas");
+    IT_JSTR(r->json, "Industry", "5");
+    IT_STREQ(IT_Q("SELECT coalesce(fed_tax_num_enc, 'null') || '|' || coalesce(fed_tax_num_last4, 'null') "
+                  "FROM clients WHERE client_key = $1", ck), "null|null");
 }
 
 static void test_client_errors(void)
@@ -645,6 +658,17 @@ static void test_debtor_create_get(void)
     IT_JSTR(r->json, "City", "Reno");
     r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", c1, dk));
     IT_STATUS(r, 200);
+    /* fields sent empty or null are cleared, on the master and on the link; CompCode stays */
+    r = it_post(A, "/api_factor/create-debtor/",
+                J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Big Box Stores','Email':null,'Notes':'','McNumber':' '}",
+                  c1, dk));
+    IT_STATUS(r, 201);
+    r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", c1, dk));
+    IT_JSTR(r->json, "Email", NULL);
+    IT_JSTR(r->json, "Notes", NULL);
+    IT_JSTR(r->json, "MCNumber", NULL);
+    IT_JSTR(r->json, "City", "Reno");
+    IT_JSTR(r->json, "CompCode", comp);
 
     /* a requested CompCode already taken at this client is replaced by a generated one */
     const char *d2 = it_uniq("DD"), *d3 = it_uniq("DD");
