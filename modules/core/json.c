@@ -235,8 +235,19 @@ static const char *item_path(fl_arena *a, const char *prefix, const char *name, 
     return p;
 }
 
+/* 1 if obj has a member name (case-insensitive), even one whose value is null. */
+static int has_member_ci(json_object *obj, const char *name)
+{
+    json_object_object_foreach(obj, key, val) {
+        (void) val;
+        if (strcasecmp(key, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_object *out,
-                    fl_ferrs *errs, const char *prefix)
+                    fl_ferrs *errs, const char *prefix, unsigned opts)
 {
     for (const fl_field *f = spec; f->name != NULL; f++) {
         json_object *v = json_get_ci(in, f->name);
@@ -258,6 +269,9 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         if (empty) {
             if (f->flags & F_REQ)
                 add_err(errs, a, prefix, f->name, "missing", "can't be blank");
+            else if ((opts & JV_CLEARS) && f->type != FT_ARRAY && f->type != FT_OBJECT
+                     && (v != NULL || has_member_ci(in, f->name)))
+                put(out, f->name, NULL);        /* sent null or blank: clears */
             continue;
         }
         switch (f->type) {
@@ -446,7 +460,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             }
             const char *p = prefix[0] ? arena_printf(a, "%s.%s", prefix, f->name) : f->name;
             json_object *o = json_object_new_object();
-            validate(a, v, f->sub, o, errs, p);
+            validate(a, v, f->sub, o, errs, p, opts);
             put(out, f->name, o);
             break;
         }
@@ -470,7 +484,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                     continue;
                 }
                 json_object *o = json_object_new_object();
-                validate(a, item, f->sub, o, errs, p);
+                validate(a, item, f->sub, o, errs, p, opts);
                 json_object_array_add(arr, o);
             }
             put(out, f->name, arr);
@@ -484,6 +498,12 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
 int json_validate(fl_arena *a, json_object *in, const fl_field *spec, json_object **out,
                   fl_ferrs *errs)
 {
+    return json_validate_ex(a, in, spec, out, errs, 0);
+}
+
+int json_validate_ex(fl_arena *a, json_object *in, const fl_field *spec, json_object **out,
+                     fl_ferrs *errs, unsigned opts)
+{
     json_object *o = json_object_new_object();
     errs->n = 0;
     if (in == NULL || !json_object_is_type(in, json_type_object)) {
@@ -491,7 +511,7 @@ int json_validate(fl_arena *a, json_object *in, const fl_field *spec, json_objec
         *out = o;
         return -1;
     }
-    int rc = validate(a, in, spec, o, errs, "");
+    int rc = validate(a, in, spec, o, errs, "", opts);
     *out = o;
     return rc;
 }

@@ -65,6 +65,12 @@ int json_parse_strict(const char *s, size_t len, json_object **out);
  * are no errors, -1 otherwise (*out still set when not NULL). */
 int json_validate(fl_arena *a, json_object *in, const fl_field *spec, json_object **out,
                   fl_ferrs *errs);
+/* json_validate with options.  JV_CLEARS (upserts): an optional scalar member sent as
+ * null or blank is in the output as null (it clears the stored value), where
+ * json_validate leaves it out like an absent member (which keeps it). */
+#define JV_CLEARS 0x1
+int json_validate_ex(fl_arena *a, json_object *in, const fl_field *spec, json_object **out,
+                     fl_ferrs *errs, unsigned opts);
 /* Case-insensitive member lookup; borrowed. */
 json_object *json_get_ci(json_object *obj, const char *name);
 /* Normalises a positive decimal with at most 2 decimals into out ("12.5" ->

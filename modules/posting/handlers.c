@@ -260,32 +260,6 @@ static int seal_pii(fl_req *r, json_object *doc)
     return 0;
 }
 
-/* Upserts (OP_CLEARS): an optional member the client sent as null or blank reaches the
- * database as null, which clears the stored value; a member left out keeps it. The
- * validator drops both alike, so they are told apart here, on the request as sent. */
-static void keep_cleared(json_object *in, const fl_field *spec, json_object *doc)
-{
-    if (!json_object_is_type(in, json_type_object))
-        return;
-    json_object_object_foreach(in, key, val) {
-        const fl_field *f = spec;
-        while (f->name != NULL && strcasecmp(f->name, key) != 0)
-            f++;
-        if (f->name == NULL || (f->flags & F_REQ) || f->type == FT_ARRAY || f->type == FT_OBJECT
-            || json_object_object_get_ex(doc, f->name, NULL))
-            continue;
-        int blank = val == NULL;
-        if (json_object_is_type(val, json_type_string)) {
-            blank = 1;
-            for (const char *p = json_object_get_string(val); *p; p++)
-                if (*p != ' ' && *p != '\t')
-                    blank = 0;
-        }
-        if (blank)
-            json_object_object_add(doc, f->name, NULL);
-    }
-}
-
 /* Replaces the stored ciphertext in an answer with the clear value. */
 static const char *reveal_pii(fl_req *r, const char *text)
 {
@@ -333,12 +307,10 @@ int posting_create(fl_req *r, const fl_route *route)
         rc = serve_fail(r, 400, "Malformed JSON");
         goto out;
     }
-    if (json_validate(r->arena, in, op->spec, &doc, &errs) < 0) {
+    if (json_validate_ex(r->arena, in, op->spec, &doc, &errs, (op->opts & OP_CLEARS) ? JV_CLEARS : 0) < 0) {
         rc = first_error(r, &errs);
         goto out;
     }
-    if (op->opts & OP_CLEARS)
-        keep_cleared(in, op->spec, doc);
     if (op->opts & OP_HASH_BODY) {
         char hash[65];
         crypto_sha256_hex(r->body, r->body_len, hash);

@@ -260,18 +260,15 @@ DECLARE
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
     l := leads_find(p_credential, p_doc->>'lead_id');
-    SELECT id INTO v_sub FROM webhook_subscriptions WHERE credential_id = p_credential AND family = 'leads';
+    -- the partner's subscription, or a new inactive one (one per partner: unique key, 0011)
+    INSERT INTO webhook_subscriptions (tenant_id, family, credential_id, name, url, event_types,
+                                       secret_enc, active)
+    VALUES (p_tenant, 'leads', p_credential, 'partner', p_doc->>'webhook_url',
+            ARRAY['Approved','Declined','Waiting on ISO'], p_doc->>'secret_enc', false)
+    ON CONFLICT (credential_id, family) WHERE credential_id IS NOT NULL DO NOTHING
+    RETURNING id INTO v_sub;
     IF v_sub IS NULL THEN
-        INSERT INTO webhook_subscriptions (tenant_id, family, credential_id, name, url, event_types,
-                                           secret_enc, active)
-        VALUES (p_tenant, 'leads', p_credential, 'partner', p_doc->>'webhook_url',
-                ARRAY['Approved','Declined','Waiting on ISO'], p_doc->>'secret_enc', false)
-        ON CONFLICT (credential_id, family) WHERE credential_id IS NOT NULL DO NOTHING
-        RETURNING id INTO v_sub;
-        IF v_sub IS NULL THEN       -- made meanwhile by a concurrent call (unique key, 0011)
-            SELECT id INTO v_sub FROM webhook_subscriptions
-             WHERE credential_id = p_credential AND family = 'leads';
-        END IF;
+        SELECT id INTO v_sub FROM webhook_subscriptions WHERE credential_id = p_credential AND family = 'leads';
     END IF;
     -- type 'trigger_webhook' matches no subscription's event types: no fan-out
     INSERT INTO events (tenant_id, family, type, payload, audience)

@@ -237,6 +237,26 @@ static void test_parse_and_validate(void)
     json_object_put(in);
     json_object_put(out);
 
+    /* JV_CLEARS: an optional member sent null or blank comes out null; absent stays absent */
+    static const fl_field up[] = {
+        { "Key", FT_STR, F_REQ, 10, 0, 0, NULL, NULL },
+        { "Email", FT_EMAIL, 0, 50, 0, 0, NULL, NULL },
+        { "City", FT_STR, 0, 50, 0, 0, NULL, NULL },
+        { "Type", FT_INT, 0, 0, 0, 1, NULL, NULL },
+        { "Notes", FT_STR, 0, 50, 0, 0, NULL, NULL },
+        { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+    };
+    const char *clr = "{\"key\":\"K\",\"email\":null,\"CITY\":\" \\t \",\"Type\":\"\"}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(clr, strlen(clr), &in), 0);
+    CU_ASSERT_EQUAL(json_validate_ex(A, in, up, &out, &errs, JV_CLEARS), 0);
+    CU_ASSERT_STRING_EQUAL(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN),
+                           "{\"Key\":\"K\",\"Email\":null,\"City\":null,\"Type\":null}");
+    json_object_put(out);
+    CU_ASSERT_EQUAL(json_validate(A, in, up, &out, &errs), 0);
+    CU_ASSERT_STRING_EQUAL(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN), "{\"Key\":\"K\"}");
+    json_object_put(in);
+    json_object_put(out);
+
     /* malformed, trailing garbage, too deep, not strict */
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":", 5, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{} x", 4, &in), -1);
