@@ -193,6 +193,22 @@ static void put(json_object *out, const char *name, json_object *v)
 }
 
 /* Text of a scalar: strings as they are, numbers as their original JSON text. */
+/* White space trimmed from both ends of a scalar: blanks and line ends. */
+static int is_edge_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Characters (code points) of a UTF-8 string: the parser has checked the
+ * encoding, so every byte that is not a continuation byte starts one. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char) *s & 0xC0) != 0x80;
+    return n;
+}
+
 static const char *scalar_text(json_object *v)
 {
     switch (json_object_get_type(v)) {
@@ -260,9 +276,9 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is invalid");
                 continue;
             }
-            while (*txt == ' ' || *txt == '\t') txt++;
+            while (is_edge_space(*txt)) txt++;
             size_t tl = strlen(txt);
-            while (tl > 0 && (txt[tl - 1] == ' ' || txt[tl - 1] == '\t')) tl--;
+            while (tl > 0 && is_edge_space(txt[tl - 1])) tl--;
             txt = arena_strndup(a, txt, tl);
             empty = tl == 0;
         }
@@ -278,7 +294,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         case FT_STR:
         case FT_EMAIL: {
             size_t max = f->maxlen ? (size_t) f->maxlen : 255;
-            if (strlen(txt) > max) {
+            if (utf8_chars(txt) > max) {
                 add_err(errs, a, prefix, f->name, "too_long",
                         arena_printf(a, "is too long (maximum is %zu characters)", max));
                 break;
@@ -288,7 +304,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 break;
             }
             for (const char *p = txt; *p && !(f->flags & F_CNTRL); p++)
-                if (iscntrl((unsigned char) *p)) {
+                if (iscntrl((unsigned char) *p) && *p != '\t' && *p != '\n' && *p != '\r') {
                     txt = NULL;
                     break;
                 }

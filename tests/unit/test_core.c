@@ -257,6 +257,32 @@ static void test_parse_and_validate(void)
     json_object_put(in);
     json_object_put(out);
 
+    /* text: line ends and tabs inside are kept, blanks and line ends at the ends trimmed, other
+     * control characters refused; lengths count characters, not bytes */
+    static const fl_field txt[] = {
+        { "Notes", FT_STR, 0, 20, 0, 0, NULL, NULL },
+        { "Name", FT_STR, 0, 5, 0, 0, NULL, NULL },
+        { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+    };
+    const char *ml = "{\"Notes\":\"\\r\\n line 1\\r\\nline\\t2\\n\",\"Name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(ml, strlen(ml), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, txt, &out, &errs), 0);
+    CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_object_get(out, "Notes")), "line 1\r\nline\t2");
+    CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_object_get(out, "Name")),
+                           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+    json_object_put(in);
+    json_object_put(out);
+    const char *cc = "{\"Notes\":\"bell\\u0007\",\"Name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(cc, strlen(cc), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, txt, &out, &errs), -1);
+    CU_ASSERT_EQUAL_FATAL(errs.n, 2);
+    CU_ASSERT_STRING_EQUAL(errs.e[0].field, "Notes");
+    CU_ASSERT_STRING_EQUAL(errs.e[0].message, "contains control characters");
+    CU_ASSERT_STRING_EQUAL(errs.e[1].field, "Name");
+    CU_ASSERT_STRING_EQUAL(errs.e[1].message, "is too long (maximum is 5 characters)");
+    json_object_put(in);
+    json_object_put(out);
+
     /* malformed, trailing garbage, too deep, not strict */
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":", 5, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{} x", 4, &in), -1);
