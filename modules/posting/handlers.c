@@ -142,9 +142,9 @@ const posting_op op_create_debtor = { debtor_spec, NULL, DB_FN(posting_create_de
 const posting_op op_create_vendor = { debtor_spec, NULL, DB_FN(posting_create_vendor, 0), OP_CLEARS, NULL };
 const posting_op op_get_client_debtor = { NULL, q_client_debtor, DB_FN(posting_get_client_debtor, 1), 0, NULL };
 const posting_op op_get_debtor_master = { NULL, q_debtor, DB_FN(posting_get_debtor_master, 1), 0, NULL };
-const posting_op op_create_sched = { sched_spec, NULL, DB_FN(posting_create_sched, 0), OP_HASH_BODY | OP_DOCS, NULL };
+const posting_op op_create_sched = { sched_spec, NULL, DB_FN(posting_create_sched, 0), OP_HASH_BODY, NULL };
 const posting_op op_create_sched_broker = { broker_sched_spec, NULL, DB_FN(posting_create_sched_broker, 0),
-                                            OP_HASH_BODY | OP_DOCS, NULL };
+                                            OP_HASH_BODY, NULL };
 const posting_op op_get_sched = { NULL, q_sched, DB_FN(posting_get_sched, 1), 0, NULL };
 const posting_op op_get_broker_sched = { NULL, q_sched, DB_FN(posting_get_broker_sched, 1), 0, NULL };
 const posting_op op_get_invoice = { NULL, q_invoice,
@@ -278,22 +278,6 @@ static const char *reveal_pii(fl_req *r, const char *text)
     return out;
 }
 
-/* DocBase64 documents are checked as base64 by the spec; the echo reports
- * their decoded length, as FactorCloud does. */
-static void doc_lengths(json_object *doc)
-{
-    json_object *arr;
-    if (!json_object_object_get_ex(doc, "InvoiceArray", &arr))
-        return;
-    for (size_t i = 0; i < json_object_array_length(arr); i++) {
-        json_object *inv = json_object_array_get_idx(arr, i), *d;
-        size_t len = 0;
-        if (json_object_object_get_ex(inv, "DocBase64", &d))
-            json_base64_valid(json_object_get_string(d), &len);
-        json_object_object_add(inv, "DocLength", json_object_new_int64((int64_t) len));
-    }
-}
-
 int posting_create(fl_req *r, const fl_route *route)
 {
     const posting_op *op = route->data;
@@ -321,8 +305,6 @@ int posting_create(fl_req *r, const fl_route *route)
         rc = serve_fail(r, 500, NULL);
         goto out;
     }
-    if (op->opts & OP_DOCS)
-        doc_lengths(doc);
     rc = db_call(r, &op->stmt, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), &out);
     if (rc < 0) {
         rc = serve_fail_pending(r);

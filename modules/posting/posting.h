@@ -8,7 +8,6 @@
 /* What a create or get route does, beyond its field spec. */
 #define OP_HASH_BODY  0x1   /* pass sha256 of the raw body as RequestHash (safe retries) */
 #define OP_PII        0x2   /* FedTaxNum: encrypted in, decrypted out */
-#define OP_DOCS       0x4   /* InvoiceArray[].DocBase64: report DocLength */
 #define OP_CLEARS     0x8   /* upserts: a member sent null or blank clears the stored value */
 
 typedef struct posting_qparam {

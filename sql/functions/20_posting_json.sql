@@ -96,6 +96,9 @@ AS $$
         'LastPaymentMadeOn', i.last_payment_on,
         'PaidInFull', i.open_balance = 0,
         'PaidInFullOn', i.paid_in_full_on,
+        -- DocBase64: the length of the document's base64 text, as the vendor's echo gives it
+        -- (strict, padded base64 is all that is accepted, so 4 characters per 3 bytes)
+        'DocBase64', 4 * ((octet_length(i.doc) + 2) / 3),
         'DocLength', octet_length(i.doc))
       || CASE WHEN p_broker THEN jsonb_build_object(
         'VendorKey', p_vendor_key,
@@ -113,7 +116,7 @@ AS $$
         'Label', s.label,
         'Notes', s.notes,
         'PaymentMethod', s.payment_method,
-        'Invoices', coalesce((
+        'InvoiceArray', coalesce((
             SELECT jsonb_agg(fl_invoice_json(i, i.client_key, i.debtor_key, i.vendor_key, s.kind = 'broker')
                              ORDER BY i.seq)
               FROM invoices i

@@ -61,6 +61,38 @@
 -- -> "inv-1001"); a word with punctuation inside is a token itself (parent NULL), and so is each
 -- of its alphanumeric runs of 3 or more characters (parent: the word). Invoice numbers with a
 -- space inside, or shorter than 3 characters, cannot be found in a memo.
+-- The payer's debtor, for rules 1-3 of reconcile_batch: the debtor that the line's AccountNumber
+-- is known for (debtor_accounts), if it is known for exactly one; else the one debtor named
+-- RemitterName (fl_norm_name); else none (NULL). An account known for several debtors does not
+-- name the payer. As a one-element array, for "debtor_id = ANY (...)". Lines applied by invoice
+-- number teach debtor_accounts their AccountNumber, unless it is the batch's own AccountNumber
+-- (the receiving account a bank file repeats on every line, as the vendor's example does).
+CREATE OR REPLACE FUNCTION fl_payer_debtors(p_tenant uuid, p_account text, p_remitter text) RETURNS uuid[]
+    LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v uuid[];
+BEGIN
+    IF p_account IS NOT NULL THEN
+        SELECT array_agg(DISTINCT debtor_id) INTO v FROM debtor_accounts
+         WHERE tenant_id = p_tenant AND account_number = p_account;
+        IF cardinality(v) = 1 THEN
+            RETURN v;
+        END IF;
+    END IF;
+    IF p_remitter IS NOT NULL THEN
+        SELECT array_agg(id) INTO v FROM debtors
+         WHERE tenant_id = p_tenant AND name_norm = fl_norm_name(p_remitter);
+        IF cardinality(v) = 1 THEN
+            RETURN v;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_payer_debtors(uuid, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_payer_debtors(uuid, text, text) TO fl_api, fl_report;
+
 CREATE OR REPLACE FUNCTION fl_memo_tokens(p_memo text)
 RETURNS TABLE (tok text, wn bigint, pn bigint, parent text)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -190,8 +222,11 @@ BEGIN
         INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
         SELECT v_tenant, ap.id, ap.inv, ap.amt FROM ap WHERE ap.amt > 0 ORDER BY ap.k
     ), learn AS (
+        -- the payer's account, not the batch's own (fl_payer_debtors)
         INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number)
-        SELECT DISTINCT v_tenant, ap.did, ap.acct FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL
+        SELECT v_tenant, s.did, s.acct
+          FROM (SELECT DISTINCT ap.did, ap.acct, ap.x_batch FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL) s
+         WHERE NOT EXISTS (SELECT 1 FROM payment_batches b WHERE b.id = s.x_batch AND b.account_number = s.acct)
         ON CONFLICT DO NOTHING
     ), per_inv AS (
         SELECT inv, (array_agg(tid))[1] AS tid, (array_agg(xid))[1] AS xid, sum(amt) AS tot,
@@ -453,14 +488,7 @@ BEGIN
                     v_targets := v_ids;
                 ELSIF cardinality(v_ids) > 1 THEN
                     IF NOT v_dset_done THEN
-                        IF l.account_number IS NOT NULL THEN
-                            SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
-                             WHERE tenant_id = v_tenant AND account_number = l.account_number;
-                        END IF;
-                        IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
-                            SELECT array_agg(id) INTO v_debtors FROM debtors
-                             WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
-                        END IF;
+                        v_debtors := fl_payer_debtors(v_tenant, l.account_number, l.remitter_name);
                         v_dset_done := true;
                     END IF;
                     SELECT array_agg(u.id) INTO v_targets FROM unnest(v_ids, v_dids) u(id, did)
@@ -503,14 +531,7 @@ BEGIN
                         CONTINUE;
                     END IF;
                     IF NOT v_dset_done THEN
-                        IF l.account_number IS NOT NULL THEN
-                            SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
-                             WHERE tenant_id = v_tenant AND account_number = l.account_number;
-                        END IF;
-                        IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
-                            SELECT array_agg(id) INTO v_debtors FROM debtors
-                             WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
-                        END IF;
+                        v_debtors := fl_payer_debtors(v_tenant, l.account_number, l.remitter_name);
                         v_dset_done := true;
                     END IF;
                     SELECT array_agg(u.id) INTO v_ids FROM unnest(r.ids, r.dids) u(id, did)
@@ -529,14 +550,7 @@ BEGIN
             -- 3. Exact open balance for the payer's debtor (or the ClientCode client).
             IF v_targets IS NULL AND v_status IS NULL THEN
                 IF NOT v_dset_done THEN
-                    IF l.account_number IS NOT NULL THEN
-                        SELECT array_agg(DISTINCT debtor_id) INTO v_debtors FROM debtor_accounts
-                         WHERE tenant_id = v_tenant AND account_number = l.account_number;
-                    END IF;
-                    IF v_debtors IS NULL AND l.remitter_name IS NOT NULL THEN
-                        SELECT array_agg(id) INTO v_debtors FROM debtors
-                         WHERE tenant_id = v_tenant AND name_norm = fl_norm_name(l.remitter_name);
-                    END IF;
+                    v_debtors := fl_payer_debtors(v_tenant, l.account_number, l.remitter_name);
                     v_dset_done := true;
                 END IF;
                 -- Two statements, so each plan can use its index.
@@ -601,6 +615,8 @@ BEGIN
                     SELECT v_tenant, (array_agg(upd.debtor_id))[1], l.account_number
                       FROM upd
                      WHERE v_by_number AND l.account_number IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM payment_batches b
+                                        WHERE b.id = l.batch_id AND b.account_number = l.account_number)
                     HAVING count(DISTINCT upd.debtor_id) = 1
                     ON CONFLICT DO NOTHING
                 )

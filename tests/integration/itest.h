@@ -80,7 +80,7 @@ const char *it_header_get(const it_resp *r, const char *name);
 extern int it_missing_request_id;
 
 /* JSON: parse (pool-owned, NULL when malformed) and look up paths such as
- * "Invoices[1].InvoiceNumber".  it_jstr gives strings as they are and other
+ * "InvoiceArray[1].InvoiceNumber".  it_jstr gives strings as they are and other
  * values as json-c prints them ("true", "12"); NULL for a missing member or
  * JSON null. */
 json_object *it_json(const char *text);

@@ -777,22 +777,25 @@ static void test_sched_create_get(void)
     IT_JSTR(r->json, "Amount", "1234.50");
     IT_JSTR(r->json, "Label", "Week 12");
     IT_JSTR(r->json, "PaymentMethod", "W");
-    IT_CHECK(it_jlen(r->json, "Invoices") == 2, "two invoices: %s", r->body);
-    IT_JSTR(r->json, "Invoices[0].InvoiceIntegrationId", i1);
-    IT_JSTR(r->json, "Invoices[0].InvoiceNumber", n1);
-    IT_JSTR(r->json, "Invoices[0].DebtorKey", dk);
-    IT_JSTR(r->json, "Invoices[0].ClientKey", ck);
-    IT_JSTR(r->json, "Invoices[0].InvoiceAmount", "1000.00");
-    IT_JSTR(r->json, "Invoices[0].InvoiceDate", "2021-03-01");
-    IT_JSTR(r->json, "Invoices[0].InvoiceDueDate", "2021-03-31");
-    IT_JSTR(r->json, "Invoices[0].RefNumber", "BOL-1");
-    IT_JSTR(r->json, "Invoices[0].InvoiceStatus", "P");
-    IT_JSTR(r->json, "Invoices[0].DocLength", "5");
-    IT_JSTR(r->json, "Invoices[1].InvoiceAmount", "234.50");
-    IT_CHECK(it_jstr(r->json, "Invoices[1].InvoiceDate") != NULL, "InvoiceDate defaults to today");
+    IT_CHECK(it_jlen(r->json, "InvoiceArray") == 2, "two invoices: %s", r->body);
+    IT_JSTR(r->json, "InvoiceArray[0].InvoiceIntegrationId", i1);
+    IT_JSTR(r->json, "InvoiceArray[0].InvoiceNumber", n1);
+    IT_JSTR(r->json, "InvoiceArray[0].DebtorKey", dk);
+    IT_JSTR(r->json, "InvoiceArray[0].ClientKey", ck);
+    IT_JSTR(r->json, "InvoiceArray[0].InvoiceAmount", "1000.00");
+    IT_JSTR(r->json, "InvoiceArray[0].InvoiceDate", "2021-03-01");
+    IT_JSTR(r->json, "InvoiceArray[0].InvoiceDueDate", "2021-03-31");
+    IT_JSTR(r->json, "InvoiceArray[0].RefNumber", "BOL-1");
+    IT_JSTR(r->json, "InvoiceArray[0].InvoiceStatus", "P");
+    IT_JSTR(r->json, "InvoiceArray[0].DocBase64", "8");      /* the base64 text's length, as the vendor echoes it */
+    IT_JSTR(r->json, "InvoiceArray[0].DocLength", "5");      /* and the document's bytes */
+    IT_CHECK(it_jhas(r->json, "InvoiceArray[1].DocBase64") && it_jstr(r->json, "InvoiceArray[1].DocBase64") == NULL,
+             "no document: DocBase64 null: %s", r->body);
+    IT_JSTR(r->json, "InvoiceArray[1].InvoiceAmount", "234.50");
+    IT_CHECK(it_jstr(r->json, "InvoiceArray[1].InvoiceDate") != NULL, "InvoiceDate defaults to today");
     const char *keys[] = { "InvoicePurchaseDate", "InvoiceFundDate", "EscrowReserveAmount" };
     for (int i = 0; i < 3; i++)
-        IT_CHECK(it_jhas(r->json, it_fmt("Invoices[0].%s", keys[i])), "invoice carries %s", keys[i]);
+        IT_CHECK(it_jhas(r->json, it_fmt("InvoiceArray[0].%s", keys[i])), "invoice carries %s", keys[i]);
 
     /* get-sched: the same document */
     it_resp *g = it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb));
@@ -814,7 +817,7 @@ static void test_sched_create_get(void)
     IT_MESSAGE(dup, "409 Conflict Duplicate IntegrationBatchId");
     g = it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb));
     IT_JSTR(g->json, "Amount", "1234.50");
-    IT_CHECK(it_jlen(g->json, "Invoices") == 2, "still two invoices");
+    IT_CHECK(it_jlen(g->json, "InvoiceArray") == 2, "still two invoices");
     IT_STATUS(get_invoice(A, i3), 404);
 
     /* an InvoiceIntegrationId already stored: 409, nothing of the new schedule stored */
@@ -915,11 +918,11 @@ static void test_broker_sched(void)
     IT_STATUS(r, 201);
     IT_MESSAGE(r, OK_201);
     IT_JSTR(r->json, "Amount", "1200.00");
-    IT_JSTR(r->json, "Invoices[0].VendorKey", vk);
-    IT_JSTR(r->json, "Invoices[0].AdvanceAmount", "900.00");
-    IT_JSTR(r->json, "Invoices[0].VendorInvoiceNumber", it_fmt("V-%s", i1));
-    IT_JSTR(r->json, "Invoices[1].AdvanceAmount", "0.00");
-    IT_JSTR(r->json, "Invoices[0].DebtorKey", dk);
+    IT_JSTR(r->json, "InvoiceArray[0].VendorKey", vk);
+    IT_JSTR(r->json, "InvoiceArray[0].AdvanceAmount", "900.00");
+    IT_JSTR(r->json, "InvoiceArray[0].VendorInvoiceNumber", it_fmt("V-%s", i1));
+    IT_JSTR(r->json, "InvoiceArray[1].AdvanceAmount", "0.00");
+    IT_JSTR(r->json, "InvoiceArray[0].DebtorKey", dk);
 
     it_resp *g = it_get(A, it_fmt("/api_factor/get-broker-sched/?integrationbatchid=%s", sb));
     IT_STATUS(g, 200);
@@ -1033,6 +1036,9 @@ static void test_payment_errors(void)
           "400 Bad Request Invalid PaymentDetails[0].Amount" },
         { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','PaymentType':'ACH','Amount':'100.00','TransactionNumber':'t','InvoiceRefNumber':'%s','FinancialDocs':'***'}]}", num),
           "400 Bad Request Invalid PaymentDetails[0].FinancialDocs" },
+        /* a control character other than a tab or a line end */
+        { J("{'BatchReference':'%%s','BatchTotal':'100.00','AccountNumber':'1','PaymentDetails':[{'PaymentDate':'03-31-21','PaymentType':'ACH','Amount':'100.00','TransactionNumber':'t','InvoiceRefNumber':'%s','MemoLine':'inv\\u0007'}]}", num),
+          "400 Bad Request Invalid PaymentDetails[0].MemoLine" },
         /* BatchTotal not the exact sum of the lines */
         { J("{'BatchReference':'%%s','BatchTotal':'100.01','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Invalid batchTotal" },
         { J("{'BatchReference':'%%s','BatchTotal':'99.99','AccountNumber':'1','PaymentDetails':[%s]}", L), "400 Bad Request Invalid batchTotal" },
@@ -1204,9 +1210,11 @@ static void test_reconcile_memo_two_invoices(void)
     mk_debtor(A, ck, dk, "Memo Payer");
     it_resp *r = sched(A, ck, it_uniq("SB"), "300.00", J("%s,%s", inv(dk, n1, "100.00", i1), inv(dk, n2, "200.00", i2)));
     IT_STATUS(r, 201);
+    /* a memo over two lines (bank memos keep their line ends) */
     r = pay(A, batch(it_uniq("RM"), "300.00",
-                     line("300.00", NULL, it_fmt("Payment for inv %s and %s, thanks", n1, n2), NULL, it_uniq("ACC"), NULL)));
+                     line("300.00", NULL, it_fmt("Payment for inv %s\\r\\nand %s,\\tthanks", n1, n2), NULL, it_uniq("ACC"), NULL)));
     IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].MemoLine", it_fmt("Payment for inv %s\r\nand %s,\tthanks", n1, n2));
     IT_JSTR(r->json, "PaymentDetails[0].Status", "applied");
     IT_JSTR(r->json, "PaymentDetails[0].AppliedAmount", "300.00");
     IT_CHECK(it_jlen(r->json, "PaymentDetails[0].Applications") == 2, "two applications: %s", r->body);

@@ -83,13 +83,13 @@ SELECT posting_create_sched(:'t', '{"ClientKey":"C1","Amount":"150.00","PaymentM
      "DueDate":"2024-02-01","RefNum":"BOL-1","DocBase64":"JVBERi0xLjQK"},
     {"DebtorKey":"D2","InvoiceNumber":"1002","InvoiceAr":"50","InvoiceIntegrationId":"I2"}]}') AS s1 \gset
 SELECT is(:'s1'::jsonb, posting_get_sched(:'t', '{"IntegrationBatchId":"S1"}'), 'create-sched echo equals get-sched');
-SELECT is(:'s1'::jsonb #> '{Invoices,0}',
+SELECT is(:'s1'::jsonb #> '{InvoiceArray,0}',
           '{"InvoiceIntegrationId":"I1","ClientKey":"C1","DebtorKey":"D1","InvoiceNumber":"1001","InvoiceAmount":"100.00",
             "InvoiceDate":"2024-01-02","InvoiceDueDate":"2024-02-01","InvoiceStatus":"P","RefNumber":"BOL-1",
             "InvoicePurchaseDate":null,"InvoiceFundDate":null,"EscrowReserveAmount":null,"OpenBalance":"100.00",
-            "PaymentMade":"0.00","LastPaymentMadeOn":null,"PaidInFull":false,"PaidInFullOn":null,"DocLength":9}'::jsonb,
-          'invoice echo shape, DocLength instead of the document');
-SELECT is((:'s1'::jsonb - 'Invoices'),
+            "PaymentMade":"0.00","LastPaymentMadeOn":null,"PaidInFull":false,"PaidInFullOn":null,"DocBase64":12,"DocLength":9}'::jsonb,
+          'invoice echo shape: the document''s base64 length (DocBase64) and bytes (DocLength), not the document');
+SELECT is((:'s1'::jsonb - 'InvoiceArray'),
           '{"IntegrationBatchId":"S1","ClientKey":"C1","Amount":"150.00","Label":"L1","Notes":null,"PaymentMethod":"W"}'::jsonb,
           'schedule echo shape');
 SELECT is(posting_get_invoice(:'t', '{"InvoiceIntegrationId":"I2"}') ->> 'InvoiceDate', current_date::text,
@@ -114,7 +114,7 @@ SELECT throws_ok(format($$SELECT posting_create_sched_broker(%L, '{"ClientKey":"
     'FL400', 'Invalid AdvanceAmount', 'AdvanceAmount is capped by the advance rate');
 SELECT ok((posting_create_sched_broker(:'t', '{"ClientKey":"C1","Amount":"100.00","PaymentMethod":"A",
     "IntegrationBatchId":"B1","InvoiceArray":[{"DebtorKey":"D1","VendorKey":"V1","AdvanceAmount":"90.00","VendorInvoiceNumber":"VI-7",
-    "InvoiceNumber":"1","InvoiceAr":"100.00","InvoiceIntegrationId":"BI1"}]}') #> '{Invoices,0}')
+    "InvoiceNumber":"1","InvoiceAr":"100.00","InvoiceIntegrationId":"BI1"}]}') #> '{InvoiceArray,0}')
     @> '{"VendorKey":"V1","AdvanceAmount":"90.00","VendorInvoiceNumber":"VI-7","InvoiceIntegrationId":"BI1"}'::jsonb,
     'broker invoice echo adds vendor fields');
 SELECT throws_ok(format($$SELECT posting_get_sched(%L, '{"IntegrationBatchId":"B1"}')$$, :'t'),
@@ -126,7 +126,7 @@ SELECT is((SELECT array_agg(type ORDER BY id) FROM events WHERE type = 'schedule
 SELECT is((SELECT doc FROM posting_invoice_docs WHERE tenant_id = :'t' AND invoice_integration_id = 'BI1'),
           posting_get_invoice(:'t', '{"InvoiceIntegrationId":"BI1"}'), 'the view gives get-invoice''s answer');
 SELECT is((SELECT doc FROM posting_invoice_docs WHERE invoice_integration_id = 'I1'),
-          :'s1'::jsonb #> '{Invoices,0}', 'the view and get-sched show an invoice alike');
+          :'s1'::jsonb #> '{InvoiceArray,0}', 'the view and get-sched show an invoice alike');
 SELECT is((SELECT array_agg(ARRAY[client_key, debtor_key, coalesce(vendor_key, '-')] ORDER BY invoice_integration_id)
              FROM invoices),
           ARRAY[ARRAY['C1','D1','V1'], ARRAY['C1','D1','-'], ARRAY['C1','D2','-']], 'invoices carry their keys');

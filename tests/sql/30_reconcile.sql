@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(70);
+SELECT plan(77);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -87,6 +87,35 @@ SELECT is(:'r2'::jsonb #>> '{PaymentDetails,3,ExceptionReason}', 'Ambiguous invo
 SELECT is(:'r2'::jsonb #> '{PaymentDetails,4,Applications,0}' ->> 'InvoiceIntegrationId', 'I107-1',
           'the payer''s known account resolves an invoice number used at two clients');
 
+-- Who the payer is (fl_payer_debtors): an account known for several debtors names none of them,
+-- and a line repeating the batch's own AccountNumber (the receiving account) teaches nothing.
+SELECT posting_create_sched(:'t', '{"ClientKey":"C1","Amount":"231.00","PaymentMethod":"A","IntegrationBatchId":"S9","InvoiceArray":[
+  {"DebtorKey":"D1","InvoiceNumber":"901","InvoiceAr":"77.00","InvoiceIntegrationId":"I901"},
+  {"DebtorKey":"D2","InvoiceNumber":"902","InvoiceAr":"88.00","InvoiceIntegrationId":"I902"},
+  {"DebtorKey":"D1","InvoiceNumber":"903","InvoiceAr":"66.00","InvoiceIntegrationId":"I903"}]}') IS NOT NULL AS x \gset
+SELECT posting_post_payments(:'t', '{"BatchReference":"B7","BatchTotal":"20.00","AccountNumber":"LOCKBOX-1","RequestHash":"rh7","PaymentDetails":[
+  {"PaymentDate":"2024-03-05","PaymentType":"ACH","Amount":"10.00","InvoiceRefNumber":"901","AccountNumber":"LOCKBOX-1"},
+  {"PaymentDate":"2024-03-05","PaymentType":"ACH","Amount":"10.00","InvoiceRefNumber":"902","AccountNumber":"SHARED-9"}]}') IS NOT NULL AS x \gset
+SELECT posting_post_payments(:'t', '{"BatchReference":"B8","BatchTotal":"10.00","AccountNumber":"LOCKBOX-1","RequestHash":"rh8","PaymentDetails":[
+  {"PaymentDate":"2024-03-05","PaymentType":"ACH","Amount":"10.00","InvoiceRefNumber":"903","AccountNumber":"SHARED-9"}]}') IS NOT NULL AS x \gset
+SELECT is((SELECT count(*) FROM debtor_accounts WHERE account_number = 'LOCKBOX-1'), 0::bigint,
+          'a line repeating the batch''s AccountNumber does not teach it');
+SELECT is((SELECT count(*) FROM debtor_accounts WHERE account_number = 'SHARED-9'), 2::bigint,
+          'an account paying two debtors'' invoices is learned for both');
+SELECT is(fl_payer_debtors(:'t', 'SHARED-9', NULL), NULL::uuid[], 'an account known for two debtors names no payer');
+SELECT is(fl_payer_debtors(:'t', 'SHARED-9', 'beta  logistics'),
+          ARRAY[(SELECT id FROM debtors WHERE debtor_key = 'D2')], 'then the remitter name does');
+SELECT posting_post_payments(:'t', '{"BatchReference":"B9","BatchTotal":"223.00","AccountNumber":"LOCKBOX-1","RequestHash":"rh9","PaymentDetails":[
+  {"PaymentDate":"2024-03-06","PaymentType":"ACH","Amount":"78.00","AccountNumber":"SHARED-9"},
+  {"PaymentDate":"2024-03-06","PaymentType":"ACH","Amount":"78.00","AccountNumber":"SHARED-9","RemitterName":"Beta Logistics"},
+  {"PaymentDate":"2024-03-06","PaymentType":"ACH","Amount":"67.00","AccountNumber":"LOCKBOX-1"}]}') AS r9 \gset
+SELECT is(:'r9'::jsonb #>> '{PaymentDetails,0,Status}', 'unapplied',
+          'the amount rule does not pick among the debtors of a shared account');
+SELECT is(:'r9'::jsonb #> '{PaymentDetails,1,Applications,0}' ->> 'InvoiceIntegrationId', 'I902',
+          'the remitter name names the payer: its invoice with the amount');
+SELECT is(:'r9'::jsonb #>> '{PaymentDetails,2,Status}', 'unapplied',
+          'the batch''s own account does not drive the amount rule');
+
 -- Idempotency and validation.
 SELECT is(posting_post_payments(:'t', '{"BatchReference":"B1","BatchTotal":"1.00","RequestHash":"rh1","PaymentDetails":[]}')::text,
           :'r1', 'same BatchReference and RequestHash: the first answer again, byte for byte');
@@ -106,7 +135,7 @@ SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B
                    "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"-1.00"},
                                      {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"2.00"}]}')$$, :'t'),
                  'FL400', 'Invalid Amount', 'a line amount must be positive');
-SELECT is((SELECT count(*) FROM events WHERE type = 'payment_batch.posted'), 2::bigint, 'payment_batch.posted events');
+SELECT is((SELECT count(*) FROM events WHERE type = 'payment_batch.posted'), 5::bigint, 'payment_batch.posted events (B1, B2, B7-B9)');
 SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'B1'))::text, :'r1',
           'the answer is the batch read back (fl_batch_json), byte for byte');
 -- Two lines of one batch paying the same invoice: the second finds it paid by the first.
