@@ -115,6 +115,40 @@ static int key_add(int argc, char **argv)
     return 0;
 }
 
+/* key rotate --family F --public-id ID [--base-url URL]: a new secret, printed once as key add
+ * prints it; the old one stops within the workers' 5 s auth cache. */
+static int key_rotate(int argc, char **argv)
+{
+    const char *family = opt(argc, argv, "--family");
+    const char *public_id = opt(argc, argv, "--public-id");
+    const char *base = opt(argc, argv, "--base-url");
+    char secret[65], hex[65], bytea[67];
+    unsigned char h[32];
+
+    if (family == NULL || public_id == NULL)
+        return die("usage: key rotate --family FAMILY --public-id ID [--base-url URL]");
+    if (crypto_random_hex(secret, 32) < 0)
+        return die("no randomness");
+    crypto_sha256(secret, strlen(secret), h);
+    crypto_hex(h, 32, hex);
+    snprintf(bytea, sizeof(bytea), "\\x%s", hex);
+    const char *params[3] = { family, public_id, bytea };
+    PGresult *res = call("SELECT fl_key_rotate($1, $2, $3::bytea)", 3, params);
+    if (res == NULL)
+        return 1;
+    if (PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return die("no such active key");
+    }
+    printf("{\"base_url\":");
+    json_str(base ? base : "");
+    printf(",\"headers\":");
+    print_headers(family, PQgetvalue(res, 0, 0), public_id, secret);
+    printf("}\n");
+    PQclear(res);
+    return 0;
+}
+
 /* Runs a key function that answers true when it found the active key. */
 static int key_call(const char *sql, int n, const char *const *params, const char *done)
 {
@@ -251,7 +285,7 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc < 3)
-        return die("usage: fl-admin tenant add NAME | key add ... | key revoke ...");
+        return die("usage: fl-admin tenant add NAME | key add ... | key rotate ... | key revoke ...");
     conn = PQconnectdb(url ? url : "");
     if (PQstatus(conn) != CONNECTION_OK) {
         fprintf(stderr, "fl-admin: %s", PQerrorMessage(conn));
@@ -261,6 +295,8 @@ int main(int argc, char **argv)
         rc = tenant_add(argv[3]);
     else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "add") == 0)
         rc = key_add(argc - 3, argv + 3);
+    else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "rotate") == 0)
+        rc = key_rotate(argc - 3, argv + 3);
     else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "revoke") == 0)
         rc = key_revoke(argc - 3, argv + 3);
     else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "limit") == 0)

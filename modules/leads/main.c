@@ -15,6 +15,7 @@ static const fl_family family = {
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .body_max = LEADS_MAX_ATTACHMENT,
+    .https_only = 1,                        /* partners send SSNs */
     .authenticate = leads_auth,
     .error = leads_error,
 };

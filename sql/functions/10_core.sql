@@ -100,3 +100,21 @@ END
 $$;
 REVOKE ALL ON FUNCTION fl_key_revoke(text, text) FROM PUBLIC;
 
+-- A new secret for an active key: the public id, and so everything that belongs to the
+-- credential (a leads partner's deals and webhook subscription), stays. The tenant's
+-- factor_id, or NULL when there is no such active key.
+CREATE OR REPLACE FUNCTION fl_key_rotate(p_family text, p_public_id text, p_secret_hash bytea) RETURNS text
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_factor text;
+BEGIN
+    UPDATE credentials c SET secret_hash = p_secret_hash
+      FROM tenants t
+     WHERE t.id = c.tenant_id AND c.family = p_family AND c.public_id = p_public_id AND c.revoked_at IS NULL
+    RETURNING t.factor_id INTO v_factor;
+    RETURN v_factor;
+END
+$$;
+REVOKE ALL ON FUNCTION fl_key_rotate(text, text, bytea) FROM PUBLIC;
+

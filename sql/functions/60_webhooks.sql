@@ -4,7 +4,9 @@
 -- One delivery per active subscription of the event's tenant and family whose
 -- event_types include the event (NULL: all).  A subscription that belongs to a
 -- credential (a leads partner's) gets only the events addressed to it
--- (events.audience).  Runs in the event's transaction.
+-- (events.audience).  A partner's trigger_webhook test is delivered only to the
+-- URL it names (leads_trigger_webhook), never fanned out.  Runs in the event's
+-- transaction.
 CREATE OR REPLACE FUNCTION webhook_fanout() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -17,7 +19,8 @@ BEGIN
        AND s.family = NEW.family
        AND s.active
        AND (s.event_types IS NULL OR NEW.type = ANY (s.event_types))
-       AND (s.credential_id IS NULL OR s.credential_id = NEW.audience);
+       AND (s.credential_id IS NULL OR s.credential_id = NEW.audience)
+       AND NOT (NEW.family = 'leads' AND NEW.type = 'trigger_webhook');
     IF FOUND THEN
         PERFORM pg_notify('fl_webhooks', '');
     END IF;

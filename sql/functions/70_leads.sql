@@ -219,6 +219,7 @@ DECLARE
     v_id uuid;
     v_was_active boolean;
     v_secret text;
+    v_old_url text;
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
     -- an inactive subscription was made by trigger_webhook with a secret nobody
@@ -234,12 +235,20 @@ BEGIN
     IF v_id IS NOT NULL THEN
         RETURN jsonb_build_object('created', true, 'id', v_id);
     END IF;
-    SELECT id, active, secret_enc INTO v_id, v_was_active, v_secret FROM webhook_subscriptions
+    SELECT id, active, secret_enc, url INTO v_id, v_was_active, v_secret, v_old_url FROM webhook_subscriptions
      WHERE credential_id = p_credential AND family = 'leads' FOR UPDATE;
     UPDATE webhook_subscriptions
        SET url = p_doc->>'webhook_url', active = true, updated_at = now()
      WHERE id = v_id;
     IF v_was_active THEN
+        -- A new URL takes the deliveries still owed to the old one (a partner whose endpoint
+        -- was down registers another): due at once, within their retry window. Deliveries a
+        -- trigger sent elsewhere keep their own URL.
+        UPDATE webhook_deliveries
+           SET url = p_doc->>'webhook_url',
+               next_attempt_at = CASE WHEN state = 'pending' THEN now() ELSE next_attempt_at END
+         WHERE subscription_id = v_id AND state IN ('pending', 'delivering') AND url = v_old_url
+           AND v_old_url <> p_doc->>'webhook_url';
         RETURN jsonb_build_object('created', false, 'id', v_id);
     END IF;
     RETURN jsonb_build_object('created', true, 'id', v_id, 'secret_enc', v_secret);
@@ -270,7 +279,7 @@ BEGIN
     IF v_sub IS NULL THEN
         SELECT id INTO v_sub FROM webhook_subscriptions WHERE credential_id = p_credential AND family = 'leads';
     END IF;
-    -- type 'trigger_webhook' matches no subscription's event types: no fan-out
+    -- type 'trigger_webhook' is never fanned out (webhook_fanout): only this delivery
     INSERT INTO events (tenant_id, family, type, payload, audience)
     VALUES (p_tenant, 'leads', 'trigger_webhook',
             jsonb_build_object('lead_id', l.public_id, 'event_type', p_doc->>'event_type'), p_credential)

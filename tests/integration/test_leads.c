@@ -382,8 +382,21 @@ static void test_validation_all_at_once(void)
     r = it_post(A(), "/lead", jtext(d));
     IT_STATUS(r, 422);
     ERR_HAS(r, "application_attributes.capital_needed", "must be a positive number with at most 2 decimals");
+    /* text: a control character other than a tab or a line end; a length in characters */
+    d = lead_doc();
+    jset(d, "lead.application_attributes.notes", "\"ring \\u0007 the bell\"");
+    char name[2 + 60 * 2 + 1] = "\"";                 /* 60 characters, 120 bytes: under first_name's 100 */
+    for (int i = 0; i < 60; i++)
+        strcat(name, "\xc3\xa9");
+    strcat(name, "\"");
+    jset(d, "lead.contacts_attributes[0].first_name", name);
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "application_attributes.notes", "contains control characters");
+    IT_CHECK(json_object_object_length(it_jget(r->json, "errors")) == 1, "60 two-byte characters are not too long: %s", r->body);
 
-    /* the edges that are valid: 100 in total, formatted phones, ZIP+4, lower-case state, a decimal */
+    /* the edges that are valid: 100 in total, formatted phones, ZIP+4, lower-case state, a decimal,
+     * notes over several lines (a CRM's text box) */
     d = lead_doc();
     jset(d, "lead.application_attributes.owner_1_percent_ownership", "60");
     jset(d, "lead.application_attributes.owner_2_percent_ownership", "\"40.00\"");
@@ -393,11 +406,13 @@ static void test_validation_all_at_once(void)
     jset(d, "lead.contacts_attributes[0].current_address_attributes.zip", "\"00112-1234\"");
     jset(d, "lead.contacts_attributes[0].current_address_attributes.state", "\"ma\"");
     jset(d, "lead.contacts_attributes[0].born_on", "\"1996-02-29\"");
+    jset(d, "lead.application_attributes.notes", "\"Strong deal.\\r\\nSee:\\tstatements\\n\"");
     const char *id = create_lead(A(), d);
     IT_STREQ(IT_Q("SELECT c.home_phone || '|' || c.cell_phone || '|' || x.state || '|' || x.zip || '|' || ap.capital_needed "
-                  "FROM leads l JOIN lead_contacts c ON c.lead_id = l.id JOIN lead_addresses x ON x.contact_id = c.id "
+                  "|| '|' || ap.notes FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                  "JOIN lead_addresses x ON x.contact_id = c.id "
                   "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.public_id = $1", id ? id : ""),
-             "6176781000|6176781000|MA|00112-1234|50000.50");
+             "6176781000|6176781000|MA|00112-1234|50000.50|Strong deal.\r\nSee:\tstatements");
 }
 
 /* Malformed JSON and bodies that are not a lead document: 422. */
@@ -537,6 +552,15 @@ static void test_plain_http_403(void)
             IT_CHECK(is_json_ct(r) && it_jstr(r->json, "message") != NULL, "403 body %s", r->body);
         }
     JSON_IS(do_call(plain[0], &k[3]), "{\"message\":\"HTTPS is required\"}");
+    /* every request: an unknown path or a wrong method too (over TLS: 404 and 405) */
+    static const char *const odd[][2] = { { "GET", "/no-such-path" }, { "GET", "/lead" }, { "DELETE", "/webhook" } };
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        it_resp *r = it_call_ex(plain[0], odd[i][0], odd[i][1], NULL, 0, NULL, 0);
+        IT_CHECK(r->status == 403, "plain %s %s: %ld %s", odd[i][0], odd[i][1], r->status, r->body);
+        JSON_IS(r, "{\"message\":\"HTTPS is required\"}");
+        r = it_call_ex(A(), odd[i][0], odd[i][1], NULL, 0, NULL, 0);
+        IT_CHECK(r->status == (i == 0 ? 404 : 405), "TLS %s %s: %ld %s", odd[i][0], odd[i][1], r->status, r->body);
+    }
     /* the TLS check and the key come before the query string is looked at */
     static const char *const badq[] = { "/attachment?filename=%zz&lead_id=x", "/attachment?filename=%E9.pdf&lead_id=x" };
     for (size_t i = 0; i < sizeof(badq) / sizeof(badq[0]); i++) {
@@ -745,6 +769,17 @@ static void test_attachment_upload(void)
     IT_STATUS(r, 202);
     IT_STREQ(IT_Q("SELECT a.size || '|' || a.content_type FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
                   "WHERE l.public_id = $1 AND a.filename = 'notes.txt'", id), "8|text/plain");
+    /* the boolean's other spellings: an empty value is the default (raw), 1 and TRUE are true */
+    static const struct { const char *v, *name, *want; } enc[] = {
+        { "", "e-empty.txt", "8" }, { "0", "e-zero.txt", "8" }, { "1", "e-one.txt", "5" }, { "TRUE", "e-upper.txt", "5" },
+    };
+    for (size_t i = 0; i < sizeof(enc) / sizeof(enc[0]); i++) {
+        r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=%s&lead_id=%s&encoded=%s", enc[i].name, id, enc[i].v),
+                       NULL, 0, "aGVsbG8=", 8);
+        IT_CHECK(r->status == 202, "encoded=%s: %ld %s", enc[i].v, r->status, r->body);
+        IT_STREQ(IT_Q("SELECT a.size::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                      "WHERE l.public_id = $1 AND a.filename = $2", id, enc[i].name), enc[i].want);
+    }
 
     /* not strict Base64: line breaks, bad characters, bad padding, empty */
     static const char *const bad[] = { "aGVs\nbG8=", "aGVsbG8", "aGVs*G8=", "aGVsbG8=\n", "====", "" };
@@ -789,6 +824,7 @@ static void test_attachment_errors(void)
     IT_STATUS(r, 400);
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=a.pdf&lead_id=%s&encoded=yes", id), NULL, 0, "x", 1);
     IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"encoded must be true or false\"}");
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=a.pdf&lead_id=%s", id), NULL, 0, "", 0);
     IT_STATUS(r, 400);
     r = it_call_ex(A(), "POST", "/attachment?filename=a.pdf&lead_id=no-such-lead", NULL, 0, "x", 1);
@@ -1052,6 +1088,65 @@ static void test_webhook_on_stage_change(void)
     it_rcv_stop(&rc);
 }
 
+/* A partner whose endpoint is down registers another: the events owed to the old URL go to
+ * the new one at once, not on the old one's retry schedule. */
+static void test_webhook_new_url_takes_pending(void)
+{
+    const it_cred *p = new_partner();
+    IT_STATUS(it_post(p, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/down\"}"), 200);
+    const char *id = create_lead(p, NULL);
+    if (id == NULL)
+        return;
+    stage_ok(id, "Approval Sent", "--max-approval 1000 --max-payments 10");
+    const char *q = "SELECT d.attempts::text FROM webhook_deliveries d JOIN events e ON e.id = d.event_id "
+                    "WHERE e.payload->>'lead_id' = $1 AND e.type = 'Approved'";
+    double end = it_now() + 15;
+    const char *att;
+    while ((att = IT_Q(q, id)) != NULL && atoi(att) < 1 && it_now() < end)
+        it_sleep(0.1);
+    IT_CHECK(att != NULL && atoi(att) >= 1, "no failed attempt to the old URL: attempts %s", att ? att : "(none)");
+    it_rcv rc = it_rcv_start(0, "");
+    IT_STATUS(it_post(p, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", rc.url)), 200);
+    IT_CHECK(rcv_wait_event(&rc, id, "Approved", 15) != NULL, "the owed Approved event did not reach the new URL");
+    IT_STREQ(IT_Q("SELECT d.state || ' ' || d.url FROM webhook_deliveries d JOIN events e ON e.id = d.event_id "
+                  "WHERE e.payload->>'lead_id' = $1 AND e.type = 'Approved'", id), it_fmt("delivered %s", rc.url));
+    it_rcv_stop(&rc);
+}
+
+/* `key rotate`: a new secret for the same partner. The old one stops within the 5 s auth
+ * cache; the new one reaches the partner's deals and keeps its webhook subscription. */
+static void test_key_rotate(void)
+{
+    const it_cred *p = new_partner();
+    IT_STATUS(it_post(p, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/rot\"}"), 200);
+    const char *id = create_lead(p, NULL);
+    if (id == NULL)
+        return;
+    const char *key = it_cred_header(p, "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    int st;
+    const char *out = it_run(it_fmt("'%s' key rotate --family leads --public-id '%s' --base-url '%s/leads' 2>&1",
+                                    it_env("FL_TEST_ADMIN"), pub, it_env("FL_TEST_HTTPS")), &st);
+    IT_CHECK(st == 0, "fl-admin key rotate: exit %d: %s", st, out);
+    const it_cred *q = it_cred_parse(out);
+    IT_CHECK(q != NULL, "key rotate printed %s", out);
+    if (q == NULL)
+        return;
+    const char *nkey = it_cred_header(q, "api_key");
+    IT_CHECK(strncmp(nkey, key, strlen(pub) + 1) == 0 && strcmp(nkey, key) != 0,
+             "same public id, new secret: %s -> %s", key, nkey);
+    JSON_IS(it_get(q, it_fmt("/deal_status/%s", id)), "{\"stage\":\"Working\"}");
+    it_sleep(5.5);
+    it_resp *r = it_get(p, it_fmt("/deal_status/%s", id));
+    IT_STATUS(r, 401);
+    IT_STATUS(it_post(q, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/rot2\"}"), 200);
+    IT_STREQ(IT_Q("SELECT count(*) || ' ' || max(s.url) FROM webhook_subscriptions s JOIN credentials c "
+                  "ON c.id = s.credential_id WHERE c.public_id = $1", pub), "1 http://127.0.0.1:9/rot2");
+    /* an unknown or revoked key: refused, nothing printed to use */
+    out = it_run(it_fmt("'%s' key rotate --family leads --public-id no-such-key 2>&1", it_env("FL_TEST_ADMIN")), &st);
+    IT_CHECK(st != 0 && strstr(out, "no such active key") != NULL, "rotate of an unknown key: exit %d: %s", st, out);
+}
+
 /* POST /trigger_webhook: one signed delivery of {lead_id, event_type} to the given URL. */
 static void test_trigger_webhook(void)
 {
@@ -1266,6 +1361,8 @@ int main(void)
     CU_add_test(s, "webhook registration", test_webhook_register);
     CU_add_test(s, "webhook registration: concurrent first calls make one subscription", test_webhook_register_concurrent);
     CU_add_test(s, "webhook delivered after a stage change", test_webhook_on_stage_change);
+    CU_add_test(s, "a new webhook URL takes the deliveries the old one owes", test_webhook_new_url_takes_pending);
+    CU_add_test(s, "key rotate: a new secret for the same partner", test_key_rotate);
     CU_add_test(s, "trigger_webhook", test_trigger_webhook);
     CU_add_test(s, "trigger_webhook before registering", test_trigger_before_register);
     CU_add_test(s, "PII encrypted at rest", test_pii_at_rest);

@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(81);
+SELECT plan(87);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -297,6 +297,41 @@ SELECT is((SELECT array_agg(i.indexrelid::regclass::text || ' ' || replace(pg_ge
                 'lead_stage_history_pkey CREATE UNIQUE INDEX lead_stage_history_pkey ON lead_stage_history USING btree (lead_id, id)',
                 'lead_stipulations_pkey CREATE UNIQUE INDEX lead_stipulations_pkey ON lead_stipulations USING btree (lead_id, id)'],
           'the lead''s child tables have one index each: PRIMARY KEY (lead_id, id)');
+
+RESET ROLE;
+-- A partner's test (trigger_webhook) goes only to the URL it names, not to an operator's
+-- subscription for every event of the family; a stage event still reaches both.
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, secret_enc)
+VALUES (:'ta', 'leads', 'ops', 'http://127.0.0.1:9/ops', 'v1:0000000a:o') RETURNING id AS ops \gset
+SET LOCAL ROLE fl_api;
+SELECT leads_trigger_webhook(:'ta', :'p1', '{"lead_id":"pt-lead-1","webhook_url":"http://127.0.0.1:9/elsewhere",
+                             "event_type":"Approved","secret_enc":"v1:0000000a:t"}') ->> 'event_id' AS trig \gset
+RESET ROLE;
+INSERT INTO events (tenant_id, family, type, payload, audience)
+VALUES (:'ta', 'leads', 'Approved', '{"lead_id":"pt-lead-1","event_type":"Approved"}', :'p1') RETURNING id AS ev \gset
+SELECT is((SELECT string_agg(coalesce(s.name, '-') || ' ' || d.url, ', ' ORDER BY s.name) FROM webhook_deliveries d
+             JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE d.event_id = :'trig'),
+          'partner http://127.0.0.1:9/elsewhere', 'a trigger test is delivered to its URL only');
+SELECT is((SELECT string_agg(s.name || ' ' || d.url, ', ' ORDER BY s.name) FROM webhook_deliveries d
+             JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE d.event_id = :'ev'),
+          'ops http://127.0.0.1:9/ops, partner http://127.0.0.1:9/h2', 'a stage event reaches the partner and the operator');
+UPDATE webhook_subscriptions SET active = false WHERE id = :'ops';
+-- A new URL takes the deliveries the old one still owes (due at once); the trigger's keeps its own.
+UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour', attempts = 2 WHERE event_id = :'ev';
+SET LOCAL ROLE fl_api;
+SELECT is(leads_webhook_register(:'ta', :'p1', '{"webhook_url":"http://127.0.0.1:9/h3","secret_enc":"v1:0000000a:s3"}')
+          ->> 'created', 'false', 'the partner registers a new URL');
+RESET ROLE;
+SELECT is((SELECT string_agg(s.name || ' ' || d.url || ' ' || (d.next_attempt_at <= now()) || ' ' || d.attempts, ', '
+                             ORDER BY s.name)
+             FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE d.event_id = :'ev'),
+          'ops http://127.0.0.1:9/ops false 2, partner http://127.0.0.1:9/h3 true 2',
+          'the partner''s pending delivery moves to the new URL, due now; the operator''s stays');
+SELECT is((SELECT url FROM webhook_deliveries WHERE event_id = :'trig'), 'http://127.0.0.1:9/elsewhere',
+          'the trigger''s delivery keeps the URL it named');
+SELECT ok(NOT has_column_privilege('fl_api', 'webhook_deliveries', 'state', 'UPDATE')
+          AND has_column_privilege('fl_api', 'webhook_deliveries', 'url', 'UPDATE'),
+          'fl_api may move a delivery''s URL, not change its state');
 
 SELECT * FROM finish();
 ROLLBACK;
