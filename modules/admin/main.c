@@ -85,32 +85,49 @@ static void print_headers(const char *family, const char *factor_id, const char 
     }
 }
 
+/* A new secret (64 hex digits) and its sha256 as bytea hex input; -1 without randomness. */
+static int new_secret(char secret[65], char bytea[67])
+{
+    char hex[65];
+    unsigned char h[32];
+
+    if (crypto_random_hex(secret, 32) < 0)
+        return -1;
+    crypto_sha256(secret, strlen(secret), h);
+    crypto_hex(h, 32, hex);
+    snprintf(bytea, 67, "\\x%s", hex);
+    return 0;
+}
+
+/* {"base_url": ..., "headers": {...}}: what a client needs, printed once. */
+static void print_credential(const char *base, const char *family, const char *factor_id,
+                             const char *public_id, const char *secret)
+{
+    printf("{\"base_url\":");
+    json_str(base ? base : "");
+    printf(",\"headers\":");
+    print_headers(family, factor_id, public_id, secret);
+    printf("}\n");
+}
+
 static int key_add(int argc, char **argv)
 {
     const char *tenant = opt(argc, argv, "--tenant");
     const char *family = opt(argc, argv, "--family");
     const char *base = opt(argc, argv, "--base-url");
     const char *label = opt(argc, argv, "--label");
-    char public_id[25], secret[65], hex[65], bytea[67];
-    unsigned char h[32];
+    char public_id[25], secret[65], bytea[67];
 
     if (tenant == NULL || family == NULL)
         return die("usage: key add --tenant NAME --family FAMILY [--base-url URL] [--label TEXT]");
-    if (crypto_random_hex(public_id, 12) < 0 || crypto_random_hex(secret, 32) < 0)
+    if (crypto_random_hex(public_id, 12) < 0 || new_secret(secret, bytea) < 0)
         return die("no randomness");
-    crypto_sha256(secret, strlen(secret), h);
-    crypto_hex(h, 32, hex);
-    snprintf(bytea, sizeof(bytea), "\\x%s", hex);     /* bytea hex input */
     const char *params[5] = { tenant, family, public_id, bytea, label ? label : "" };
     PGresult *res = call("SELECT k::text, t.factor_id FROM fl_key_add($1, $2, $3, $4::bytea, $5) k"
                          " JOIN tenants t ON t.name = $1", 5, params);
     if (res == NULL)
         return 1;
-    printf("{\"base_url\":");
-    json_str(base ? base : "");
-    printf(",\"headers\":");
-    print_headers(family, PQgetvalue(res, 0, 1), public_id, secret);
-    printf("}\n");
+    print_credential(base, family, PQgetvalue(res, 0, 1), public_id, secret);
     PQclear(res);
     return 0;
 }
@@ -122,16 +139,12 @@ static int key_rotate(int argc, char **argv)
     const char *family = opt(argc, argv, "--family");
     const char *public_id = opt(argc, argv, "--public-id");
     const char *base = opt(argc, argv, "--base-url");
-    char secret[65], hex[65], bytea[67];
-    unsigned char h[32];
+    char secret[65], bytea[67];
 
     if (family == NULL || public_id == NULL)
         return die("usage: key rotate --family FAMILY --public-id ID [--base-url URL]");
-    if (crypto_random_hex(secret, 32) < 0)
+    if (new_secret(secret, bytea) < 0)
         return die("no randomness");
-    crypto_sha256(secret, strlen(secret), h);
-    crypto_hex(h, 32, hex);
-    snprintf(bytea, sizeof(bytea), "\\x%s", hex);
     const char *params[3] = { family, public_id, bytea };
     PGresult *res = call("SELECT fl_key_rotate($1, $2, $3::bytea)", 3, params);
     if (res == NULL)
@@ -140,11 +153,7 @@ static int key_rotate(int argc, char **argv)
         PQclear(res);
         return die("no such active key");
     }
-    printf("{\"base_url\":");
-    json_str(base ? base : "");
-    printf(",\"headers\":");
-    print_headers(family, PQgetvalue(res, 0, 0), public_id, secret);
-    printf("}\n");
+    print_credential(base, family, PQgetvalue(res, 0, 0), public_id, secret);
     PQclear(res);
     return 0;
 }

@@ -88,8 +88,12 @@ int auth_check(fl_req *r, const char *family, const char *public_id, const char 
     crypto_sha256(secret, strlen(secret), given);
 
     entry *e = &cache[slot(family, public_id)];
-    if (!(e->used && now - e->fetched < AUTH_CACHE_TTL && now >= e->fetched
-          && strcmp(e->family, family) == 0 && strcmp(e->public_id, public_id) == 0)) {
+    int cached = e->used && now - e->fetched < AUTH_CACHE_TTL && now >= e->fetched
+                 && strcmp(e->family, family) == 0 && strcmp(e->public_id, public_id) == 0;
+    /* A secret the cached entry does not match is looked up again before it is refused: a
+     * rotated key (`key rotate`) works at once, while the old secret stops within the TTL.
+     * (A wrong secret costs the lookup an unknown public id costs.) */
+    if (!cached || !crypto_equal(e->hash, given, 32)) {
         PGresult *res;
         const char *params[2] = { family, public_id };
         e->used = 0;
