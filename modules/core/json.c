@@ -192,7 +192,6 @@ static void put(json_object *out, const char *name, json_object *v)
     json_object_object_add_ex(out, name, v, JSON_C_OBJECT_ADD_CONSTANT_KEY);
 }
 
-/* Text of a scalar: strings as they are, numbers as their original JSON text. */
 /* White space trimmed from both ends of a scalar: blanks and line ends. */
 static int is_edge_space(char c)
 {
@@ -209,6 +208,7 @@ static size_t utf8_chars(const char *s)
     return n;
 }
 
+/* Text of a scalar: strings as they are, numbers as their original JSON text. */
 static const char *scalar_text(json_object *v)
 {
     switch (json_object_get_type(v)) {

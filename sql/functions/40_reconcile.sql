@@ -54,13 +54,6 @@
 --    BEFORE UPDATE trigger on invoices locked each updated invoice anyway).
 -- line_apps: the line's Applications as a JSON array (text, see fl_payment_line_json).
 
--- The tokens of a MemoLine that may be invoice numbers, lower-case, each once (its first place),
--- in memo order (wn: word, pn: 0 for the word itself, else its n-th alphanumeric run; a token
--- that is also a word of its own is taken there, with no parent). Words are
--- split at white space, commas and semicolons, and lose the punctuation around them ("#INV-1001,"
--- -> "inv-1001"); a word with punctuation inside is a token itself (parent NULL), and so is each
--- of its alphanumeric runs of 3 or more characters (parent: the word). Invoice numbers with a
--- space inside, or shorter than 3 characters, cannot be found in a memo.
 -- The payer's debtor, for rules 1-3 of reconcile_batch: the debtor that the line's AccountNumber
 -- is known for (debtor_accounts), if it is known for exactly one; else the one debtor named
 -- RemitterName (fl_norm_name); else none (NULL). An account known for several debtors does not
@@ -93,6 +86,13 @@ $$;
 REVOKE ALL ON FUNCTION fl_payer_debtors(uuid, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fl_payer_debtors(uuid, text, text) TO fl_api, fl_report;
 
+-- The tokens of a MemoLine that may be invoice numbers, lower-case, each once (its first place),
+-- in memo order (wn: word, pn: 0 for the word itself, else its n-th alphanumeric run; a token
+-- that is also a word of its own is taken there, with no parent). Words are
+-- split at white space, commas and semicolons, and lose the punctuation around them ("#INV-1001,"
+-- -> "inv-1001"); a word with punctuation inside is a token itself (parent NULL), and so is each
+-- of its alphanumeric runs of 3 or more characters (parent: the word). Invoice numbers with a
+-- space inside, or shorter than 3 characters, cannot be found in a memo.
 CREATE OR REPLACE FUNCTION fl_memo_tokens(p_memo text)
 RETURNS TABLE (tok text, wn bigint, pn bigint, parent text)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
