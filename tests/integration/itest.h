@@ -137,7 +137,8 @@ void it_db_reset(void);
 const char *it_logdir(void);
 
 /* The live (not zombie) children of the supervisor whose pid is in
- * $FL_TEST_RUN/pidfile_name ("webhooks.pid", "posting.pid"): up to max pids
+ * $FL_TEST_RUN/pidfile_name ("webhooks.pid", "posting.pid"), or in pidfile_name
+ * itself when it is an absolute path (another stack's): up to max pids
  * into out (the caller's array); returns how many. */
 int it_supervised(const char *pidfile_name, pid_t *out, int max);
 /* Sends sig to every supervised child (at least one must exist, else the test

@@ -1,0 +1,389 @@
+/* Integration tests of the factorline script itself: the commands an operator
+ * runs (up, up again, status, tenant add, key add, migrate, down), on stacks of
+ * their own next to the test stack.
+ *
+ * Each stack is the release build that `./factorline up` makes, under
+ * $FL_TEST_OPS_VAR/<name> on ports $FL_TEST_OPS_HTTP_PORT/$FL_TEST_OPS_HTTPS_PORT,
+ * with one worker per pool and two for leads:
+ *   own   a private PostgreSQL under its var/ (the default);
+ *   ext   DATABASE_URL: a database of its own on the test stack's PostgreSQL.
+ * The tests run in order and share the stack they start; the last one of each
+ * stack stops it, and the program stops both on the way out whatever failed. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+
+#include "itest.h"
+
+/* ----------------------------------------------------------------- stacks --- */
+
+typedef struct stack {
+    const char *name;           /* own, ext */
+    const char *var;            /* its FL_VAR */
+    const char *env;            /* extra environment for every command ("" or DATABASE_URL=..) */
+    const char *db;             /* ext: its database on the test stack's PostgreSQL */
+} stack;
+
+static stack own, ext;
+
+static const char *ops_var(const char *name)
+{
+    return it_fmt("%s/%s", it_env("FL_TEST_OPS_VAR"), name);
+}
+
+/* ./factorline ARGS for stack s: stdout and stderr together, *st its exit status. */
+static const char *fl(const stack *s, const char *args, int *st)
+{
+    return it_run(it_fmt("env -u DATABASE_URL FL_VAR='%s' FL_HTTP_PORT=%s FL_HTTPS_PORT=%s FL_WORKERS=1 "
+                         "FL_WORKERS_LEADS=2 FL_WEBHOOK_WORKERS=1 %s '%s/factorline' %s 2>&1",
+                         s->var, it_env("FL_TEST_OPS_HTTP_PORT"), it_env("FL_TEST_OPS_HTTPS_PORT"), s->env,
+                         it_env("FL_TEST_ROOT"), args), st);
+}
+
+/* The same, stdout only (stderr to the stack's ops.log): for commands that print JSON. */
+static const char *fl_out(const stack *s, const char *args, int *st)
+{
+    return fl(s, it_fmt("%s 2>>'%s/ops.log'", args, s->var), st);
+}
+
+static const char *https_base(void)
+{
+    return it_fmt("https://127.0.0.1:%s", it_env("FL_TEST_OPS_HTTPS_PORT"));
+}
+
+static const char *http_base(void)
+{
+    return it_fmt("http://127.0.0.1:%s", it_env("FL_TEST_OPS_HTTP_PORT"));
+}
+
+static const char *file_text(const char *path)
+{
+    return it_run(it_fmt("cat '%s' 2>/dev/null", path), NULL);
+}
+
+static int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static const char *const families_all[] = { "posting", "factoring", "leads", "quotes", "financing" };
+
+/* The family has an executable in the release build that up makes. */
+static int built(const char *family)
+{
+    return access(it_fmt("%s/var/build/release/modules/%s/fl-%s", it_env("FL_TEST_ROOT"), family, family), X_OK)
+           == 0;
+}
+
+static pid_t pid_in(const stack *s, const char *file)
+{
+    return (pid_t) atol(file_text(it_fmt("%s/run/%s", s->var, file)));
+}
+
+/* Alive and not a zombie (a stopped stack's processes are not our children). */
+static int alive(pid_t pid)
+{
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+        return 0;
+    const char *st = file_text(it_fmt("/proc/%d/stat", (int) pid));
+    const char *rp = strrchr(st, ')');
+    return rp != NULL && rp[1] == ' ' && rp[2] != 'Z';
+}
+
+/* Waits up to 5 s for pid to be gone; returns 1 when it is. */
+static int gone(pid_t pid)
+{
+    for (int i = 0; i < 50 && alive(pid); i++)
+        it_sleep(0.1);
+    return !alive(pid);
+}
+
+static int workers(const stack *s, const char *family)
+{
+    pid_t p[16];
+    return it_supervised(it_fmt("%s/run/%s.pid", s->var, family), p, 16);
+}
+
+/* The stack's demo credential for family, from its credentials.json. */
+static const it_cred *demo_cred(const stack *s, const char *family)
+{
+    json_object *all = it_json(file_text(it_fmt("%s/credentials.json", s->var))), *f;
+    if (all == NULL || !json_object_object_get_ex(all, family, &f))
+        return NULL;
+    return it_cred_parse(json_object_to_json_string(f));
+}
+
+/* test-post through the credential: 201 when it authenticates. */
+static long test_post(const it_cred *c)
+{
+    return c ? it_post(c, "/api_factor/test-post/", "{\"TestValue\":\"ops\"}")->status : -1;
+}
+
+/* Stops whatever a stack left running (a failed test); used on the way out. */
+static void stack_stop(const stack *s)
+{
+    if (s->var && file_exists(it_fmt("%s/run", s->var)))
+        fl(s, "down", NULL);
+}
+
+/* ------------------------------------------------- own PostgreSQL (default) --- */
+
+static void test_up_fresh(void)
+{
+    int st;
+    it_run(it_fmt("rm -rf '%s'", own.var), NULL);
+    const char *out = fl(&own, "up", &st);
+    IT_CHECK(st == 0, "factorline up failed (%d): %s", st, out);
+    IT_CHECK(strstr(out, "credentials written to") != NULL, "up did not write credentials: %s", out);
+    IT_CHECK(file_exists(it_fmt("%s/pg/data/PG_VERSION", own.var)), "no PostgreSQL cluster under %s/pg",
+             own.var);
+    IT_CHECK(file_exists(it_fmt("%s/run/.s.PGSQL.5432", own.var)), "no PostgreSQL socket in %s/run", own.var);
+
+    struct stat sb;
+    IT_CHECK(stat(it_fmt("%s/credentials.json", own.var), &sb) == 0 && (sb.st_mode & 0777) == 0600,
+             "credentials.json missing or not mode 0600 (%o)", (unsigned) (sb.st_mode & 0777));
+    IT_CHECK(stat(it_fmt("%s/keys/data.key", own.var), &sb) == 0 && (sb.st_mode & 0777) == 0600,
+             "data key missing or not mode 0600 (%o)", (unsigned) (sb.st_mode & 0777));
+
+    /* one entry per family that exists, each {"base_url", "headers"} */
+    json_object *all = it_json(file_text(it_fmt("%s/credentials.json", own.var)));
+    IT_CHECK(all != NULL && json_object_is_type(all, json_type_object), "credentials.json is not a JSON object");
+    for (size_t i = 0; all != NULL && i < sizeof(families_all) / sizeof(families_all[0]); i++) {
+        const char *f = families_all[i];
+        const it_cred *c = demo_cred(&own, f);
+        IT_CHECK(built(f) == (c != NULL), "credentials.json %s %s, and the build %s it", c ? "has" : "lacks", f,
+                 built(f) ? "has" : "lacks");
+        if (c != NULL)
+            IT_STREQ(c->base_url, it_fmt("%s/%s", https_base(), f));
+    }
+    IT_CHECK(built("posting") && built("leads"), "the release build lacks fl-posting or fl-leads");
+    const it_cred *p = demo_cred(&own, "posting"), *l = demo_cred(&own, "leads");
+    IT_CHECK(p != NULL && l != NULL, "no posting or leads credential in credentials.json");
+    if (p == NULL || l == NULL)
+        return;
+    IT_CHECK(p->nheaders == 3 && it_cred_header(p, "Auth-FactorID") && it_cred_header(p, "Auth-SystemKey")
+             && it_cred_header(p, "Auth-APIKey"), "the posting credential lacks its three headers");
+    IT_CHECK(l->nheaders == 1 && it_cred_header(l, "api_key"), "the leads credential lacks api_key");
+
+    /* the credentials work as written, and the demo schedule is there */
+    IT_CHECK(test_post(p) == 201, "test-post with the demo credential did not answer 201");
+    it_resp *r = it_get(p, "/api_factor/get-invoice/?InvoiceIntegrationId=demo-inv-20212131");
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "InvoiceAmount", "1000.00");
+    IT_STATUS(it_get(l, "/deal_status/none"), 404);
+    const it_cred *plain = it_cred_parse(it_fmt("{\"base_url\":\"%s/leads\",\"headers\":{\"api_key\":\"%s\"}}",
+                                                http_base(), it_cred_header(l, "api_key")));
+    IT_STATUS(it_get(plain, "/deal_status/none"), 403);
+    IT_STATUS(it_request("GET", it_fmt("%s/healthz", http_base()), NULL, 0, NULL, 0), 200);
+}
+
+static void test_status_running(void)
+{
+    int st;
+    const char *out = fl(&own, "status", &st);
+    IT_CHECK(st == 0, "status failed (%d): %s", st, out);
+    IT_CHECK(strstr(out, it_fmt("postgresql  running (%s/pg/data)", own.var)) != NULL, "status: %s", out);
+    IT_CHECK(strstr(out, it_fmt("posting  running: supervisor %d, workers ", (int) pid_in(&own, "posting.pid")))
+             != NULL, "status: %s", out);
+    IT_CHECK(strstr(out, "leads  running: supervisor ") != NULL, "status: %s", out);
+    IT_CHECK(strstr(out, "webhooks  running: supervisor ") != NULL, "status: %s", out);
+    IT_CHECK(strstr(out, it_fmt("nginx  running: %s %s", http_base(), https_base())) != NULL, "status: %s", out);
+    /* the pools have the sizes asked for: FL_WORKERS=1, FL_WORKERS_LEADS=2 */
+    IT_CHECK(workers(&own, "posting") == 1, "posting has %d workers, not 1", workers(&own, "posting"));
+    IT_CHECK(workers(&own, "leads") == 2, "leads has %d workers, not 2", workers(&own, "leads"));
+    IT_CHECK(workers(&own, "webhooks") == 1, "webhooks has %d workers, not 1", workers(&own, "webhooks"));
+}
+
+/* A second up restarts every process, keeps the data and the credentials. */
+static void test_up_again(void)
+{
+    const char *files[] = { "posting.pid", "leads.pid", "webhooks.pid", "nginx.pid" };
+    pid_t before[4];
+    for (int i = 0; i < 4; i++)
+        before[i] = pid_in(&own, files[i]);
+    const char *creds = file_text(it_fmt("%s/credentials.json", own.var));
+    int st;
+    const char *out = fl(&own, "up", &st);
+    IT_CHECK(st == 0, "a second up failed (%d): %s", st, out);
+    IT_CHECK(strstr(out, "demo tenant exists; credentials unchanged") != NULL, "second up: %s", out);
+    IT_STREQ(file_text(it_fmt("%s/credentials.json", own.var)), creds);
+    for (int i = 0; i < 4; i++) {
+        pid_t now = pid_in(&own, files[i]);
+        IT_CHECK(now > 0 && now != before[i] && alive(now), "%s: %d before, %d after the second up", files[i],
+                 (int) before[i], (int) now);
+        IT_CHECK(gone(before[i]), "%s: the old process %d is still running", files[i], (int) before[i]);
+    }
+    IT_CHECK(workers(&own, "posting") == 1 && workers(&own, "leads") == 2,
+             "after the second up: posting %d workers, leads %d", workers(&own, "posting"), workers(&own, "leads"));
+    IT_CHECK(test_post(demo_cred(&own, "posting")) == 201, "the demo credential stopped working after up");
+    it_resp *r = it_get(demo_cred(&own, "posting"), "/api_factor/get-invoice/?InvoiceIntegrationId=demo-inv-20212131");
+    IT_STATUS(r, 200);
+}
+
+static void test_tenant_and_key(void)
+{
+    int st;
+    const char *name = it_uniq("opsT");
+    const char *out = fl_out(&own, it_fmt("tenant add %s", name), &st);
+    IT_CHECK(st == 0, "tenant add failed (%d): %s", st, out);
+    IT_JSTR(it_json(out), "tenant", name);
+    out = fl(&own, it_fmt("tenant add %s", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "Tenant exists") != NULL, "a second tenant add: %d %s", st, out);
+
+    out = fl_out(&own, it_fmt("key add --tenant %s --family posting", name), &st);
+    IT_CHECK(st == 0, "key add failed (%d): %s", st, out);
+    const it_cred *c = it_cred_parse(out);
+    IT_CHECK(c != NULL, "key add did not print {\"base_url\",\"headers\"}: %s", out);
+    if (c != NULL) {
+        IT_STREQ(c->base_url, it_fmt("%s/posting", https_base()));
+        IT_CHECK(test_post(c) == 201, "the new key does not authenticate");
+        /* a tenant of its own: the demo tenant's invoice is not there */
+        IT_STATUS(it_get(c, "/api_factor/get-invoice/?InvoiceIntegrationId=demo-inv-20212131"), 404);
+    }
+    out = fl_out(&own, it_fmt("key add --tenant %s --family leads", name), &st);
+    c = it_cred_parse(out);
+    IT_CHECK(st == 0 && c != NULL, "key add --family leads: %d %s", st, out);
+    if (c != NULL)
+        IT_STATUS(it_get(c, "/deal_status/none"), 404);
+
+    out = fl(&own, "key add --tenant no-such-tenant --family posting", &st);
+    IT_CHECK(st != 0 && strstr(out, "Tenant not found") != NULL, "key add for no tenant: %d %s", st, out);
+    out = fl(&own, it_fmt("key add --tenant %s --family billing", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "unknown family billing") != NULL, "key add --family billing: %d %s", st, out);
+    /* a family of the product that this build does not have yet gets no key nobody could use */
+    for (size_t i = 0; i < sizeof(families_all) / sizeof(families_all[0]); i++) {
+        const char *f = families_all[i];
+        if (built(f))
+            continue;
+        out = fl(&own, it_fmt("key add --tenant %s --family %s", name, f), &st);
+        IT_CHECK(st != 0 && strstr(out, it_fmt("family %s is not in this build", f)) != NULL,
+                 "key add --family %s: %d %s", f, st, out);
+        break;
+    }
+    const char *n = fl_out(&own, it_fmt("psql -XAtc \"SELECT count(*) FROM credentials c JOIN tenants t ON "
+                                        "t.id = c.tenant_id WHERE t.name = '%s'\"", name), &st);
+    IT_CHECK(st == 0 && atoi(n) == 2, "tenant %s has %s credentials, not 2", name, n);
+}
+
+/* migrate: idempotent, and a migration changed after it was applied is refused. */
+static void test_migrate(void)
+{
+    int st;
+    const char *out = fl(&own, "migrate", &st);
+    IT_CHECK(st == 0 && strstr(out, "migrated") != NULL, "migrate on a migrated database: %d %s", st, out);
+    const char *files = it_run(it_fmt("ls '%s/sql/migrations' | grep -c '^[0-9].*\\.sql$'", it_env("FL_TEST_ROOT")),
+                               NULL);
+    const char *applied = fl_out(&own, "psql -XAtc 'SELECT count(*) FROM schema_migrations'", &st);
+    IT_CHECK(atoi(files) > 0 && atoi(applied) == atoi(files), "%d migrations recorded, %d files", atoi(applied),
+             atoi(files));
+
+    fl_out(&own, "psql -XAtc \"UPDATE schema_migrations SET checksum = 'edited' WHERE filename = '0002_posting.sql'\"",
+           &st);
+    IT_CHECK(st == 0, "could not edit the recorded checksum");
+    out = fl(&own, "migrate", &st);
+    IT_CHECK(st != 0 && strstr(out, "migration 0002_posting.sql was changed after it was applied") != NULL,
+             "migrate with a changed migration: %d %s", st, out);
+    fl_out(&own, it_fmt("psql -XAtc \"UPDATE schema_migrations SET checksum = '%s' WHERE filename = "
+                        "'0002_posting.sql'\"",
+                        it_run(it_fmt("sha256sum '%s/sql/migrations/0002_posting.sql' | cut -c1-64 | tr -d '\\n'",
+                                      it_env("FL_TEST_ROOT")), NULL)), &st);
+    out = fl(&own, "migrate", &st);
+    IT_CHECK(st == 0, "migrate after the checksum was put back: %d %s", st, out);
+    IT_CHECK(test_post(demo_cred(&own, "posting")) == 201, "the stack stopped answering after migrate");
+}
+
+static void test_down(void)
+{
+    const char *files[] = { "posting.pid", "leads.pid", "webhooks.pid", "nginx.pid" };
+    pid_t before[4];
+    for (int i = 0; i < 4; i++)
+        before[i] = pid_in(&own, files[i]);
+    const char *pg = file_text(it_fmt("%s/pg/data/postmaster.pid", own.var));
+    pid_t pgpid = (pid_t) atol(pg);
+    int st;
+    const char *out = fl(&own, "down", &st);
+    IT_CHECK(st == 0, "down failed (%d): %s", st, out);
+    for (int i = 0; i < 4; i++)
+        IT_CHECK(gone(before[i]), "%s: process %d still running after down", files[i], (int) before[i]);
+    IT_CHECK(pgpid > 0 && gone(pgpid), "PostgreSQL (%d) still running after down", (int) pgpid);
+    out = fl(&own, "status", &st);
+    IT_CHECK(strstr(out, "postgresql  stopped") && strstr(out, "posting  stopped") && strstr(out, "leads  stopped")
+             && strstr(out, "webhooks  stopped") && strstr(out, "nginx  stopped"), "status after down: %s", out);
+    it_resp *r = it_request("GET", it_fmt("%s/healthz", https_base()), NULL, 0, NULL, 0);
+    IT_CHECK(r->status == 0, "nginx still answers after down (%ld)", r->status);
+    out = fl(&own, "down", &st);
+    IT_CHECK(st == 0, "down on a stopped stack failed (%d): %s", st, out);
+}
+
+/* -------------------------------------------- DATABASE_URL (external server) --- */
+
+static void test_external_up_down(void)
+{
+    int st;
+    IT_Q0(it_fmt("CREATE DATABASE %s", ext.db));
+    it_run(it_fmt("rm -rf '%s'", ext.var), NULL);
+    const char *out = fl(&ext, "up", &st);
+    IT_CHECK(st == 0, "up with DATABASE_URL failed (%d): %s", st, out);
+    IT_CHECK(!file_exists(it_fmt("%s/pg", ext.var)), "up with DATABASE_URL created a cluster under %s/pg", ext.var);
+    out = fl(&ext, "status", &st);
+    IT_CHECK(strstr(out, "postgresql  external (DATABASE_URL)") != NULL && strstr(out, "posting  running")
+             && strstr(out, "nginx  running"), "status: %s", out);
+    IT_CHECK(test_post(demo_cred(&ext, "posting")) == 201, "the demo credential does not work on DATABASE_URL");
+    IT_STATUS(it_get(demo_cred(&ext, "leads"), "/deal_status/none"), 404);
+    /* migrated in that database, seeded there, and the workers connect as fl_api */
+    const char *n = fl_out(&ext, "psql -XAtc \"SELECT count(*) FROM schema_migrations\"", &st);
+    const char *files = it_run(it_fmt("ls '%s/sql/migrations' | grep -c '^[0-9].*\\.sql$'", it_env("FL_TEST_ROOT")),
+                               NULL);
+    IT_CHECK(atoi(n) == atoi(files), "%d migrations recorded in %s, %d files", atoi(n), ext.db, atoi(files));
+    const char *users = IT_Q("SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity "
+                             "WHERE datname = $1 AND application_name IN ('fl-posting', 'fl-leads')", ext.db);
+    IT_STREQ(users, "fl_api");
+
+    out = fl(&ext, "down", &st);
+    IT_CHECK(st == 0, "down with DATABASE_URL failed (%d): %s", st, out);
+    out = fl(&ext, "status", &st);
+    IT_CHECK(strstr(out, "posting  stopped") && strstr(out, "nginx  stopped"), "status after down: %s", out);
+    /* the external server is not ours to stop */
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM tenants WHERE name = $1", "itest-a"), "1");
+    IT_Q0(it_fmt("DROP DATABASE %s WITH (FORCE)", ext.db));
+    ext.db = NULL;
+}
+
+int main(void)
+{
+    it_init();
+    signal(SIGPIPE, SIG_IGN);
+    own = (stack) { "own", ops_var("own"), "", NULL };
+    const char *db = it_fmt("fl_ops_%d", (int) getpid());
+    ext = (stack) { "ext", ops_var("ext"),
+                    it_fmt("DATABASE_URL='%s dbname=%s'", it_env("FL_ADMIN_DATABASE_URL"), db), db };
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite s = CU_add_suite("factorline script, own PostgreSQL", NULL, NULL);
+    CU_add_test(s, "up on a fresh var/: cluster, credentials, demo data", test_up_fresh);
+    CU_add_test(s, "status: every process, pool sizes", test_status_running);
+    CU_add_test(s, "up again: every process restarted, credentials kept", test_up_again);
+    CU_add_test(s, "tenant add, key add", test_tenant_and_key);
+    CU_add_test(s, "migrate: idempotent, a changed migration refused", test_migrate);
+    CU_add_test(s, "down: everything stopped, twice", test_down);
+    s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);
+    CU_add_test(s, "up, status, down on an existing server", test_external_up_down);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failures = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    stack_stop(&own);
+    stack_stop(&ext);
+    if (ext.db != NULL)
+        IT_Q0(it_fmt("DROP DATABASE IF EXISTS %s WITH (FORCE)", ext.db));
+    it_cleanup();
+    return failures > 0 ? 1 : 0;
+}
