@@ -7,6 +7,7 @@
  * with one worker per pool and two for leads:
  *   own   a private PostgreSQL under its var/ (the default);
  *   ext   DATABASE_URL: a database of its own on the test stack's PostgreSQL.
+ * Last, nginx/production.conf.example runs for real in front of the test stack's posting pool.
  * The tests run in order and share the stack they start; the last one of each
  * stack stops it, and the program stops both on the way out whatever failed. */
 #include <errno.h>
@@ -357,6 +358,98 @@ static void test_external_up_down(void)
     ext.db = NULL;
 }
 
+/* ------------------------------------------------ nginx/production.conf.example --- */
+
+/* The production example, run for real on ports of its own: listen, certificate and log paths
+ * made local; posting's upstream is the test stack's posting pool, leads' a closed port (every
+ * leads request over HTTPS then takes the 503 path). */
+static void test_production_example(void)
+{
+    const char *dir = it_fmt("%s/prod", it_env("FL_TEST_OPS_VAR"));
+    const char *run = it_env("FL_TEST_RUN");
+    int http = atoi(it_env("FL_TEST_OPS_HTTP_PORT")) + 1, https = atoi(it_env("FL_TEST_OPS_HTTPS_PORT")) + 1;
+    int st;
+    it_run(it_fmt("rm -rf '%s' && mkdir -p '%s/tmp' && { [ \"$(id -u)\" != 0 ] || chown nobody '%s/tmp'; }", dir,
+                  dir, dir), &st);
+    IT_CHECK(st == 0, "cannot make %s", dir);
+    it_run(it_fmt("sed -e 's|listen 80;|listen 127.0.0.1:%d;|' -e 's|listen 443 ssl http2;|listen 127.0.0.1:%d ssl http2;|' "
+                  "-e 's|/etc/ssl/factorline/fullchain.pem|%s/../tls/server.crt|' "
+                  "-e 's|/etc/ssl/factorline/privkey.pem|%s/../tls/server.key|' "
+                  "-e 's|/var/log/nginx/|%s/|' "
+                  "-e 's|server 10\\.0\\.1\\.1[12]:9101 .*;|server unix:%s/posting.sock;|' "
+                  "-e 's|server 10\\.0\\.1\\.1[12]:9102 .*;|server 127.0.0.1:1;|' "
+                  "'%s/nginx/production.conf.example' > '%s/production.conf'",
+                  http, https, run, run, dir, run, it_env("FL_TEST_ROOT"), dir), &st);
+    IT_CHECK(st == 0, "cannot rewrite the production example");
+    const char *grep = it_run(it_fmt("grep -c '10\\.0\\.1\\.\\|/etc/ssl\\|/var/log' '%s/production.conf'", dir),
+                              NULL);
+    IT_CHECK(atoi(grep) == 0, "the rewritten example still names production paths or hosts");
+    FILE *f = fopen(it_fmt("%s/nginx.conf", dir), "w");
+    IT_CHECK(f != NULL, "cannot write %s/nginx.conf", dir);
+    if (f == NULL)
+        return;
+    fprintf(f, "pid %s/nginx.pid;\nerror_log %s/error.log warn;\n%s\nevents { worker_connections 64; }\n"
+               "http {\n    client_body_temp_path %s/tmp/body;\n    fastcgi_temp_path %s/tmp/fastcgi;\n"
+               "    proxy_temp_path %s/tmp/proxy;\n    uwsgi_temp_path %s/tmp/uwsgi;\n"
+               "    scgi_temp_path %s/tmp/scgi;\n    include %s/production.conf;\n}\n",
+            dir, dir, getuid() == 0 ? "user nobody nogroup;" : "", dir, dir, dir, dir, dir, dir);
+    fclose(f);
+    const char *nginx = it_fmt("nginx -c '%s/nginx.conf' -p '%s' -e '%s/error.log'", dir, dir, dir);
+    const char *out = it_run(it_fmt("%s -t 2>&1", nginx), &st);
+    IT_CHECK(st == 0, "nginx -t refuses the production example: %s", out);
+    out = it_run(it_fmt("%s 2>&1", nginx), &st);
+    IT_CHECK(st == 0, "nginx does not start with the production example: %s", out);
+    if (st != 0)
+        return;
+    const char *h = it_fmt("http://127.0.0.1:%d", http), *hs = it_fmt("https://127.0.0.1:%d", https);
+    for (int i = 0; i < 50 && it_request("GET", it_fmt("%s/healthz", hs), NULL, 0, NULL, 0)->status == 0; i++)
+        it_sleep(0.1);
+
+    /* port 80: leads is 403 (a large upload too, not nginx's 413), the rest moves to HTTPS */
+    it_resp *r = it_request("GET", it_fmt("%s/leads/v1/deal_status/x", h), NULL, 0, NULL, 0);
+    IT_STATUS(r, 403);
+    IT_MESSAGE(r, "HTTPS is required");
+    IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "no X-Request-Id on the plain-HTTP 403");
+    size_t big = 26u << 20;
+    char *body = it_alloc(big);
+    memset(body, 'a', big);
+    const it_header bin[] = { { "Content-Type", "application/octet-stream" } };
+    IT_STATUS(it_request("POST", it_fmt("%s/leads/attachment?filename=a.bin&lead_id=x", h), bin, 1, body, big), 403);
+    r = it_request("POST", it_fmt("%s/posting/api_factor/test-post/", h), NULL, 0, "{}", 2);
+    IT_STATUS(r, 301);
+    IT_STREQ(it_header_get(r, "Location"), "https://127.0.0.1/posting/api_factor/test-post/");
+    IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "no X-Request-Id on the redirect");
+
+    /* HTTPS: posting through the example to the test stack's pool */
+    const it_cred *a = it_cred_get("a", "posting");
+    it_header hd[8];
+    for (size_t i = 0; i < a->nheaders && i < 8; i++)
+        hd[i] = a->headers[i];
+    r = it_request("POST", it_fmt("%s/posting/api_factor/test-post/", hs), hd, a->nheaders,
+                   "{\"TestValue\":\"production\"}", 26);
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "TestValue", "production");
+    IT_CHECK(it_header_get(r, "X-Request-Id") && it_header_get(r, "Strict-Transport-Security"),
+             "X-Request-Id or HSTS missing on the answer");
+    r = it_request("POST", it_fmt("%s/posting/api_factor/post-payments/", hs), hd, a->nheaders, body, 11u << 20);
+    IT_STATUS(r, 413);
+    IT_MESSAGE(r, "413 Payload Too Large");
+    IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "no X-Request-Id on the 413");
+    /* leads' pool unreachable: the family's 503, with Retry-After and the request id */
+    r = it_request("GET", it_fmt("%s/leads/v1/deal_status/x", hs), NULL, 0, NULL, 0);
+    IT_STATUS(r, 503);
+    IT_MESSAGE(r, "Service Unavailable");
+    IT_STREQ(it_header_get(r, "Retry-After"), "5");
+    IT_CHECK(it_header_get(r, "X-Request-Id") && it_header_get(r, "Strict-Transport-Security"),
+             "X-Request-Id or HSTS missing on the 503");
+    r = it_request("GET", it_fmt("%s/nope", hs), NULL, 0, NULL, 0);
+    IT_STATUS(r, 404);
+    IT_MESSAGE(r, "404 Not Found");
+
+    it_run(it_fmt("%s -s quit 2>&1", nginx), &st);
+    IT_CHECK(st == 0, "nginx -s quit failed");
+}
+
 int main(void)
 {
     it_init();
@@ -376,12 +469,16 @@ int main(void)
     CU_add_test(s, "down: everything stopped, twice", test_down);
     s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);
     CU_add_test(s, "up, status, down on an existing server", test_external_up_down);
+    s = CU_add_suite("nginx/production.conf.example", NULL, NULL);
+    CU_add_test(s, "run for real: 403 on port 80, posting over HTTPS, 413, 503, 404", test_production_example);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures();
     CU_cleanup_registry();
     stack_stop(&own);
     stack_stop(&ext);
+    it_run(it_fmt("nginx -c '%s/prod/nginx.conf' -p '%s/prod' -s quit >/dev/null 2>&1", it_env("FL_TEST_OPS_VAR"),
+                  it_env("FL_TEST_OPS_VAR")), NULL);
     if (ext.db != NULL)
         IT_Q0(it_fmt("DROP DATABASE IF EXISTS %s WITH (FORCE)", ext.db));
     it_cleanup();
