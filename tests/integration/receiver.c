@@ -3,7 +3,7 @@
  * keep-alive, Content-Length bodies only (what the worker sends).
  *
  *   fl-receiver [--port N] [--log FILE] [--status-seq 500,200] [--delay-ms N]
- *               [--hang-first-ms N] [--answer-bytes N]
+ *               [--hang-first-ms N] [--answer-bytes N] [--location URL]
  *
  *   --port N           listen on N; 0 (default) picks a free port.  The port is
  *                      printed on stdout as one line once the socket listens.
@@ -17,6 +17,7 @@
  *   --delay-ms N       waits N ms before every answer.
  *   --hang-first-ms N  waits N ms before answering the first request only.
  *   --answer-bytes N   answers with a body of N bytes (default: a short JSON).
+ *   --location URL     the Location of a 3xx answer (default http://127.0.0.1:9/elsewhere).
  *
  * SIGTERM or SIGINT: exit 0 at once (requests in flight are dropped). */
 #ifndef _GNU_SOURCE
@@ -46,6 +47,7 @@ static int log_fd = -1;
 static int status_seq[MAX_SEQ] = { 200 };
 static int nstatus = 1;
 static long delay_ms, hang_first_ms, answer_bytes = -1;
+static const char *location = "http://127.0.0.1:9/elsewhere";
 static atomic_long nrequests;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -194,7 +196,7 @@ static const char *reason(int status)
 
 static int answer(int fd, int status, int keep)
 {
-    char out[256];
+    char out[1024];
     if (answer_bytes >= 0) {
         int n = snprintf(out, sizeof(out), "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
                          "Content-Length: %ld\r\n%s\r\n", status, reason(status), answer_bytes,
@@ -211,9 +213,10 @@ static int answer(int fd, int status, int keep)
     const char *body = status >= 200 && status < 300 ? "{\"ok\":true}" : "{\"ok\":false}";
     int n = snprintf(out, sizeof(out),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "%s%s\r\n%s",
+                     "%s%s%s%s\r\n%s",
                      status, reason(status), status == 204 ? (size_t) 0 : strlen(body),
-                     status / 100 == 3 ? "Location: http://127.0.0.1:9/elsewhere\r\n" : "",
+                     status / 100 == 3 ? "Location: " : "", status / 100 == 3 ? location : "",
+                     status / 100 == 3 ? "\r\n" : "",
                      keep ? "" : "Connection: close\r\n", status == 204 ? "" : body);
     return send_all(fd, out, (size_t) n);
 }
@@ -359,7 +362,7 @@ static int parse_seq(const char *s)
 static int usage(void)
 {
     fprintf(stderr, "usage: fl-receiver [--port N] [--log FILE] [--status-seq 500,200] "
-                    "[--delay-ms N] [--hang-first-ms N] [--answer-bytes N]\n");
+                    "[--delay-ms N] [--hang-first-ms N] [--answer-bytes N] [--location URL]\n");
     return 2;
 }
 
@@ -387,6 +390,8 @@ int main(int argc, char **argv)
             hang_first_ms = atol(v);
         else if (strcmp(a, "--answer-bytes") == 0)
             answer_bytes = atol(v);
+        else if (strcmp(a, "--location") == 0 && strlen(v) < 512 && strpbrk(v, "\r\n") == NULL)
+            location = v;
         else
             return usage();
         i++;

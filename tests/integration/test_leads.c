@@ -932,6 +932,51 @@ static void test_attachment_url_fetched(void)
     it_rcv_stop(&nf);
 }
 
+/* The fetch of an attachment by URL (supervised workers): up to 3 redirects are followed, each
+ * hop checked again (a Location that is not http(s) is refused); a 4th redirect, or a document
+ * over 25 MB, ends failed with nothing stored. */
+static void test_attachment_url_redirects_and_cap(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    static const struct {
+        const char *opts, *file, *state, *error;
+        int requests;
+    } cases[] = {
+        { "--status-seq 302,302,302,200 --location /files/moved.pdf", "three-redirects.pdf", "received", NULL, 4 },
+        { "--status-seq 302 --location /files/again.pdf", "four-redirects.pdf", "failed", "more than 3 redirects",
+          4 },
+        { "--status-seq 302 --location file:///etc/passwd", "file-scheme.pdf", "failed", "refused: ", 1 },
+        { "--answer-bytes 26214401", "too-large.pdf", "failed", "larger than 25 MB", 1 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        it_rcv rc = it_rcv_start(0, cases[i].opts);
+        it_resp *r = it_post(A(), "/attachment",
+                             it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/start.pdf\",\"filename\":\"%s\","
+                                    "\"lead_id\":\"%s\"}", rc.port, cases[i].file, id));
+        IT_STATUS(r, 202);
+        IT_STREQ(wait_attachment(id, cases[i].file, 20), cases[i].state);
+        const char *row = IT_Q("SELECT coalesce(a.error, '') || '|' || (a.content IS NULL)::text || '|' || "
+                               "coalesce(a.size::text, '') FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                               "WHERE l.public_id = $1 AND a.filename = $2", id, cases[i].file);
+        if (cases[i].error == NULL) {
+            IT_STREQ(row, "|false|11");       /* {"ok":true}, from the last hop */
+        } else {
+            IT_CHECK(row && strncmp(row, cases[i].error, strlen(cases[i].error)) == 0 && strstr(row, "|true|"),
+                     "%s: %s, expected error %s... and no content", cases[i].file, row ? row : "(null)",
+                     cases[i].error);
+        }
+        json_object *lines[8];
+        int n = it_rcv_read(&rc, lines, 8);
+        IT_CHECK(n == cases[i].requests, "%s: %d requests at the server, expected %d", cases[i].file, n,
+                 cases[i].requests);
+        if (n >= 2)
+            IT_JSTR(lines[1], "path", strstr(cases[i].opts, "again") ? "/files/again.pdf" : "/files/moved.pdf");
+        it_rcv_stop(&rc);
+    }
+}
+
 /* The SSRF guard: a private address ends failed when the worker runs with
  * FL_WEBHOOK_ALLOW_PRIVATE=0 (the supervised workers, which allow private
  * addresses for the tests, are paused meanwhile). */
@@ -1363,6 +1408,7 @@ int main(void)
     CU_add_test(s, "attachment up to 25 MB, 413 beyond", test_attachment_size);
     CU_add_test(s, "attachment by URL fetched by the worker", test_attachment_url_fetched);
     CU_add_test(s, "attachment by URL: SSRF guard", test_attachment_url_ssrf);
+    CU_add_test(s, "attachment by URL: redirects, scheme of each hop, 25 MB", test_attachment_url_redirects_and_cap);
     CU_add_test(s, "webhook registration", test_webhook_register);
     CU_add_test(s, "webhook registration: concurrent first calls make one subscription", test_webhook_register_concurrent);
     CU_add_test(s, "webhook delivered after a stage change", test_webhook_on_stage_change);
