@@ -89,6 +89,16 @@ static pid_t pid_in(const stack *s, const char *file)
     return (pid_t) atol(file_text(it_fmt("%s/run/%s", s->var, file)));
 }
 
+/* The processes a stack's run/ names: the pool supervisors, the webhook worker's, nginx. */
+static const char *const pidfiles[] = { "posting.pid", "leads.pid", "webhooks.pid", "nginx.pid" };
+#define NPIDFILES ((int) (sizeof(pidfiles) / sizeof(pidfiles[0])))
+
+static void stack_pids(const stack *s, pid_t *out)
+{
+    for (int i = 0; i < NPIDFILES; i++)
+        out[i] = pid_in(s, pidfiles[i]);
+}
+
 /* Alive and not a zombie (a stopped stack's processes are not our children). */
 static int alive(pid_t pid)
 {
@@ -206,21 +216,19 @@ static void test_status_running(void)
 /* A second up restarts every process, keeps the data and the credentials. */
 static void test_up_again(void)
 {
-    const char *files[] = { "posting.pid", "leads.pid", "webhooks.pid", "nginx.pid" };
-    pid_t before[4];
-    for (int i = 0; i < 4; i++)
-        before[i] = pid_in(&own, files[i]);
+    pid_t before[NPIDFILES];
+    stack_pids(&own, before);
     const char *creds = file_text(it_fmt("%s/credentials.json", own.var));
     int st;
     const char *out = fl(&own, "up", &st);
     IT_CHECK(st == 0, "a second up failed (%d): %s", st, out);
     IT_CHECK(strstr(out, "demo tenant exists; credentials unchanged") != NULL, "second up: %s", out);
     IT_STREQ(file_text(it_fmt("%s/credentials.json", own.var)), creds);
-    for (int i = 0; i < 4; i++) {
-        pid_t now = pid_in(&own, files[i]);
-        IT_CHECK(now > 0 && now != before[i] && alive(now), "%s: %d before, %d after the second up", files[i],
+    for (int i = 0; i < NPIDFILES; i++) {
+        pid_t now = pid_in(&own, pidfiles[i]);
+        IT_CHECK(now > 0 && now != before[i] && alive(now), "%s: %d before, %d after the second up", pidfiles[i],
                  (int) before[i], (int) now);
-        IT_CHECK(gone(before[i]), "%s: the old process %d is still running", files[i], (int) before[i]);
+        IT_CHECK(gone(before[i]), "%s: the old process %d is still running", pidfiles[i], (int) before[i]);
     }
     IT_CHECK(workers(&own, "posting") == 1 && workers(&own, "leads") == 2,
              "after the second up: posting %d workers, leads %d", workers(&own, "posting"), workers(&own, "leads"));
@@ -303,17 +311,15 @@ static void test_migrate(void)
 
 static void test_down(void)
 {
-    const char *files[] = { "posting.pid", "leads.pid", "webhooks.pid", "nginx.pid" };
-    pid_t before[4];
-    for (int i = 0; i < 4; i++)
-        before[i] = pid_in(&own, files[i]);
+    pid_t before[NPIDFILES];
+    stack_pids(&own, before);
     const char *pg = file_text(it_fmt("%s/pg/data/postmaster.pid", own.var));
     pid_t pgpid = (pid_t) atol(pg);
     int st;
     const char *out = fl(&own, "down", &st);
     IT_CHECK(st == 0, "down failed (%d): %s", st, out);
-    for (int i = 0; i < 4; i++)
-        IT_CHECK(gone(before[i]), "%s: process %d still running after down", files[i], (int) before[i]);
+    for (int i = 0; i < NPIDFILES; i++)
+        IT_CHECK(gone(before[i]), "%s: process %d still running after down", pidfiles[i], (int) before[i]);
     IT_CHECK(pgpid > 0 && gone(pgpid), "PostgreSQL (%d) still running after down", (int) pgpid);
     out = fl(&own, "status", &st);
     IT_CHECK(strstr(out, "postgresql  stopped") && strstr(out, "posting  stopped") && strstr(out, "leads  stopped")
