@@ -39,19 +39,26 @@ static const char *ops_var(const char *name)
     return it_fmt("%s/%s", it_env("FL_TEST_OPS_VAR"), name);
 }
 
-/* ./factorline ARGS for stack s: stdout and stderr together, *st its exit status. */
-static const char *fl(const stack *s, const char *args, int *st)
+/* ./factorline ARGS for stack s, stderr sent where stderr_to says (a shell redirection);
+ * returns stdout, *st the exit status. */
+static const char *fl_run(const stack *s, const char *args, const char *stderr_to, int *st)
 {
     return it_run(it_fmt("env -u DATABASE_URL FL_VAR='%s' FL_HTTP_PORT=%s FL_HTTPS_PORT=%s FL_WORKERS=1 "
-                         "FL_WORKERS_LEADS=2 FL_WEBHOOK_WORKERS=1 %s '%s/factorline' %s 2>&1",
+                         "FL_WORKERS_LEADS=2 FL_WEBHOOK_WORKERS=1 %s '%s/factorline' %s %s",
                          s->var, it_env("FL_TEST_OPS_HTTP_PORT"), it_env("FL_TEST_OPS_HTTPS_PORT"), s->env,
-                         it_env("FL_TEST_ROOT"), args), st);
+                         it_env("FL_TEST_ROOT"), args, stderr_to), st);
 }
 
-/* The same, stdout only (stderr to the stack's ops.log): for commands that print JSON. */
+/* stdout and stderr together: for messages. */
+static const char *fl(const stack *s, const char *args, int *st)
+{
+    return fl_run(s, args, "2>&1", st);
+}
+
+/* stdout only (stderr appended to the stack's ops.log): for commands that print JSON. */
 static const char *fl_out(const stack *s, const char *args, int *st)
 {
-    return fl(s, it_fmt("%s 2>>'%s/ops.log'", args, s->var), st);
+    return fl_run(s, args, it_fmt("2>>'%s/ops.log'", s->var), st);
 }
 
 static const char *https_base(void)
