@@ -15,7 +15,8 @@
  * and are recorded, then the worker exits.
  *
  * Attachments: GET, the SSRF guard on every hop, at most 3 redirects each
- * checked again, 25 MB, 30 s in all.
+ * checked again, 25 MB, 30 s in all (FL_FETCH_TIMEOUT_MS; the claim's lease is
+ * 30 s longer).
  *
  *   fl-worker          run until SIGTERM
  *   fl-worker --once   deliver and fetch what is due now, then exit (tests, cron)
@@ -34,7 +35,6 @@
 #define MAX_RESPONSE (64 * 1024)
 #define FETCH_MAX (25 * 1024 * 1024)
 #define FETCH_REDIRECTS 3
-#define FETCH_TIMEOUT_MS 30000L
 #define FETCH_SLOTS 4
 
 enum job_kind { JOB_FREE, JOB_DELIVERY, JOB_FETCH };
@@ -60,6 +60,7 @@ typedef struct job {
 static volatile sig_atomic_t stopping;
 static struct {
     int allow_private, batch, lease_ms, base_ms, max_age_s, sweep_ms;
+    long fetch_timeout_ms;       /* an attachment fetch, all its hops together */
 } cfg;
 static job slots[MAX_SLOTS];
 
@@ -306,10 +307,12 @@ static int claim_deliveries(CURLM *multi, fl_arena *a, int want)
 
 static int claim_fetches(CURLM *multi, int want)
 {
-    char lim[16];
+    char lim[16], lease[24];
     PGresult *res;
     snprintf(lim, sizeof(lim), "%d", want);
-    const char *p[2] = { lim, "60000" };
+    /* the lease outlives the fetch: no other worker takes it up meanwhile */
+    snprintf(lease, sizeof(lease), "%ld", cfg.fetch_timeout_ms + 30000);
+    const char *p[2] = { lim, lease };
     if (db_exec(NULL, &st_att_claim, p, &res) < 0)
         return -1;
     int n = PQntuples(res), rc = n;
@@ -319,7 +322,7 @@ static int claim_fetches(CURLM *multi, int want)
         snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(res, i, 0));
         j->url = xstrdup(PQgetvalue(res, i, 1));
         j->start_us = req_now_us();
-        if (start_transfer(j, multi, FETCH_TIMEOUT_MS) < 0 && record_fetch(j) < 0)
+        if (start_transfer(j, multi, cfg.fetch_timeout_ms) < 0 && record_fetch(j) < 0)
             rc = -1;
     }
     PQclear(res);
@@ -350,9 +353,14 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
         return record_delivery(j);
     }
 
-    long left = FETCH_TIMEOUT_MS - (req_now_us() - j->start_us) / 1000;
+    long left = cfg.fetch_timeout_ms - (req_now_us() - j->start_us) / 1000;
     if (j->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(j->error, sizeof(j->error), "larger than 25 MB");
+    } else if (rc == CURLE_OPERATION_TIMEDOUT && left <= 50) {
+        /* the overall limit (curl's message would give this hop's share only);
+         * a connect timeout before it keeps curl's message */
+        snprintf(j->error, sizeof(j->error), "timed out after %g s", cfg.fetch_timeout_ms / 1000.0);
+        j->retry = 1;
     } else if (rc != CURLE_OK) {
         if (j->error[0] == '\0')
             snprintf(j->error, sizeof(j->error), "%s", curl_easy_strerror(rc));
@@ -361,7 +369,7 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
         if (++j->hops > FETCH_REDIRECTS) {
             snprintf(j->error, sizeof(j->error), "more than %d redirects", FETCH_REDIRECTS);
         } else if (left <= 0) {
-            snprintf(j->error, sizeof(j->error), "timed out after 30 s");
+            snprintf(j->error, sizeof(j->error), "timed out after %g s", cfg.fetch_timeout_ms / 1000.0);
             j->retry = 1;
         } else {
             free(j->url);
@@ -418,6 +426,9 @@ int main(int argc, char **argv)
     cfg.base_ms = env_int("FL_WEBHOOK_RETRY_BASE_MS", 30000);
     cfg.max_age_s = env_int("FL_WEBHOOK_MAX_AGE_S", 3 * 24 * 3600);
     cfg.sweep_ms = env_int("FL_WEBHOOK_SWEEP_MS", 1000);
+    cfg.fetch_timeout_ms = env_int("FL_FETCH_TIMEOUT_MS", 30000);
+    if (cfg.fetch_timeout_ms < 1000 || cfg.fetch_timeout_ms > 600000)
+        cfg.fetch_timeout_ms = 30000;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;
@@ -441,7 +452,8 @@ int main(int argc, char **argv)
     long last_claim = 0;
     if (db_open(getenv("FL_WORKER_DATABASE_URL")) == 0)
         listening = listen_now() == 0;
-    log_msg("info", NULL, "webhook worker ready (batch %d, lease %d ms)", cfg.batch, cfg.lease_ms);
+    log_msg("info", NULL, "webhook worker ready (batch %d, lease %d ms, attachment fetches %g s)", cfg.batch,
+            cfg.lease_ms, cfg.fetch_timeout_ms / 1000.0);
 
     for (;;) {
         int inflight = count(JOB_DELIVERY) + count(JOB_FETCH);

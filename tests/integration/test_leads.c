@@ -1016,6 +1016,64 @@ static void test_attachment_url_ssrf(void)
     it_rcv_stop(&rc);
 }
 
+/* The fetch's time limit covers all its hops: FL_FETCH_TIMEOUT_MS, 30 s by
+ * default (what the stack's workers say when they start), 4 s for an
+ * fl-worker --once here (the supervised workers are paused meanwhile).  A
+ * document that never comes, and one whose first hop redirects after 2.5 s to
+ * a second that would answer 2.5 s later: both end at 4 s in all, "timed out
+ * after 4 s", to be tried again 30 s later. */
+static void test_attachment_url_timeout(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    it_rcv hang = it_rcv_start(0, "--delay-ms 60000");
+    it_rcv hop = it_rcv_start(0, "--status-seq 302,200 --location /files/second.pdf --delay-ms 2500");
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    it_resp *r = it_post(A(), "/attachment",
+                         it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/never.pdf\",\"filename\":\"never.pdf\","
+                                "\"lead_id\":\"%s\"}", hang.port, id));
+    IT_STATUS(r, 202);
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/first.pdf\",\"filename\":\"two-hops.pdf\","
+                       "\"lead_id\":\"%s\"}", hop.port, id));
+    IT_STATUS(r, 202);
+    int st;
+    double t0 = it_now();
+    const char *out = it_run(it_fmt("FL_FETCH_TIMEOUT_MS=4000 FL_WEBHOOK_ALLOW_PRIVATE=1 FL_WORKER_DATABASE_URL='%s' FL_DATA_KEY_FILE='%s' "
+                                    "'%s' --once 2>&1", it_env("FL_TEST_WORKER_DATABASE_URL"),
+                                    it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_WORKER")), &st);
+    double took = it_now() - t0;
+    it_signal_supervised("webhooks.pid", SIGCONT);
+    IT_CHECK(st == 0, "fl-worker --once: exit %d: %s", st, out);
+    IT_CHECK(took >= 3.9 && took < 20, "fl-worker --once took %.1f s, expected 4 s and a little", took);
+    IT_CHECK(out && strstr(out, "attachment fetches 4 s"), "fl-worker did not report its limit: %s", out);
+    /* the stack's own workers run with the default */
+    int gst;
+    it_run(it_fmt("grep -q 'attachment fetches 30 s' '%s/worker.log'", it_logdir()), &gst);
+    IT_CHECK(gst == 0, "the supervised workers do not report a 30 s limit in %s/worker.log", it_logdir());
+    static const char *const files[] = { "never.pdf", "two-hops.pdf" };
+    for (int i = 0; i < 2; i++) {
+        IT_STREQ(IT_Q("SELECT a.state || '|' || coalesce(a.error, '') || '|' || a.attempts || '|' || "
+                      "(a.content IS NULL)::text || '|' || (a.next_attempt_at > now() + interval '20 s')::text "
+                      "FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                      "WHERE l.public_id = $1 AND a.filename = $2", id, files[i]),
+                 "pending|timed out after 4 s|1|true|true");
+    }
+    json_object *lines[4];
+    IT_CHECK(it_rcv_read(&hang, lines, 4) == 1, "the hanging server got other than one request");
+    int n = it_rcv_read(&hop, lines, 4);
+    IT_CHECK(n == 2, "two-hops: %d requests at the server, expected 2", n);
+    if (n == 2) {
+        IT_JSTR(lines[1], "path", "/files/second.pdf");
+        long gap = (long) (json_object_get_int64(json_object_object_get(lines[1], "t_ms")) -
+                           json_object_get_int64(json_object_object_get(lines[0], "t_ms")));
+        IT_CHECK(gap >= 2400 && gap < 4000, "the second hop came %ld ms after the first", gap);
+    }
+    it_rcv_stop(&hang);
+    it_rcv_stop(&hop);
+}
+
 /* POST /webhook: 200 {"success":true} (+ signing_secret the first time); 422 for a bad URL. */
 static void test_webhook_register(void)
 {
@@ -1415,6 +1473,7 @@ int main(void)
     CU_add_test(s, "attachment by URL fetched by the worker", test_attachment_url_fetched);
     CU_add_test(s, "attachment by URL: SSRF guard", test_attachment_url_ssrf);
     CU_add_test(s, "attachment by URL: redirects, scheme of each hop, 25 MB", test_attachment_url_redirects_and_cap);
+    CU_add_test(s, "attachment by URL: the time limit covers every hop", test_attachment_url_timeout);
     CU_add_test(s, "webhook registration", test_webhook_register);
     CU_add_test(s, "webhook registration: concurrent first calls make one subscription", test_webhook_register_concurrent);
     CU_add_test(s, "webhook delivered after a stage change", test_webhook_on_stage_change);
