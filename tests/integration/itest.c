@@ -321,6 +321,11 @@ static it_resp *xfer_done(xfer *x, CURLcode rc)
     return r;
 }
 
+void it_test_request_ids(void)
+{
+    IT_CHECK(it_missing_request_id == 0, "%d responses lacked X-Request-Id (see stderr)", it_missing_request_id);
+}
+
 it_resp *it_request(const char *method, const char *url, const it_header *headers, size_t nheaders,
                     const char *body, size_t body_len)
 {

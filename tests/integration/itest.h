@@ -76,8 +76,10 @@ it_resp *it_post(const it_cred *c, const char *path, const char *body);
 /* A response header by name (case-insensitive), or NULL. */
 const char *it_header_get(const it_resp *r, const char *name);
 
-/* Responses lacking X-Request-Id are counted here (checked by a test). */
+/* Responses lacking X-Request-Id are counted here; it_test_request_ids, the
+ * last test of every suite, fails when there was one. */
 extern int it_missing_request_id;
+void it_test_request_ids(void);
 
 /* JSON: parse (pool-owned, NULL when malformed) and look up paths such as
  * "InvoiceArray[1].InvoiceNumber".  it_jstr gives strings as they are and other

@@ -1484,6 +1484,7 @@ int main(void)
     CU_add_test(s, "PII encrypted at rest", test_pii_at_rest);
     CU_add_test(s, "DBA views", test_views);
     CU_add_test(s, "key limit exit status", test_key_limit);
+    CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
 
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

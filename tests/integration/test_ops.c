@@ -484,6 +484,7 @@ int main(void)
     CU_add_test(s, "up, status, down on an existing server", test_external_up_down);
     s = CU_add_suite("nginx/production.conf.example", NULL, NULL);
     CU_add_test(s, "run for real: 403 on port 80, posting over HTTPS, 413, 503, 404", test_production_example);
+    CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures();

@@ -819,6 +819,7 @@ int main(void)
     CU_add_test(s, "a hung receiver holds one slot, not the worker", test_slow_receiver_holds_one_slot);
     CU_add_test(s, "SIGTERM: in-flight delivery finishes, then exit", test_sigterm_finishes_in_flight);
     CU_add_test(s, "PostgreSQL restart", test_postgres_restart);
+    CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures();
