@@ -1454,6 +1454,15 @@ static void test_worker_killed(void)
         return;
     pid_t victim = (pid_t) atol(before);
     IT_CHECK(kill(victim, SIGKILL) == 0, "SIGKILL sent to worker %d", (int) victim);
+    /* dead before the first request: a victim not yet scheduled could still take a
+     * connection out of the queue as it leaves accept(), and die with it (nginx: 502) */
+    double k0 = it_now();
+    while (it_now() - k0 < 5.0) {
+        const char *st = it_run(it_fmt("awk '{print $3}' /proc/%d/stat 2>/dev/null", (int) victim), NULL);
+        if (*st == '\0' || *st == 'Z')
+            break;
+        it_sleep(0.01);
+    }
     /* requests keep succeeding while the supervisor replaces it */
     int ok = 0;
     for (int i = 0; i < 20; i++) {
@@ -1478,9 +1487,10 @@ static void test_worker_killed(void)
     IT_STATUS(it_get(A, "/api_factor/get-client/?clientkey=whatever"), 404);
 }
 
-/* SIGTERM to every worker of the pool while one serves a large batch: that
- * request is still answered 201 by the worker that got TERM, which then exits;
- * the supervisor replaces the workers. */
+/* SIGTERM to every worker of the pool while one serves a batch: that request
+ * is still answered 201 by the worker that got TERM, which then exits; the
+ * supervisor replaces the workers.  The batch is held in flight by another
+ * transaction paying the same invoice, left open until TERM has been sent. */
 static void test_worker_sigterm_graceful(void)
 {
     int n;
@@ -1488,22 +1498,25 @@ static void test_worker_sigterm_graceful(void)
     IT_CHECK(n >= 1, "the pool has workers: <%s>", before);
     if (n < 1)
         return;
-    /* 5,000 lines that match nothing: long enough to be in flight when TERM comes */
-    enum { N = 5000 };
-    const char *one = line("1.00", NULL, "nothing here", NULL, NULL, NULL);
-    size_t l1 = strlen(one);
-    char *lines = malloc(N * (l1 + 1));
-    IT_CHECK(lines != NULL, "out of memory");
-    if (lines == NULL)
-        return;
-    for (int i = 0; i < N; i++) {
-        memcpy(lines + i * (l1 + 1), one, l1);
-        lines[i * (l1 + 1) + l1] = i + 1 < N ? ',' : '\0';
-    }
-    const char *body = batch(it_uniq("TERM"), "5000.00", lines);
-    free(lines);
-    paying inflight = pay_start(A, body);
-    it_sleep(0.3);
+    const char *ck = it_uniq("TC"), *dk = it_uniq("TCD"), *num = it_uniq("T"), *iid = it_uniq("IID");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, it_fmt("Payer %s", dk));
+    IT_STATUS(sched(A, ck, it_uniq("TS"), "100.00", inv(dk, num, "100.00", iid)), 201);
+    const char *tenant = IT_Q("SELECT tenant_id::text FROM invoices WHERE invoice_integration_id = $1", iid);
+    IT_Q0("BEGIN");
+    IT_Q0("SET LOCAL ROLE fl_api");
+    IT_Q("SELECT posting_post_payments($1::uuid, $2::jsonb) IS NOT NULL", tenant,
+         batch(it_uniq("TERM"), "10.00", line("10.00", num, NULL, NULL, NULL, NULL)));
+    IT_Q0("RESET ROLE");
+    paying inflight = pay_start(A, batch(it_uniq("TERM"), "20.00", line("20.00", num, NULL, NULL, NULL, NULL)));
+    /* in flight: a posting worker's statement waits for the invoice's row lock */
+    double w0 = it_now();
+    const char *waiting = "0";
+    while (it_now() - w0 < 4.0 &&
+           strcmp(waiting = IT_Q("SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fl-posting' "
+                                 "AND wait_event_type = 'Lock'"), "1") != 0)
+        it_sleep(0.02);
+    IT_STREQ(waiting, "1");
     double term_at = it_now();
     for (const char *p = before; *p; ) {
         while (*p == ' ') p++;
@@ -1511,12 +1524,16 @@ static void test_worker_sigterm_graceful(void)
             kill((pid_t) atol(p), SIGTERM);
         while (*p && *p != ' ') p++;
     }
+    it_sleep(0.2);
+    IT_Q0("COMMIT");
     double done_at = 0;
     char rid[64] = "";
     const char *answer;
     long status = pay_collect(inflight, &done_at, rid, &answer);
     IT_CHECK(status == 201, "the batch in flight was answered %ld (%.200s)", status, answer);
     IT_CHECK(done_at > term_at, "the answer came before TERM was sent: the test proves nothing");
+    IT_JSTR(it_json(answer), "PaymentDetails[0].AppliedAmount", "20.00");
+    IT_STREQ(balance(A, iid), "70.00");
     /* the request's log line was written by one of the workers that got TERM */
     const char *pid = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/../log/posting.log' "
                                     "| sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p' | head -n 1 | tr -d '\\n'",
