@@ -718,13 +718,14 @@ int it_wait_supervised(const char *pidfile_name, int n, double timeout)
 
 /* ----------------------------------------------------------- fl-receiver --- */
 
-it_rcv it_rcv_start(int port, const char *opts)
+/* One fl-receiver; r.port 0 when it did not start (its process reaped). */
+static it_rcv rcv_spawn(int port, const char *opts, const char *tag, const char **cmd_out)
 {
     it_rcv r = { -1, 0, NULL, NULL };
     int fds[2];
-    const char *tag = it_uniq("r");
     r.log = it_fmt("%s/receiver-%s.log", it_logdir(), tag);
     const char *cmd = it_fmt("exec '%s' --port %d --log '%s' %s", it_env("FL_TEST_RECEIVER"), port, r.log, opts);
+    *cmd_out = cmd;
     if (pipe(fds) < 0)
         return r;
     fflush(stdout);
@@ -742,6 +743,23 @@ it_rcv it_rcv_start(int port, const char *opts)
     ssize_t k = read(fds[0], buf, sizeof(buf) - 1);
     close(fds[0]);
     r.port = k > 0 ? atoi(buf) : 0;
+    if (r.port <= 0 && r.pid > 0) {
+        waitpid(r.pid, NULL, 0);
+        r.pid = -1;
+    }
+    return r;
+}
+
+it_rcv it_rcv_start(int port, const char *opts)
+{
+    const char *tag = it_uniq("r"), *cmd = "";
+    it_rcv r = rcv_spawn(port, opts, tag, &cmd);
+    /* a port asked for again (a receiver restarted on it) can be taken for a while by the
+     * local end of an outgoing connection: try again for up to 5 s */
+    for (double t0 = it_now(); port > 0 && r.port <= 0 && it_now() - t0 < 5.0; ) {
+        it_sleep(0.2);
+        r = rcv_spawn(port, opts, tag, &cmd);
+    }
     IT_CHECK(r.port > 0, "fl-receiver did not start (%s)", cmd);
     r.url = it_fmt("http://127.0.0.1:%d/hook/%s", r.port, tag);
     return r;
