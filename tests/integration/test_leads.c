@@ -583,25 +583,9 @@ static void test_plain_http_403(void)
 
 /* Over 1 request/s with burst 5: 7 quick requests, the first 5 pass, then 429;
  * the bucket is in PostgreSQL, shared by both workers of the pool. */
-static void test_rate_limit(void)
+/* The requests of one burst, served by how many worker processes (from the pool's log). */
+static int burst_workers(it_resp **first, it_resp *r6, it_resp *r7)
 {
-    it_resp *first[5], *r6, *r7;
-    const char *path = "/deal_status/no-such-lead";
-    double t0 = it_now();
-    it_parallel(first, 5, LIM(), "GET", path, NULL);
-    r6 = it_get(LIM(), path);
-    r7 = it_get(LIM(), path);
-    double took = it_now() - t0;
-    for (int i = 0; i < 5; i++)
-        IT_CHECK(first[i]->status == 404, "request %d of the burst: %ld %s", i + 1, first[i]->status, first[i]->body);
-    /* r6 passes only if sent 1 s after the burst began, r7 only 2 s after: under 2 s, one is 429 */
-    IT_CHECK(took < 2.0, "the 7 requests took %.2f s: not a burst", took);
-    IT_CHECK(r6->status == 429 || r7->status == 429, "no 429 after the burst: %ld, %ld", r6->status, r7->status);
-    it_resp *t = r7->status == 429 ? r7 : r6;
-    JSON_IS(t, "{\"message\":\"Rate limit exceeded\"}");
-    IT_STREQ(it_header_get(t, "Retry-After"), "1");
-
-    /* the 7 requests were served by more than one worker process */
     const char *ids[7];
     for (int i = 0; i < 5; i++)
         ids[i] = it_header_get(first[i], "X-Request-Id");
@@ -622,16 +606,45 @@ static void test_rate_limit(void)
         if (pid > 0 && !seen)
             pids[npids++] = pid;
     }
-    IT_CHECK(npids >= 2, "the requests were served by %d worker process(es), expected both", npids);
+    return npids;
+}
+
+static void test_rate_limit(void)
+{
+    it_resp *first[5], *r6, *r7;
+    const char *path = "/deal_status/no-such-lead";
+    const char *key = it_cred_header(LIM(), "api_key");
+    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    /* Up to three bursts, each on a fresh bucket, until one is served by more than one
+     * worker process: which worker accepts a connection is the scheduler's choice. */
+    int npids = 0;
+    for (int round = 0; round < 3 && npids < 2; round++) {
+        IT_Q("DELETE FROM rate_buckets WHERE credential_id = "
+             "(SELECT id FROM credentials WHERE family = 'leads' AND public_id = $1)", pub);
+        double t0 = it_now();
+        it_parallel(first, 5, LIM(), "GET", path, NULL);
+        r6 = it_get(LIM(), path);
+        r7 = it_get(LIM(), path);
+        double took = it_now() - t0;
+        for (int i = 0; i < 5; i++)
+            IT_CHECK(first[i]->status == 404, "request %d of the burst: %ld %s", i + 1, first[i]->status, first[i]->body);
+        /* r6 passes only if sent 1 s after the burst began, r7 only 2 s after: under 2 s, one is 429 */
+        IT_CHECK(took < 2.0, "the 7 requests took %.2f s: not a burst", took);
+        IT_CHECK(r6->status == 429 || r7->status == 429, "no 429 after the burst: %ld, %ld", r6->status, r7->status);
+        it_resp *t = r7->status == 429 ? r7 : r6;
+        JSON_IS(t, "{\"message\":\"Rate limit exceeded\"}");
+        IT_STREQ(it_header_get(t, "Retry-After"), "1");
+        npids = burst_workers(first, r6, r7);
+    }
+    IT_CHECK(npids >= 2, "three bursts were each served by one worker process: the limit is not shown to hold "
+                         "across workers");
 
     /* other credentials are not throttled by this one */
     IT_STATUS(it_get(A(), path), 404);
     /* the bucket refills at 1 token/s: from empty (it has been refilling since the burst,
      * and the checks above take their time) */
-    const char *key = it_cred_header(LIM(), "api_key");
     IT_STREQ(IT_Q("UPDATE rate_buckets SET tokens = 0, updated_at = clock_timestamp() WHERE credential_id = "
-                  "(SELECT id FROM credentials WHERE family = 'leads' AND public_id = $1) RETURNING 1",
-                  it_fmt("%.*s", (int) (strchr(key, '.') - key), key)), "1");
+                  "(SELECT id FROM credentials WHERE family = 'leads' AND public_id = $1) RETURNING 1", pub), "1");
     it_sleep(1.2);
     IT_STATUS(it_get(LIM(), path), 404);
     r6 = it_get(LIM(), path);
