@@ -36,6 +36,7 @@
 #define FETCH_MAX (25 * 1024 * 1024)
 #define FETCH_REDIRECTS 3
 #define FETCH_SLOTS 4
+#define FETCH_SLACK_MS 50        /* this close to the fetch's limit, its time is up */
 
 enum job_kind { JOB_FREE, JOB_DELIVERY, JOB_FETCH };
 
@@ -356,7 +357,7 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
     long left = cfg.fetch_timeout_ms - (req_now_us() - j->start_us) / 1000;
     if (j->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(j->error, sizeof(j->error), "larger than 25 MB");
-    } else if (rc == CURLE_OPERATION_TIMEDOUT && left <= 50) {
+    } else if (rc == CURLE_OPERATION_TIMEDOUT && left <= FETCH_SLACK_MS) {
         /* the overall limit (curl's message would give this hop's share only);
          * a connect timeout before it keeps curl's message */
         snprintf(j->error, sizeof(j->error), "timed out after %g s", cfg.fetch_timeout_ms / 1000.0);
@@ -368,7 +369,7 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
     } else if (redirect != NULL) {
         if (++j->hops > FETCH_REDIRECTS) {
             snprintf(j->error, sizeof(j->error), "more than %d redirects", FETCH_REDIRECTS);
-        } else if (left <= 0) {
+        } else if (left <= FETCH_SLACK_MS) {
             snprintf(j->error, sizeof(j->error), "timed out after %g s", cfg.fetch_timeout_ms / 1000.0);
             j->retry = 1;
         } else {
@@ -427,8 +428,10 @@ int main(int argc, char **argv)
     cfg.max_age_s = env_int("FL_WEBHOOK_MAX_AGE_S", 3 * 24 * 3600);
     cfg.sweep_ms = env_int("FL_WEBHOOK_SWEEP_MS", 1000);
     cfg.fetch_timeout_ms = env_int("FL_FETCH_TIMEOUT_MS", 30000);
-    if (cfg.fetch_timeout_ms < 1000 || cfg.fetch_timeout_ms > 600000)
+    if (cfg.fetch_timeout_ms < 1000 || cfg.fetch_timeout_ms > 600000) {
+        log_msg("warn", NULL, "FL_FETCH_TIMEOUT_MS=%s is not within 1000..600000: 30000", getenv("FL_FETCH_TIMEOUT_MS"));
         cfg.fetch_timeout_ms = 30000;
+    }
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;

@@ -77,7 +77,7 @@ it_resp *it_post(const it_cred *c, const char *path, const char *body);
 const char *it_header_get(const it_resp *r, const char *name);
 
 /* Responses lacking X-Request-Id are counted here; it_test_request_ids, the
- * last test of every suite, fails when there was one. */
+ * last test of every integration program, fails when there was one. */
 extern int it_missing_request_id;
 void it_test_request_ids(void);
 
