@@ -82,7 +82,7 @@ BEGIN
             DETAIL = format('Family %s already has a key %s.', p_family, p_public_id);
     END IF;
     INSERT INTO credentials (tenant_id, family, public_id, secret_hash, label)
-    VALUES (v_tenant, p_family, p_public_id, p_secret_hash, p_label)
+    VALUES (v_tenant, p_family, p_public_id, p_secret_hash, nullif(btrim(p_label), ''))
     RETURNING id INTO v_id;
     RETURN v_id;
 END

@@ -264,11 +264,21 @@ static void test_tenant_and_key(void)
         /* a tenant of its own: the demo tenant's invoice is not there */
         IT_STATUS(it_get(c, "/api_factor/get-invoice/?InvoiceIntegrationId=demo-inv-20212131"), 404);
     }
-    out = fl_out(&own, it_fmt("key add --tenant %s --family leads", name), &st);
+    out = fl_out(&own, it_fmt("key add --tenant %s --family leads --label 'Partner ISO'", name), &st);
     c = it_cred_parse(out);
     IT_CHECK(st == 0 && c != NULL, "key add --family leads: %d %s", st, out);
-    if (c != NULL)
+    if (c != NULL) {
         IT_STATUS(it_get(c, "/deal_status/none"), 404);
+        /* the label names the partner in the DBA views; without one there is none */
+        const char *key = it_cred_header(c, "api_key");
+        const char *pub = key && strchr(key, '.') ? it_fmt("%.*s", (int) (strchr(key, '.') - key), key) : "";
+        out = fl_out(&own, it_fmt("psql -XAtc \"SELECT coalesce(label, '(none)') FROM credentials WHERE family = "
+                                  "'leads' AND public_id = '%s'\"", pub), &st);
+        IT_STREQ(out, "Partner ISO\n");
+        out = fl_out(&own, it_fmt("psql -XAtc \"SELECT count(*) FROM credentials c JOIN tenants t ON t.id = "
+                                  "c.tenant_id WHERE t.name = '%s' AND c.label IS NULL\"", name), &st);
+        IT_STREQ(out, "1\n");            /* the posting key above, added without --label */
+    }
 
     out = fl(&own, "key add --tenant no-such-tenant --family posting", &st);
     IT_CHECK(st != 0 && strstr(out, "Tenant not found") != NULL, "key add for no tenant: %d %s", st, out);
