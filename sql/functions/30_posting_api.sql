@@ -136,6 +136,8 @@ BEGIN
         email      = CASE WHEN p_doc ? 'Email' THEN EXCLUDED.email ELSE t.email END,
         mc_number  = CASE WHEN p_doc ? v_mc_key THEN EXCLUDED.mc_number ELSE t.mc_number END,
         dot_number = CASE WHEN p_doc ? 'DOTNumber' THEN EXCLUDED.dot_number ELSE t.dot_number END,
+        -- the master's Notes (get-debtor-master): the last written through any of its links
+        notes      = CASE WHEN p_doc ? 'Notes' THEN EXCLUDED.notes ELSE t.notes END,
         comp_code  = coalesce(t.comp_code, EXCLUDED.comp_code),
         updated_at = now()
     RETURNING * INTO v_debtor;

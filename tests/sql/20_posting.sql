@@ -1,6 +1,6 @@
 -- create/get client, debtor, vendor, schedule rules and echo shapes.
 BEGIN;
-SELECT plan(48);
+SELECT plan(51);
 
 SELECT fl_tenant_add('Posting T', 'POST-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -51,6 +51,12 @@ SELECT is(posting_get_debtor_master(:'t', '{"DebtorKey":"D1"}') - 'Notes',
             "Address2":null,"City":null,"State":null,"ZipCode":"78701","Country":"USA","Phone":null,"Fax":null,
             "Email":null,"MCNumber":"MC1","DOTNumber":null,"CreditLimit":null,"BuyStatus":false}'::jsonb,
           'get-debtor-master has ClientKey null');
+SELECT is(posting_get_debtor_master(:'t', '{"DebtorKey":"D1"}') ->> 'Notes', 'net 45',
+          'get-debtor-master: the Notes last written through a link');
+SELECT is(posting_create_debtor(:'t', '{"ClientKey":"C2","DebtorKey":"D1","Name":"Big Shipper, Inc."}') ->> 'Notes',
+          NULL, 'a link keeps its own Notes (none for C2)');
+SELECT is(posting_get_debtor_master(:'t', '{"DebtorKey":"D1"}') ->> 'Notes', 'net 45',
+          'get-debtor-master keeps its Notes when a document has none');
 SELECT throws_ok(format($$SELECT posting_get_client_debtor(%L, '{"ClientKey":"C2","DebtorKey":"D2"}')$$, :'t'),
                  'FL404', 'Debtor not found', 'a debtor not linked to the client is 404');
 SELECT posting_create_vendor(:'t', '{"ClientKey":"C1","DebtorKey":"V1","Name":"Carrier One"}') IS NOT NULL AS x \gset
