@@ -336,7 +336,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         }
         case FT_DATE: {
             char d[11];
-            if (json_date_norm(txt, d) < 0) {
+            if (((f->flags & F_ISO) && (strlen(txt) != 10 || txt[4] != '-')) || json_date_norm(txt, d) < 0) {
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid date");
                 break;
             }
@@ -450,7 +450,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             char norm[40];
             if (json_money_norm(txt, 1, norm, sizeof(norm)) < 0 || strlen(norm) > 6
                 || (strlen(norm) == 6 && strcmp(norm, "100.00") != 0)) {
-                add_err(errs, a, prefix, f->name, "invalid", "must be between 0 and 100");
+                add_err(errs, a, prefix, f->name, "invalid", "must be between 0 and 100, with at most 2 decimals");
                 break;
             }
             put(out, f->name, json_object_new_string(norm));

@@ -34,6 +34,7 @@ typedef enum {
 #define F_PAST  0x4      /* FT_DATE: not after today */
 #define F_PHONE 0x8      /* FT_DIGITS: drop ( ) - . and spaces first */
 #define F_CNTRL 0x10     /* FT_STR: control characters kept (the handler sanitises them) */
+#define F_ISO   0x20     /* FT_DATE: YYYY-MM-DD only */
 
 typedef struct fl_field {
     const char *name;          /* canonical name; input keys match case-insensitively */

@@ -23,11 +23,11 @@ static const fl_field contact_spec[] = {
     { "last_name", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
     { "email", FT_EMAIL, 0, 200, 0, 0, NULL, NULL },
     { "title", FT_STR, 0, 200, 0, 0, NULL, NULL },
-    { "born_on", FT_DATE, F_PAST, 0, 0, 0, NULL, NULL },
+    { "born_on", FT_DATE, F_PAST | F_ISO, 0, 0, 0, NULL, NULL },
     { "home_phone", FT_DIGITS, F_PHONE, 10, 0, 0, NULL, NULL },
     { "cell_phone", FT_DIGITS, F_PHONE, 10, 0, 0, NULL, NULL },
     { "ssn", FT_DIGITS, 0, 9, 0, 0, NULL, NULL },
-    { "ownership_date", FT_DATE, F_PAST, 0, 0, 0, NULL, NULL },
+    { "ownership_date", FT_DATE, F_PAST | F_ISO, 0, 0, 0, NULL, NULL },
     { "current_address_attributes", FT_OBJECT, 0, 0, 0, 0, NULL, address_spec },
     { NULL, 0, 0, 0, 0, 0, NULL, NULL }
 };
@@ -35,7 +35,7 @@ static const fl_field contact_spec[] = {
 static const fl_field account_spec[] = {
     { "entity_type", FT_STR, 0, 100, 0, 0, NULL, NULL },
     { "name", FT_STR, F_REQ, 200, 0, 0, NULL, NULL },
-    { "started_on", FT_DATE, F_PAST, 0, 0, 0, NULL, NULL },
+    { "started_on", FT_DATE, F_PAST | F_ISO, 0, 0, 0, NULL, NULL },
     { "legal_name", FT_STR, 0, 200, 0, 0, NULL, NULL },
     { "phone", FT_DIGITS, F_PHONE, 10, 0, 0, NULL, NULL },
     { "email", FT_EMAIL, 0, 200, 0, 0, NULL, NULL },
@@ -79,7 +79,8 @@ static const fl_field url_attachment_spec[] = {
     /* sanitised as the raw upload's (sanitize_filename), not refused; longer than 255
      * before that for the path components and control characters it loses */
     { "filename", FT_STR, F_REQ | F_CNTRL, 4096, 0, 0, NULL, NULL },
-    { "lead_id", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    /* no lead has a longer id, but a longer one is an unknown lead (404), as in the raw upload */
+    { "lead_id", FT_STR, F_REQ, 4096, 0, 0, NULL, NULL },
     { NULL, 0, 0, 0, 0, 0, NULL, NULL }
 };
 
@@ -355,8 +356,15 @@ int leads_attachment(fl_req *r, const fl_route *route)
 
     (void) route;
     r->resp->status = 400;
-    if (filename == NULL && lead_id == NULL && req_query(r, "encoded") == NULL)
-        return attachment_url(r);
+    if (filename == NULL && lead_id == NULL && req_query(r, "encoded") == NULL) {
+        /* a JSON object is the URL form; anything else is a file sent without its query */
+        size_t i = 0;
+        while (i < r->body_len && (r->body[i] == ' ' || r->body[i] == '\t' || r->body[i] == '\r' || r->body[i] == '\n'))
+            i++;
+        if (i < r->body_len && r->body[i] == '{')
+            return attachment_url(r);
+        return serve_fail(r, 400, "Please provide filename and lead_id");
+    }
     if (filename == NULL || *filename == '\0' || lead_id == NULL || *lead_id == '\0')
         return serve_fail(r, 400, "Please provide filename and lead_id");
     /* the document's boolean: true/false in any case, or 1/0; empty (a URI template's

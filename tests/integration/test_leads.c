@@ -316,6 +316,45 @@ static void test_required(void)
 }
 
 /* Every invalid field reported at once, under its attribute name. */
+/* Leads' dates are YYYY-MM-DD only (posting's other forms would read 07/15/80 as 2080);
+ * percentages have at most 2 decimals; both refused with nothing stored, accepted as sent. */
+static void test_dates_and_percentages(void)
+{
+    static const struct { const char *path, *value, *attr, *msg; } bad[] = {
+        { "lead.contacts_attributes[0].born_on", "\"07/15/1980\"", "contacts_attributes[0].born_on", "is not a valid date" },
+        { "lead.contacts_attributes[0].born_on", "\"07/15/80\"", "contacts_attributes[0].born_on", "is not a valid date" },
+        { "lead.contacts_attributes[0].ownership_date", "\"07-15-2015\"", "contacts_attributes[0].ownership_date",
+          "is not a valid date" },
+        { "lead.account_attributes.started_on", "\"2015/01/01\"", "account_attributes.started_on", "is not a valid date" },
+        { "lead.application_attributes.owner_1_percent_ownership", "33.333",
+          "application_attributes.owner_1_percent_ownership", "must be between 0 and 100, with at most 2 decimals" },
+        { "lead.application_attributes.owner_2_percent_ownership", "\"33.333\"",
+          "application_attributes.owner_2_percent_ownership", "must be between 0 and 100, with at most 2 decimals" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_object *d = lead_doc();
+        const char *ref = it_uniq("fmt");
+        jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+        jset(d, bad[i].path, bad[i].value);
+        it_resp *r = it_post(A(), "/lead", jtext(d));
+        IT_STATUS(r, 422);
+        ERR_HAS(r, bad[i].attr, bad[i].msg);
+        IT_CHECK(json_object_object_length(it_jget(r->json, "errors")) == 1, "%s %s: %s", bad[i].path, bad[i].value, r->body);
+        IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
+    }
+    json_object *d = lead_doc();
+    const char *ref = it_uniq("fmt");
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    jset(d, "lead.contacts_attributes[0].ownership_date", "\"2015-07-15\"");
+    jset(d, "lead.application_attributes.owner_1_percent_ownership", "33.33");
+    jset(d, "lead.application_attributes.owner_2_percent_ownership", "\"66.67\"");
+    IT_STATUS(it_post(A(), "/lead", jtext(d)), 201);
+    IT_STREQ(IT_Q("SELECT c.ownership_date::text || ' ' || ap.owner_1_percent_ownership || ' ' || "
+                  "ap.owner_2_percent_ownership FROM leads l JOIN lead_contacts c ON c.lead_id = l.id AND c.position = 1 "
+                  "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.reference_id = $1", ref),
+             "2015-07-15 33.33 66.67");
+}
+
 static void test_validation_all_at_once(void)
 {
     json_object *d = lead_doc();
@@ -351,8 +390,8 @@ static void test_validation_all_at_once(void)
     ERR_HAS(r, "account_attributes.started_on", "is not a valid date");
     ERR_HAS(r, "account_attributes.current_address_attributes.zip", "is not a valid zip code");
     ERR_HAS(r, "application_attributes.capital_needed", "must be a positive number with at most 2 decimals");
-    ERR_HAS(r, "application_attributes.owner_1_percent_ownership", "must be between 0 and 100");
-    ERR_HAS(r, "application_attributes.owner_2_percent_ownership", "must be between 0 and 100");
+    ERR_HAS(r, "application_attributes.owner_1_percent_ownership", "must be between 0 and 100, with at most 2 decimals");
+    ERR_HAS(r, "application_attributes.owner_2_percent_ownership", "must be between 0 and 100, with at most 2 decimals");
     /* the contact's only address is invalid: it does not count as an address */
     ERR_HAS(r, "contacts_attributes", "Must provide address");
     IT_CHECK(json_object_object_length(it_jget(r->json, "errors")) == 17, "expected 17 attributes: %s", r->body);
@@ -860,6 +899,10 @@ static void test_attachment_errors(void)
     r = it_call_ex(A(), "POST", "/attachment?filename=a.pdf&lead_id=no-such-lead", NULL, 0, "x", 1);
     IT_STATUS(r, 404);
     JSON_IS(r, "{\"message\":\"Lead not found\"}");
+    /* a file without its query string: the raw upload's message, not the URL form's */
+    r = it_call_ex(A(), "POST", "/attachment", NULL, 0, "%PDF-1.4 x", 10);
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Please provide filename and lead_id\"}");
 
     /* by URL: the three members, an http(s) URL, a known lead */
     r = it_post(A(), "/attachment", it_fmt("{\"attachment_url\":\"http://127.0.0.1:9/x\",\"lead_id\":\"%s\"}", id));
@@ -877,6 +920,9 @@ static void test_attachment_errors(void)
                 it_fmt("{\"attachment_url\":\"file:///etc/passwd\",\"filename\":\"x\",\"lead_id\":\"%s\"}", id));
     IT_STATUS(r, 400);
     r = it_post(A(), "/attachment", "{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"nope\"}");
+    IT_STATUS(r, 404);
+    /* longer than any lead's id: unknown, as in the raw upload */
+    r = it_post(A(), "/attachment", it_fmt("{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"%0200d\"}", 7));
     IT_STATUS(r, 404);
     IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
                   id), "0");
@@ -1511,6 +1557,7 @@ int main(void)
     CU_add_test(s, "a contact without address is 422 (document example)", test_missing_address);
     CU_add_test(s, "required members", test_required);
     CU_add_test(s, "every invalid field at once", test_validation_all_at_once);
+    CU_add_test(s, "dates YYYY-MM-DD only, percentages with 2 decimals", test_dates_and_percentages);
     CU_add_test(s, "malformed JSON is 422", test_malformed);
     CU_add_test(s, "every endpoint with and without /v1", test_v1_and_plain_paths);
     CU_add_test(s, "401 without a valid api_key", test_auth_401);
