@@ -732,6 +732,17 @@ static void test_deal_status_by_stage(void)
     JSON_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
                                "judgements\",\"decline_notes\":\"This merchant does not look credible\"}");
 
+    /* the optional fields the underwriter left out: present, null */
+    const char *id2 = create_lead(A(), NULL);
+    if (id2 != NULL) {
+        const char *path2 = it_fmt("/deal_status/%s", id2);
+        stage_ok(id2, "Approval Sent", "--max-approval 500 --max-payments 5");
+        JSON_IS(it_get(A(), path2), "{\"stage\":\"Approval Sent\",\"required_stipulations\":[],"
+                                    "\"max_approval\":500,\"max_payments\":5,\"offer_link\":null}");
+        stage_ok(id2, "Declined", "--decline-driver Fraud");
+        JSON_IS(it_get(A(), path2), "{\"stage\":\"Declined\",\"decline_drivers\":\"Fraud\",\"decline_notes\":null}");
+    }
+
     /* Declined is final */
     int st;
     const char *out = stage(id, "Working", "", &st);
