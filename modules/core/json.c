@@ -358,13 +358,29 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             put(out, f->name, json_object_new_int64(n));
             break;
         }
-        case FT_BOOL:
-            if (!json_object_is_type(v, json_type_boolean)) {
+        case FT_BOOL: {
+            /* true or false, also as the strings "true"/"false" (any case, blanks around),
+             * as numbers are accepted as strings */
+            int b = -1;
+            if (json_object_is_type(v, json_type_boolean)) {
+                b = json_object_get_boolean(v);
+            } else if (json_object_is_type(v, json_type_string)) {
+                const char *s = json_object_get_string(v);
+                while (is_edge_space(*s)) s++;
+                size_t sl = strlen(s);
+                while (sl > 0 && is_edge_space(s[sl - 1])) sl--;
+                if (sl == 4 && strncasecmp(s, "true", 4) == 0)
+                    b = 1;
+                else if (sl == 5 && strncasecmp(s, "false", 5) == 0)
+                    b = 0;
+            }
+            if (b < 0) {
                 add_err(errs, a, prefix, f->name, "invalid", "must be true or false");
                 break;
             }
-            put(out, f->name, json_object_new_boolean(json_object_get_boolean(v)));
+            put(out, f->name, json_object_new_boolean(b));
             break;
+        }
         case FT_ENUM: {
             const char *hit = NULL;
             for (const char *const *e = f->enumv; *e; e++)

@@ -15,7 +15,7 @@ typedef enum {
     FT_MONEY0,   /* as FT_MONEY but 0 allowed */
     FT_DATE,     /* MM-DD-YY, MM-DD-YYYY, MM/DD/YYYY or YYYY-MM-DD -> "YYYY-MM-DD" */
     FT_INT,      /* integer (or integer string) within [min, max] */
-    FT_BOOL,
+    FT_BOOL,     /* true or false, or the strings "true"/"false" in any case */
     FT_ENUM,     /* string, one of enumv (case-insensitive, stored as listed) */
     FT_EMAIL,
     FT_BASE64,   /* strict base64 string */

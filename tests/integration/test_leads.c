@@ -317,7 +317,8 @@ static void test_required(void)
 
 /* Every invalid field reported at once, under its attribute name. */
 /* Leads' dates are YYYY-MM-DD only (posting's other forms would read 07/15/80 as 2080);
- * percentages have at most 2 decimals; both refused with nothing stored, accepted as sent. */
+ * percentages have at most 2 decimals; booleans may be the strings "true"/"false"; what is
+ * refused stores nothing, what is accepted is stored as sent. */
 static void test_dates_and_percentages(void)
 {
     static const struct { const char *path, *value, *attr, *msg; } bad[] = {
@@ -330,6 +331,8 @@ static void test_dates_and_percentages(void)
           "application_attributes.owner_1_percent_ownership", "must be between 0 and 100, with at most 2 decimals" },
         { "lead.application_attributes.owner_2_percent_ownership", "\"33.333\"",
           "application_attributes.owner_2_percent_ownership", "must be between 0 and 100, with at most 2 decimals" },
+        { "lead.application_attributes.has_current_loan", "\"yes\"", "application_attributes.has_current_loan",
+          "must be true or false" },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_object *d = lead_doc();
@@ -348,11 +351,14 @@ static void test_dates_and_percentages(void)
     jset(d, "lead.contacts_attributes[0].ownership_date", "\"2015-07-15\"");
     jset(d, "lead.application_attributes.owner_1_percent_ownership", "33.33");
     jset(d, "lead.application_attributes.owner_2_percent_ownership", "\"66.67\"");
+    jset(d, "lead.application_attributes.has_current_loan", "\"False\"");
+    jset(d, "lead.application_attributes.applicant_is_owner", "\"true\"");
     IT_STATUS(it_post(A(), "/lead", jtext(d)), 201);
     IT_STREQ(IT_Q("SELECT c.ownership_date::text || ' ' || ap.owner_1_percent_ownership || ' ' || "
-                  "ap.owner_2_percent_ownership FROM leads l JOIN lead_contacts c ON c.lead_id = l.id AND c.position = 1 "
+                  "ap.owner_2_percent_ownership || ' ' || ap.has_current_loan || ' ' || ap.applicant_is_owner "
+                  "FROM leads l JOIN lead_contacts c ON c.lead_id = l.id AND c.position = 1 "
                   "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.reference_id = $1", ref),
-             "2015-07-15 33.33 66.67");
+             "2015-07-15 33.33 66.67 false true");
 }
 
 static void test_validation_all_at_once(void)
@@ -1568,7 +1574,7 @@ int main(void)
     CU_add_test(s, "a contact without address is 422 (document example)", test_missing_address);
     CU_add_test(s, "required members", test_required);
     CU_add_test(s, "every invalid field at once", test_validation_all_at_once);
-    CU_add_test(s, "dates YYYY-MM-DD only, percentages with 2 decimals", test_dates_and_percentages);
+    CU_add_test(s, "dates YYYY-MM-DD only, percentages with 2 decimals, booleans as strings", test_dates_and_percentages);
     CU_add_test(s, "malformed JSON is 422", test_malformed);
     CU_add_test(s, "every endpoint with and without /v1", test_v1_and_plain_paths);
     CU_add_test(s, "401 without a valid api_key", test_auth_401);

@@ -283,6 +283,34 @@ static void test_parse_and_validate(void)
     json_object_put(in);
     json_object_put(out);
 
+    /* booleans (also "true"/"false" as strings), dates YYYY-MM-DD only with F_ISO, percentages */
+    static const fl_field misc[] = {
+        { "a", FT_BOOL, 0, 0, 0, 0, NULL, NULL },
+        { "b", FT_BOOL, 0, 0, 0, 0, NULL, NULL },
+        { "c", FT_BOOL, 0, 0, 0, 0, NULL, NULL },
+        { "d", FT_DATE, F_ISO, 0, 0, 0, NULL, NULL },
+        { "e", FT_PERCENT, 0, 0, 0, 0, NULL, NULL },
+        { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+    };
+    const char *mok = "{\"a\":true,\"b\":\" TRUE \",\"c\":\"false\",\"d\":\"1980-07-15\",\"e\":\"33.3\"}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(mok, strlen(mok), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, misc, &out, &errs), 0);
+    CU_ASSERT_STRING_EQUAL(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN),
+                           "{\"a\":true,\"b\":true,\"c\":false,\"d\":\"1980-07-15\",\"e\":\"33.30\"}");
+    json_object_put(in);
+    json_object_put(out);
+    const char *mbad = "{\"a\":\"yes\",\"b\":1,\"c\":\"\",\"d\":\"07/15/80\",\"e\":33.333}";
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(mbad, strlen(mbad), &in), 0);
+    CU_ASSERT_EQUAL(json_validate(A, in, misc, &out, &errs), -1);
+    CU_ASSERT_EQUAL_FATAL(errs.n, 5);
+    CU_ASSERT_STRING_EQUAL(errs.e[0].message, "must be true or false");
+    CU_ASSERT_STRING_EQUAL(errs.e[1].message, "must be true or false");
+    CU_ASSERT_STRING_EQUAL(errs.e[2].message, "must be true or false");
+    CU_ASSERT_STRING_EQUAL(errs.e[3].message, "is not a valid date");
+    CU_ASSERT_STRING_EQUAL(errs.e[4].message, "must be between 0 and 100, with at most 2 decimals");
+    json_object_put(in);
+    json_object_put(out);
+
     /* malformed, trailing garbage, too deep, not strict */
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":", 5, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{} x", 4, &in), -1);
