@@ -469,7 +469,8 @@ int leads_webhook(fl_req *r, const fl_route *route)
     rc = call_with_secret(r, &st_webhook, doc, &secret, &out);
     if (rc < 0)
         goto out;
-    /* the signing secret is shown once, when the subscription is made */
+    /* The signing secret is shown once, when the subscription is made, in a header: the body
+     * is the document's, exactly. */
     if (json_parse_strict(out, strlen(out), &res) == 0 && json_object_object_get_ex(res, "created", &v)
         && json_object_get_boolean(v)) {
         /* made earlier by trigger_webhook: its own secret, shown now for the first time */
@@ -478,15 +479,9 @@ int leads_webhook(fl_req *r, const fl_route *route)
             rc = serve_fail(r, 500, NULL);
             goto out;
         }
-        fl_buf b;
-        buf_init(&b, r->arena, 160);
-        buf_puts(&b, "{\"success\":true,\"signing_secret\":");
-        buf_json_str(&b, secret);
-        buf_puts(&b, "}");
-        resp_json(r->resp, 200, b.data);
-    } else {
-        resp_json(r->resp, 200, "{\"success\":true}");
+        resp_header(r->resp, "Factorline-Signing-Secret", secret);
     }
+    resp_json(r->resp, 200, "{\"success\":true}");
 out:
     json_object_put(in);
     json_object_put(doc);
