@@ -270,7 +270,9 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         const char *txt = NULL;
         int empty = v == NULL || json_object_is_type(v, json_type_null);
 
-        if (!empty && f->type != FT_ARRAY && f->type != FT_BOOL && f->type != FT_OBJECT) {
+        /* text, trimmed (a boolean only when it comes as the string "true"/"false") */
+        if (!empty && f->type != FT_ARRAY && f->type != FT_OBJECT
+            && (f->type != FT_BOOL || json_object_is_type(v, json_type_string))) {
             txt = scalar_text(v);
             if (txt == NULL) {
                 add_err(errs, a, prefix, f->name, "invalid", "is invalid");
@@ -359,21 +361,10 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             break;
         }
         case FT_BOOL: {
-            /* true or false, also as the strings "true"/"false" (any case, blanks around),
-             * as numbers are accepted as strings */
-            int b = -1;
-            if (json_object_is_type(v, json_type_boolean)) {
-                b = json_object_get_boolean(v);
-            } else if (json_object_is_type(v, json_type_string)) {
-                const char *s = json_object_get_string(v);
-                while (is_edge_space(*s)) s++;
-                size_t sl = strlen(s);
-                while (sl > 0 && is_edge_space(s[sl - 1])) sl--;
-                if (sl == 4 && strncasecmp(s, "true", 4) == 0)
-                    b = 1;
-                else if (sl == 5 && strncasecmp(s, "false", 5) == 0)
-                    b = 0;
-            }
+            /* true or false, also as the strings "true"/"false" in any case, as numbers are
+             * accepted as strings */
+            int b = txt == NULL ? (json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v) : -1)
+                    : strcasecmp(txt, "true") == 0 ? 1 : strcasecmp(txt, "false") == 0 ? 0 : -1;
             if (b < 0) {
                 add_err(errs, a, prefix, f->name, "invalid", "must be true or false");
                 break;

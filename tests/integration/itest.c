@@ -464,6 +464,13 @@ const char *it_cred_header(const it_cred *c, const char *name)
     return NULL;
 }
 
+const char *it_leads_public_id(const it_cred *c)
+{
+    const char *key = c ? it_cred_header(c, "api_key") : NULL;
+    const char *dot = key ? strchr(key, '.') : NULL;
+    return dot ? it_fmt("%.*s", (int) (dot - key), key) : "";
+}
+
 const it_cred *it_cred_with(const it_cred *c, const char *name, const char *value)
 {
     it_cred *o = keep(calloc(1, sizeof(*o)));

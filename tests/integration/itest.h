@@ -59,6 +59,8 @@ const it_cred *it_cred_parse(const char *json_text);
 const it_cred *it_cred_with(const it_cred *c, const char *name, const char *value);
 const it_cred *it_cred_rename(const it_cred *c, const char *name, const char *new_name);
 const char *it_cred_header(const it_cred *c, const char *name);
+/* A leads credential's public id: its api_key before the '.' ("" when it has none). */
+const char *it_leads_public_id(const it_cred *c);
 
 /* One request on a fresh connection.  headers may be NULL; body may be NULL
  * (no body).  A body without a Content-Type header is sent as application/json. */

@@ -133,8 +133,7 @@ static const it_cred *new_partner(void)
     IT_CHECK(c != NULL, "fl-admin key add printed %s", out);
     if (c == NULL)
         return A();
-    const char *key = it_cred_header(c, "api_key");
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *pub = it_leads_public_id(c);
     /* the exit status of key limit has a test of its own (test_key_limit) */
     it_run(it_fmt("'%s' key limit --family leads --public-id '%s' --unlimited >/dev/null 2>&1", it_env("FL_TEST_ADMIN"), pub),
            &st);
@@ -557,7 +556,7 @@ static void test_auth_401(void)
 {
     const char *id = example_id ? example_id : "x";
     const char *key = it_cred_header(A(), "api_key");
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *pub = it_leads_public_id(A());
     const it_cred *bad[] = {
         it_cred_with(A(), "api_key", NULL),
         it_cred_with(A(), "api_key", it_fmt("%s.%064x", pub, 0)),
@@ -651,11 +650,10 @@ static void test_rate_limit(void)
 {
     it_resp *first[5], *r6, *r7;
     const char *path = "/deal_status/no-such-lead";
-    const char *key = it_cred_header(LIM(), "api_key");
-    IT_CHECK(key != NULL && strchr(key, '.') != NULL, "leads_limited has no api_key of the form public.secret");
-    if (key == NULL || strchr(key, '.') == NULL)
+    const char *pub = it_leads_public_id(LIM());
+    IT_CHECK(*pub != '\0', "leads_limited has no api_key of the form public.secret");
+    if (*pub == '\0')
         return;
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
     /* Shared, not one bucket per worker: a burst whose 429 no worker's own bucket could have
      * given, because no worker served 6 of its 7 requests. Which worker accepts a connection
      * is the scheduler's choice: up to three bursts, each on a fresh bucket. */
@@ -1212,8 +1210,7 @@ static void test_webhook_register(void)
     IT_STATUS(r, 200);
     JSON_IS(r, "{\"success\":true}");
     IT_CHECK(it_header_get(r, "Factorline-Signing-Secret") == NULL, "the signing secret was shown twice");
-    const char *key = it_cred_header(p, "api_key");
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *pub = it_leads_public_id(p);
     IT_STREQ(IT_Q("SELECT s.url || '|' || s.active || '|' || count(*) OVER () || '|' || (s.secret_enc LIKE 'v1:%') "
                   "|| '|' || (strpos(s.secret_enc, $2) = 0) FROM webhook_subscriptions s "
                   "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub, secret ? secret : "x"),
@@ -1236,8 +1233,7 @@ static void test_webhook_register_concurrent(void)
             secrets++;
     }
     IT_CHECK(secrets == 1, "%d answers gave a signing secret, expected 1", secrets);
-    const char *key = it_cred_header(p, "api_key");
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *pub = it_leads_public_id(p);
     IT_STREQ(IT_Q("SELECT count(*)::text FROM webhook_subscriptions s JOIN credentials c ON c.id = s.credential_id "
                   "WHERE c.public_id = $1", pub), "1");
     /* a second partner: triggers at once, then registration: still one */
@@ -1250,8 +1246,7 @@ static void test_webhook_register_concurrent(void)
     for (int i = 0; i < N; i++)
         IT_STATUS(out[i], 200);
     IT_STATUS(it_post(q, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/q\"}"), 200);
-    key = it_cred_header(q, "api_key");
-    pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    pub = it_leads_public_id(q);
     IT_STREQ(IT_Q("SELECT count(*) || '|' || bool_and(s.active) FROM webhook_subscriptions s "
                   "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub), "1|true");
 }
@@ -1350,7 +1345,7 @@ static void test_key_rotate(void)
     if (id == NULL)
         return;
     const char *key = it_cred_header(p, "api_key");
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *pub = it_leads_public_id(p);
     int st;
     const char *out = it_run(it_fmt("'%s' key rotate --family leads --public-id '%s' --base-url '%s/leads' 2>&1",
                                     it_env("FL_TEST_ADMIN"), pub, it_env("FL_TEST_HTTPS")), &st);
@@ -1517,8 +1512,7 @@ static void test_key_limit(void)
     IT_CHECK(st == 0 && c != NULL, "fl-admin key add: exit %d: %s", st, out);
     if (c == NULL)
         return;
-    const char *key = it_cred_header(c, "api_key");
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *pub = it_leads_public_id(c);
     const char *admin = it_env("FL_TEST_ADMIN");
     out = it_run(it_fmt("'%s' key limit --family leads --public-id '%s' --rate 2 --burst 3 2>&1", admin, pub), &st);
     IT_CHECK(st == 0 && strcmp(out, "limited\n") == 0, "key limit on a key never used: exit %d: %s", st, out);
@@ -1541,8 +1535,7 @@ static void test_views(void)
     stage_ok(ids[0], "Approval Sent", "--max-approval 1000 --max-payments 10");
     stage_ok(ids[1], "Declined", "--decline-driver Fraud --decline-driver 'Sub 500 FICO'");
     stage_ok(ids[2], "Declined", "--decline-driver Fraud");
-    const char *key = it_cred_header(p, "api_key");
-    const char *pub = it_fmt("%.*s", (int) (strchr(key, '.') - key), key);
+    const char *pub = it_leads_public_id(p);
     IT_STREQ(IT_Q("SELECT string_agg(stage || ':' || deals || ':' || capital_needed, ',' ORDER BY stage) FROM lead_pipeline "
                   "WHERE partner = $1", pub), "Approval Sent:1:50000.00,Declined:2:100000.00,Working:1:50000.00");
     IT_STREQ(IT_Q("SELECT deals || ':' || approved || ':' || declined || ':' || approval_rate FROM lead_approval_rate "

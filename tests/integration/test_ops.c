@@ -270,8 +270,7 @@ static void test_tenant_and_key(void)
     if (c != NULL) {
         IT_STATUS(it_get(c, "/deal_status/none"), 404);
         /* the label names the partner in the DBA views; without one there is none */
-        const char *key = it_cred_header(c, "api_key");
-        const char *pub = key && strchr(key, '.') ? it_fmt("%.*s", (int) (strchr(key, '.') - key), key) : "";
+        const char *pub = it_leads_public_id(c);
         out = fl_out(&own, it_fmt("psql -XAtc \"SELECT coalesce(label, '(none)') FROM credentials WHERE family = "
                                   "'leads' AND public_id = '%s'\"", pub), &st);
         IT_STREQ(out, "Partner ISO\n");

@@ -299,7 +299,7 @@ static void test_parse_and_validate(void)
                            "{\"a\":true,\"b\":true,\"c\":false,\"d\":\"1980-07-15\",\"e\":\"33.30\"}");
     json_object_put(in);
     json_object_put(out);
-    const char *mbad = "{\"a\":\"yes\",\"b\":1,\"c\":\"\",\"d\":\"07/15/80\",\"e\":33.333}";
+    const char *mbad = "{\"a\":\"yes\",\"b\":1,\"c\":{},\"d\":\"07/15/80\",\"e\":33.333}";
     CU_ASSERT_EQUAL_FATAL(json_parse_strict(mbad, strlen(mbad), &in), 0);
     CU_ASSERT_EQUAL(json_validate(A, in, misc, &out, &errs), -1);
     CU_ASSERT_EQUAL_FATAL(errs.n, 5);
