@@ -8,8 +8,30 @@
 #include <strings.h>
 #include <time.h>
 
+/* 1 if the text holds a NUL character, raw or as the escape \u0000.  json-c takes
+ * both, and its C strings end there: {"Amount":"12.00\u0000junk"} would read as
+ * 12.00, and a key "Amount\u0000x" as Amount.  PostgreSQL refuses \u0000 in json
+ * and jsonb too.  In JSON a backslash appears only inside a string, where it
+ * starts an escape, so skipping the character after each one finds every escape. */
+static int has_nul(const char *s, size_t len)
+{
+    if (memchr(s, '\0', len) != NULL)
+        return 1;
+    const char *end = s + len, *p = s;
+    while ((p = memchr(p, '\\', (size_t) (end - p))) != NULL) {
+        if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0)
+            return 1;
+        p += 2;
+        if (p >= end)
+            break;
+    }
+    return 0;
+}
+
 int json_parse_strict(const char *s, size_t len, json_object **out)
 {
+    if (has_nul(s, len))
+        return -1;
     struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
     if (tok == NULL)
         return -1;

@@ -21,9 +21,9 @@ static int match(const char *pat, const char *path, fl_req *r)
                 if (np == REQ_MAX_PATH_PARAMS)
                     return 0;
                 r->path_params[np].name = arena_strndup(r->arena, pat + 1, pl - 2);
-                r->path_params[np].value = req_decode(r->arena, path, sl, 0);
-                if (r->path_params[np].value == NULL)
-                    return 0;
+                /* as it is: nginx has percent-decoded the path (FL_PATH comes from $uri), and
+                 * decoding again would read "%2541" (sent for "%41") as "A" */
+                r->path_params[np].value = arena_strndup(r->arena, path, sl);
             }
             np++;
         } else if (pl != sl || memcmp(pat, path, pl) != 0) {

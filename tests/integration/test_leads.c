@@ -484,6 +484,15 @@ static void test_malformed(void)
     IT_STATUS(r, 422);
     ERR_HAS(r, "base", "is not valid JSON");
     IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
+    /* a NUL character (\u0000) in a value: malformed, not a name cut short */
+    d = lead_doc();
+    ref = it_uniq("nul");
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    jset(d, "lead.contacts_attributes[0].first_name", "\"Ren\\u0000e\"");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "base", "is not valid JSON");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
 }
 
 /* Every endpoint, with and without /v1. */
@@ -620,6 +629,15 @@ static void test_plain_http_403(void)
     /* a lead id that is not UTF-8 names no lead */
     it_resp *r = it_get(A(), "/deal_status/%E9t%E9");
     IT_STATUS(r, 404);
+    /* the path is decoded once (by nginx): the id with its last character sent as "%25XX",
+     * which is the text "%XX", names no lead, where decoding twice found it */
+    IT_CHECK(example_id != NULL, "no lead from the example test");
+    if (example_id != NULL) {
+        int head = (int) strlen(id) - 1;
+        unsigned char last = (unsigned char) id[head];
+        IT_STATUS(it_get(A(), it_fmt("/deal_status/%.*s%%25%02X", head, id, last)), 404);
+        IT_STATUS(it_get(A(), it_fmt("/deal_status/%.*s%%%02X", head, id, last)), 200);
+    }
     /* nothing was written over HTTP */
     IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
                   "WHERE l.public_id = $1 AND a.filename = 'x.txt'", id), "0");

@@ -394,6 +394,21 @@ static void test_malformed_json(void)
     IT_STATUS(r, 400);
     r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
     IT_STATUS(r, 404);
+    /* a NUL character, escaped, in a value or a key: malformed (it would end the text
+     * there: "12.00\u0000junk" read as 12.00), and nothing is stored */
+    const char *nref = it_uniq("NUL");
+    const char *nul[] = {
+        it_fmt("{\"BatchReference\":\"%s\",\"BatchTotal\":\"12.00\",\"PaymentDetails\":[{\"PaymentDate\":"
+               "\"2024-01-05\",\"PaymentType\":\"ACH\",\"Amount\":\"12.00\\u0000junk\"}]}", nref),
+        it_fmt("{\"BatchReference\":\"%s\",\"BatchTotal\":\"12.00\",\"PaymentDetails\":[{\"PaymentDate\":"
+               "\"2024-01-05\",\"PaymentType\":\"ACH\",\"Amount\\u0000x\":\"12.00\"}]}", nref),
+    };
+    for (size_t k = 0; k < 2; k++) {
+        r = it_post(A, "/api_factor/post-payments/", nul[k]);
+        IT_STATUS(r, 400);
+        IT_MESSAGE(r, "400 Bad Request Malformed JSON");
+    }
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM payment_batches WHERE batch_reference = $1", nref), "0");
     /* JSON that is not an object */
     r = it_post(A, "/api_factor/create-client/", "[{\"ClientKey\":\"x\",\"Name\":\"y\"}]");
     IT_STATUS(r, 400);

@@ -118,10 +118,11 @@ static void test_route(void)
     memset(&r, 0, sizeof(r));
     r.arena = A;
     r.method = "GET";
+    /* the path as nginx passes it, decoded once: a parameter is taken as it is */
     r.path = "/clients/AB%2FC";
     CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), 0);
     CU_ASSERT_PTR_EQUAL(out, &routes[0]);
-    CU_ASSERT_STRING_EQUAL(req_path_param(&r, "ClientKey"), "AB/C");
+    CU_ASSERT_STRING_EQUAL(req_path_param(&r, "ClientKey"), "AB%2FC");
     r.path = "/clients/";
     CU_ASSERT_EQUAL(route_match(routes, 4, &r, &out, allow, sizeof(allow)), 0);
     CU_ASSERT_PTR_EQUAL(out, &routes[2]);
@@ -317,6 +318,14 @@ static void test_parse_and_validate(void)
     CU_ASSERT_EQUAL(json_parse_strict("[1,]", 4, &in), -1);          /* strict: no trailing comma */
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"caf\xe9\"}", 12, &in), -1);   /* not UTF-8: malformed */
     CU_ASSERT_EQUAL_FATAL(json_parse_strict("{\"a\":\"caf\xc3\xa9\"}", 13, &in), 0);
+    json_object_put(in);
+    /* NUL, escaped or raw, in a value or a key: malformed (C strings would end there) */
+    CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"12.00\\u0000x\"}", 20, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("{\"a\\u0000b\":\"1\"}", 16, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"1\"}\0", 10, &in), -1);
+    /* an escaped backslash before u0000 is the text \u0000: fine */
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict("{\"a\":\"\\\\u0000\"}", 15, &in), 0);
+    CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_object_get(in, "a")), "\\u0000");
     json_object_put(in);
     char deep[64] = "";
     for (int i = 0; i < 20; i++) strcat(deep, "[");
