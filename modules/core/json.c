@@ -8,30 +8,59 @@
 #include <strings.h>
 #include <time.h>
 
-/* 1 if the text holds a NUL character, raw or as the escape \u0000.  json-c takes
- * both, and its C strings end there: {"Amount":"12.00\u0000junk"} would read as
- * 12.00, and a key "Amount\u0000x" as Amount.  PostgreSQL refuses \u0000 in json
- * and jsonb too.  In JSON a backslash appears only inside a string, where it
- * starts an escape, so skipping the character after each one finds every escape. */
-static int has_nul(const char *s, size_t len)
+/* What json-c is not asked to judge, in one pass before it parses:
+ *  - a NUL character, raw or as the escape \u0000 (-1, malformed).  json-c takes both,
+ *    and its C strings end there: {"Amount":"12.00\u0000junk"} would read as 12.00, and
+ *    a key "Amount\u0000x" as Amount.  PostgreSQL refuses \u0000 in json and jsonb too;
+ *  - more than JSON_MAX_VALUES values or JSON_MAX_CONTAINERS objects and arrays
+ *    (JSON_TOO_LARGE).  json-c holds ~750 bytes per object and ~75 per number, so a
+ *    10 MB body of [{},{},...] took 2.6 GB to parse; within the limits the worst document
+ *    (50,000 empty objects and 350,000 numbers, 3.6 MB) takes 66 MB, and the largest
+ *    the APIs take (10,000 payment lines, 14 fields each) fits with room to spare.
+ * Commas outside strings count the values (one fewer), braces and brackets the
+ * containers.  A string is skipped to its closing quote, each backslash with the
+ * character it escapes.  Malformed text is left for json-c to refuse. */
+static int json_prescan(const char *s, size_t len)
 {
+    const char *p = s, *end = s + len;
+    size_t values = 1, containers = 0;
     if (memchr(s, '\0', len) != NULL)
-        return 1;
-    const char *end = s + len, *p = s;
-    while ((p = memchr(p, '\\', (size_t) (end - p))) != NULL) {
-        if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0)
-            return 1;
-        p += 2;
-        if (p >= end)
-            break;
+        return -1;
+    while (p < end) {
+        char c = *p++;
+        if (c == '"') {
+            for (;;) {
+                const char *q = p;
+                while (q < end && *q != '"' && *q != '\\')
+                    q++;
+                if (end - q < 2) {
+                    p = end;                    /* the end, or a backslash at the end */
+                    break;
+                }
+                if (*q == '"') {
+                    p = q + 1;
+                    break;
+                }
+                if (end - q >= 6 && memcmp(q + 1, "u0000", 5) == 0)
+                    return -1;
+                p = q + 2;
+            }
+        } else if (c == ',') {
+            if (++values > JSON_MAX_VALUES)
+                return JSON_TOO_LARGE;
+        } else if (c == '{' || c == '[') {
+            if (++containers > JSON_MAX_CONTAINERS)
+                return JSON_TOO_LARGE;
+        }
     }
     return 0;
 }
 
 int json_parse_strict(const char *s, size_t len, json_object **out)
 {
-    if (has_nul(s, len))
-        return -1;
+    int rc = json_prescan(s, len);
+    if (rc < 0)
+        return rc;
     struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
     if (tok == NULL)
         return -1;

@@ -58,8 +58,13 @@ typedef struct fl_ferrs {
     size_t n;
 } fl_ferrs;
 
+/* Bounds on a document's size in values, whatever its size in bytes (json.c). */
+#define JSON_MAX_VALUES 400000
+#define JSON_MAX_CONTAINERS 50000
+#define JSON_TOO_LARGE (-2)
 /* Strict parse of len bytes.  0 and *out (caller owns, json_object_put) on
- * success; -1 on malformed JSON or nesting deeper than JSON_MAX_DEPTH. */
+ * success; -1 on malformed JSON (NUL characters included) or nesting deeper than
+ * JSON_MAX_DEPTH; JSON_TOO_LARGE past JSON_MAX_VALUES or JSON_MAX_CONTAINERS. */
 int json_parse_strict(const char *s, size_t len, json_object **out);
 /* Validates object in against spec; returns a new object (caller owns) with
  * canonical names and normalised values, and fills errs.  Returns 0 when there

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "crypto.h"
 #include "db.h"
+#include "json.h"
 #include "log.h"
 
 static volatile sig_atomic_t stopping;
@@ -33,6 +34,15 @@ int serve_fail(fl_req *r, int status, const char *reason)
 int serve_fail_pending(fl_req *r)
 {
     return serve_fail(r, r->err_status ? r->err_status : 500, r->err_reason);
+}
+
+int serve_json_body(fl_req *r, json_object **out)
+{
+    int rc = json_parse_strict(r->body, r->body_len, out);
+    if (rc == JSON_TOO_LARGE)
+        return serve_fail(r, 413, arena_printf(r->arena, "JSON document with more than %d values or %d objects "
+                                               "and arrays", JSON_MAX_VALUES, JSON_MAX_CONTAINERS));
+    return rc < 0 ? -1 : 0;
 }
 
 static void handle(const fl_family *fam, fl_req *r, size_t body_max)

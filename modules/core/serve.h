@@ -27,5 +27,10 @@ int serve_main(const fl_family *fam, int argc, char **argv);
 int serve_fail(fl_req *r, int status, const char *reason);
 /* Answers a failure a core call left in r->err_status / r->err_reason. */
 int serve_fail_pending(fl_req *r);
+/* The request body parsed as strict JSON (json_parse_strict): 0 and *out (caller
+ * owns); -1 when it is malformed, for the caller to answer in its route's shape;
+ * -413 for a document past the core's bounds on values, answered here. */
+struct json_object;
+int serve_json_body(fl_req *r, struct json_object **out);
 
 #endif

@@ -232,7 +232,9 @@ int leads_create(fl_req *r, const fl_route *route)
 
     (void) route;
     r->resp->status = 422;
-    if (json_parse_strict(r->body, r->body_len, &in) < 0 || !json_object_is_type(in, json_type_object)) {
+    if ((rc = serve_json_body(r, &in)) == -413)
+        goto out;
+    if (rc < 0 || !json_object_is_type(in, json_type_object)) {
         add_error(errors, "base", "is not valid JSON");
         rc = answer_errors(r, errors);
         goto out;
@@ -317,8 +319,9 @@ static int attachment_url(fl_req *r)
     int rc;
     const char *need = "Please provide attachment_url, filename and lead_id";
 
-    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
-        rc = serve_fail(r, 400, need);
+    if ((rc = serve_json_body(r, &in)) < 0) {
+        if (rc != -413)
+            rc = serve_fail(r, 400, need);
         goto out;
     }
     if (json_validate(r->arena, in, url_attachment_spec, &doc, &ferrs) < 0) {
@@ -459,8 +462,9 @@ int leads_webhook(fl_req *r, const fl_route *route)
 
     (void) route;
     r->resp->status = 422;
-    if (json_parse_strict(r->body, r->body_len, &in) < 0
-        || json_validate(r->arena, in, webhook_spec, &doc, &ferrs) < 0
+    if ((rc = serve_json_body(r, &in)) == -413)
+        goto out;
+    if (rc < 0 || json_validate(r->arena, in, webhook_spec, &doc, &ferrs) < 0
         || !url_allowed(str_field(doc, "webhook_url"))) {
         add_error(errors, "webhook_url", "is not a valid URL");
         rc = answer_errors(r, errors);
@@ -499,8 +503,9 @@ int leads_trigger_webhook(fl_req *r, const fl_route *route)
 
     (void) route;
     r->resp->status = 400;
-    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
-        rc = serve_fail(r, 400, "Please provide lead_id, webhook_url and event_type");
+    if ((rc = serve_json_body(r, &in)) < 0) {
+        if (rc != -413)
+            rc = serve_fail(r, 400, "Please provide lead_id, webhook_url and event_type");
         goto out;
     }
     if (json_validate(r->arena, in, trigger_spec, &doc, &ferrs) < 0) {

@@ -224,8 +224,9 @@ int posting_test_post(fl_req *r, const fl_route *route)
 
     (void) route;
     r->resp->status = 400;
-    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
-        rc = serve_fail(r, 400, "Malformed JSON");
+    if ((rc = serve_json_body(r, &in)) < 0) {
+        if (rc != -413)
+            rc = serve_fail(r, 400, "Malformed JSON");
         goto out;
     }
     if (json_validate(r->arena, in, test_spec, &doc, &errs) < 0) {
@@ -287,8 +288,9 @@ int posting_create(fl_req *r, const fl_route *route)
     int rc;
 
     r->resp->status = 400;
-    if (json_parse_strict(r->body, r->body_len, &in) < 0) {
-        rc = serve_fail(r, 400, "Malformed JSON");
+    if ((rc = serve_json_body(r, &in)) < 0) {
+        if (rc != -413)
+            rc = serve_fail(r, 400, "Malformed JSON");
         goto out;
     }
     if (json_validate_ex(r->arena, in, op->spec, &doc, &errs, (op->opts & OP_CLEARS) ? JV_CLEARS : 0) < 0) {

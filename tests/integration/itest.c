@@ -116,6 +116,16 @@ char *it_alloc(size_t n)
     return keep(calloc(1, n + 1));
 }
 
+const char *it_empty_objects(int n)
+{
+    char *s = it_alloc(3 * (size_t) n + 2), *p = s;
+    *p++ = '[';
+    for (int i = 0; i < n; i++)
+        p += sprintf(p, "%s{}", i ? "," : "");
+    *p = ']';
+    return s;
+}
+
 const char *it_uniq(const char *prefix)
 {
     static unsigned counter;

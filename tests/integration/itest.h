@@ -46,6 +46,8 @@ const char *it_env(const char *name);
 char *it_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A pool-owned buffer of n bytes (+1 for a NUL), zeroed. */
 char *it_alloc(size_t n);
+/* [{},{},...] with n empty objects: a document past the core's bounds on values (json.h). */
+const char *it_empty_objects(int n);
 /* A string unique to this run: prefix + pid/time + counter, letters and digits only. */
 const char *it_uniq(const char *prefix);
 

@@ -484,6 +484,10 @@ static void test_malformed(void)
     IT_STATUS(r, 422);
     ERR_HAS(r, "base", "is not valid JSON");
     IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
+    /* a document past the core's bounds on values: 413 before it is parsed */
+    r = it_post(A(), "/lead", it_empty_objects(60000));
+    IT_STATUS(r, 413);
+    JSON_IS(r, "{\"message\":\"JSON document with more than 400000 values or 50000 objects and arrays\"}");
     /* a NUL character (\u0000) in a value: malformed, not a name cut short */
     d = lead_doc();
     ref = it_uniq("nul");

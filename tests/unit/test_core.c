@@ -323,6 +323,61 @@ static void test_parse_and_validate(void)
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"12.00\\u0000x\"}", 20, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\\u0000b\":\"1\"}", 16, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"1\"}\0", 10, &in), -1);
+    /* bounded in values, whatever the bytes: [{},{},...] and [0,0,...] past the limits are
+     * refused before json-c builds them; commas and brackets inside strings do not count */
+    {
+        size_t cap = (size_t) 4 << 20, n;
+        char *big = malloc(cap);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+        n = 0;
+        big[n++] = '[';
+        for (int i = 0; i < JSON_MAX_CONTAINERS; i++)
+            n += (size_t) sprintf(big + n, "%s{}", i ? "," : "");
+        big[n++] = ']';                              /* JSON_MAX_CONTAINERS + 1 with the array */
+        CU_ASSERT_EQUAL(json_parse_strict(big, n, &in), JSON_TOO_LARGE);
+        n = 0;
+        big[n++] = '{';
+        big[n++] = '"';
+        big[n++] = 'a';
+        big[n++] = '"';
+        big[n++] = ':';
+        big[n++] = '[';
+        for (int i = 0; i < JSON_MAX_CONTAINERS - 2; i++)
+            n += (size_t) sprintf(big + n, "%s{}", i ? "," : "");
+        big[n++] = ']';
+        big[n++] = '}';
+        CU_ASSERT_EQUAL_FATAL(json_parse_strict(big, n, &in), 0);          /* exactly the limit */
+        json_object_put(in);
+        n = 0;
+        big[n++] = '[';
+        for (int i = 0; i < JSON_MAX_VALUES; i++) {
+            big[n++] = '0';
+            big[n++] = ',';
+        }
+        big[n++] = '0';
+        big[n++] = ']';
+        CU_ASSERT_EQUAL(json_parse_strict(big, n, &in), JSON_TOO_LARGE);
+        big[0] = '"';
+        big[n - 1] = '"';                            /* the same commas inside a string */
+        CU_ASSERT_EQUAL_FATAL(json_parse_strict(big, n, &in), 0);
+        CU_ASSERT_EQUAL((size_t) json_object_get_string_len(in), n - 2);
+        json_object_put(in);
+        /* the largest document the APIs take fits: a payment batch of 10,000 lines, every field */
+        n = (size_t) sprintf(big, "{\"BatchReference\":\"B\",\"BatchTotal\":\"10000.00\",\"AccountNumber\":\"1\","
+                                  "\"PaymentDetails\":[");
+        for (int i = 0; i < 10000; i++)
+            n += (size_t) sprintf(big + n, "%s{\"PaymentDate\":\"01-05-24\",\"BankBatchItem\":\"%d\",\"PaymentType\":"
+                                  "\"ACH\",\"Amount\":\"1.00\",\"BankRefNumber\":\"R\",\"AccountNumber\":\"A\","
+                                  "\"TransactionNumber\":\"T\",\"RemitterName\":\"N\",\"MemoLine\":\"M\","
+                                  "\"InvoiceRefNumber\":\"I%d\",\"ClientCode\":\"C\",\"FinancialDocs\":\"F\","
+                                  "\"Extra1\":1,\"Extra2\":[2]}", i ? "," : "", i, i);
+        n += (size_t) sprintf(big + n, "]}");
+        CU_ASSERT_FATAL(n < cap);
+        CU_ASSERT_EQUAL_FATAL(json_parse_strict(big, n, &in), 0);
+        CU_ASSERT_EQUAL(json_object_array_length(json_object_object_get(in, "PaymentDetails")), 10000);
+        json_object_put(in);
+        free(big);
+    }
     /* an escaped backslash before u0000 is the text \u0000: fine */
     CU_ASSERT_EQUAL_FATAL(json_parse_strict("{\"a\":\"\\\\u0000\"}", 15, &in), 0);
     CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_object_get(in, "a")), "\\u0000");
