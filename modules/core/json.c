@@ -272,6 +272,19 @@ static const char *scalar_text(json_object *v)
     }
 }
 
+/* 1 for an integer json-c could not hold: it keeps 18446744073709551615 for any larger
+ * number and -9223372036854775808 for any smaller one, and drops the text it read, so
+ * 123456789012345678901234 sent as a TransactionNumber would be stored as
+ * 18446744073709551615 (and two different numbers as the same one).  The two limits
+ * themselves, sent as such, are refused with them. */
+static int int_clamped(json_object *v)
+{
+    if (!json_object_is_type(v, json_type_int))
+        return 0;
+    const char *t = json_object_get_string(v);
+    return strcmp(t, "18446744073709551615") == 0 || strcmp(t, "-9223372036854775808") == 0;
+}
+
 /* "prefix.name[i]" (or "name[i]"): the path of an array item for error messages, built
  * without printf, which was a noticeable share of validating a 100-line batch. */
 static const char *item_path(fl_arena *a, const char *prefix, const char *name, size_t i)
@@ -327,6 +340,10 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
             txt = scalar_text(v);
             if (txt == NULL) {
                 add_err(errs, a, prefix, f->name, "invalid", "is invalid");
+                continue;
+            }
+            if (int_clamped(v)) {
+                add_err(errs, a, prefix, f->name, "invalid", "is out of range");
                 continue;
             }
             while (is_edge_space(*txt)) txt++;

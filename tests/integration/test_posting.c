@@ -409,6 +409,14 @@ static void test_malformed_json(void)
         IT_MESSAGE(r, "400 Bad Request Malformed JSON");
     }
     IT_STREQ(IT_Q("SELECT count(*)::text FROM payment_batches WHERE batch_reference = $1", nref), "0");
+    /* a number json-c cannot hold, in a text field: 400, not stored as its limit */
+    r = it_post(A, "/api_factor/post-payments/",
+                it_fmt("{\"BatchReference\":\"%s\",\"BatchTotal\":\"12.00\",\"PaymentDetails\":[{\"PaymentDate\":"
+                       "\"2024-01-05\",\"PaymentType\":\"ACH\",\"Amount\":\"12.00\","
+                       "\"TransactionNumber\":123456789012345678901234}]}", nref));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid PaymentDetails[0].TransactionNumber");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM payment_batches WHERE batch_reference = $1", nref), "0");
     /* a document past the core's bounds on values (180 kB of [{},{},...]: 60,000 objects, which
      * json-c would hold in ~45 MB; 10 MB of them took 2.6 GB) is 413 before it is parsed */
     r = it_post(A, "/api_factor/post-payments/", it_empty_objects(60000));

@@ -378,6 +378,26 @@ static void test_parse_and_validate(void)
         json_object_put(in);
         free(big);
     }
+    /* an integer json-c cannot hold is out of range in a text field too, not its limit */
+    {
+        const char *ints[] = { "{\"BatchReference\":123456789012345678901234}",
+                               "{\"BatchReference\":-123456789012345678901234}",
+                               "{\"BatchReference\":1234567890}" };
+        for (int i = 0; i < 3; i++) {
+            CU_ASSERT_EQUAL_FATAL(json_parse_strict(ints[i], strlen(ints[i]), &in), 0);
+            json_validate(A, in, spec, &out, &errs);
+            json_object *br = json_object_object_get(out, "BatchReference");
+            if (i < 2) {
+                CU_ASSERT_PTR_NULL(br);
+                CU_ASSERT(errs.n >= 1 && strcmp(errs.e[0].field, "BatchReference") == 0
+                          && strcmp(errs.e[0].message, "is out of range") == 0);
+            } else {
+                CU_ASSERT_STRING_EQUAL(json_object_get_string(br), "1234567890");
+            }
+            json_object_put(in);
+            json_object_put(out);
+        }
+    }
     /* an escaped backslash before u0000 is the text \u0000: fine */
     CU_ASSERT_EQUAL_FATAL(json_parse_strict("{\"a\":\"\\\\u0000\"}", 15, &in), 0);
     CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_object_get(in, "a")), "\\u0000");
