@@ -21,6 +21,7 @@
  *   fl-worker          run until SIGTERM
  *   fl-worker --once   deliver and fetch what is due now, then exit (tests, cron)
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -176,10 +177,16 @@ static int start_transfer(job *j, CURLM *multi, long timeout_ms)
         snprintf(j->error, sizeof(j->error), "refused: %s", why);
         return -1;
     }
-    snprintf(resolve, sizeof(resolve), "%s:%d:%s%s%s", u.host, u.port,
-             strchr(u.addr, ':') ? "[" : "", u.addr, strchr(u.addr, ':') ? "]" : "");
+    /* an address in the URL is not looked up (and CURLOPT_RESOLVE cannot name an IPv6
+     * literal as a host: "::1:80:[::1]" is refused and the transfer failed) */
     curl_slist_free_all(j->resolve);
-    j->resolve = curl_slist_append(NULL, resolve);
+    j->resolve = NULL;
+    unsigned char bin[16];
+    if (inet_pton(AF_INET, u.host, bin) != 1 && inet_pton(AF_INET6, u.host, bin) != 1) {
+        snprintf(resolve, sizeof(resolve), "%s:%d:%s%s%s", u.host, u.port,
+                 strchr(u.addr, ':') ? "[" : "", u.addr, strchr(u.addr, ':') ? "]" : "");
+        j->resolve = curl_slist_append(NULL, resolve);
+    }
     j->easy = curl_easy_init();
     curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
     curl_easy_setopt(j->easy, CURLOPT_RESOLVE, j->resolve);

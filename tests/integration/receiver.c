@@ -15,6 +15,7 @@
  *   --status-seq LIST  answers the n-th request (over all connections) with the
  *                      n-th status of LIST, then the last one forever (default 200).
  *   --delay-ms N       waits N ms before every answer.
+ *   --ipv6 1           listens on [::1] instead of 127.0.0.1.
  *   --hang-first-ms N  waits N ms before answering the first request only.
  *   --answer-bytes N   answers with a body of N bytes (default: a short JSON).
  *   --location URL     the Location of a 3xx answer (default http://127.0.0.1:9/elsewhere).
@@ -46,6 +47,7 @@
 static int log_fd = -1;
 static int status_seq[MAX_SEQ] = { 200 };
 static int nstatus = 1;
+static int ipv6;
 static long delay_ms, hang_first_ms, answer_bytes = -1;
 static const char *location = "http://127.0.0.1:9/elsewhere";
 static atomic_long nrequests;
@@ -362,7 +364,7 @@ static int parse_seq(const char *s)
 static int usage(void)
 {
     fprintf(stderr, "usage: fl-receiver [--port N] [--log FILE] [--status-seq 500,200] "
-                    "[--delay-ms N] [--hang-first-ms N] [--answer-bytes N] [--location URL]\n");
+                    "[--delay-ms N] [--ipv6 1] [--hang-first-ms N] [--answer-bytes N] [--location URL]\n");
     return 2;
 }
 
@@ -386,6 +388,8 @@ int main(int argc, char **argv)
                 return usage();
         } else if (strcmp(a, "--delay-ms") == 0)
             delay_ms = atol(v);
+        else if (strcmp(a, "--ipv6") == 0)
+            ipv6 = atoi(v);
         else if (strcmp(a, "--hang-first-ms") == 0)
             hang_first_ms = atol(v);
         else if (strcmp(a, "--answer-bytes") == 0)
@@ -404,21 +408,30 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ls = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((unsigned short) port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (ls < 0 || bind(ls, (struct sockaddr *) &sin, sizeof(sin)) < 0 || listen(ls, 512) < 0) {
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;
+    memset(&ss, 0, sizeof(ss));
+    if (ipv6) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((unsigned short) port);
+        sin6->sin6_addr = in6addr_loopback;
+    } else {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((unsigned short) port);
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+    socklen_t sl = ipv6 ? sizeof(*sin6) : sizeof(*sin);
+    if (ls < 0 || bind(ls, (struct sockaddr *) &ss, sl) < 0 || listen(ls, 512) < 0) {
         perror("fl-receiver: listen");
         return 1;
     }
-    socklen_t sl = sizeof(sin);
-    getsockname(ls, (struct sockaddr *) &sin, &sl);
-    printf("%d\n", ntohs(sin.sin_port));
+    sl = sizeof(ss);
+    getsockname(ls, (struct sockaddr *) &ss, &sl);
+    printf("%d\n", ntohs(ipv6 ? sin6->sin6_port : sin->sin_port));
     fflush(stdout);
 
     pthread_attr_t attr;
@@ -426,7 +439,7 @@ int main(int argc, char **argv)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     for (;;) {
-        struct sockaddr_in peer;
+        struct sockaddr_storage peer;
         socklen_t pl = sizeof(peer);
         int fd = accept4(ls, (struct sockaddr *) &peer, &pl, SOCK_CLOEXEC);
         if (fd < 0) {
@@ -445,7 +458,8 @@ int main(int argc, char **argv)
             continue;
         }
         c->fd = fd;
-        c->peer_port = ntohs(peer.sin_port);
+        c->peer_port = ntohs(peer.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &peer)->sin6_port
+                                                        : ((struct sockaddr_in *) &peer)->sin_port);
         pthread_t t;
         if (pthread_create(&t, &attr, serve, c) != 0) {
             close(fd);

@@ -411,8 +411,8 @@ static void test_malformed_json(void)
     IT_STREQ(IT_Q("SELECT count(*)::text FROM payment_batches WHERE batch_reference = $1", nref), "0");
     /* a number json-c cannot hold, in a text field: 400, not stored as its limit */
     r = it_post(A, "/api_factor/post-payments/",
-                it_fmt("{\"BatchReference\":\"%s\",\"BatchTotal\":\"12.00\",\"PaymentDetails\":[{\"PaymentDate\":"
-                       "\"2024-01-05\",\"PaymentType\":\"ACH\",\"Amount\":\"12.00\","
+                it_fmt("{\"BatchReference\":\"%s\",\"BatchTotal\":\"12.00\",\"AccountNumber\":\"1\","
+                       "\"PaymentDetails\":[{\"PaymentDate\":\"2024-01-05\",\"PaymentType\":\"ACH\",\"Amount\":\"12.00\","
                        "\"TransactionNumber\":123456789012345678901234}]}", nref));
     IT_STATUS(r, 400);
     IT_MESSAGE(r, "400 Bad Request Invalid PaymentDetails[0].TransactionNumber");

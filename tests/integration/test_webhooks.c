@@ -620,10 +620,19 @@ static void test_ssrf_refusals(void)
 
     /* the control: the same loopback URL is delivered when private addresses are allowed */
     IT_Q("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id = $1::bigint", dels[0]);
+    /* and an IPv6 address in the URL is delivered to (it is not pinned by name) */
+    it_rcv r6 = it_rcv_start(0, "--ipv6 1");
+    sub s6 = subscribe(t.name, "leads", it_fmt("http://[::1]:%d/v6", r6.port), "--events ssrf.test6");
+    const char *d6 = delivery_of(insert_event(t.id, "leads", "ssrf.test6", "{}"), &s6);
     worker_once(1);
     it_signal_supervised("webhooks.pid", SIGCONT);
     IT_STREQ(dstate(dels[0]), "delivered");
     IT_CHECK(it_rcv_read(&r, lines, 8) == 1, "the allowed delivery did not arrive once");
+    IT_STREQ(IT_Q("SELECT state || ' ' || coalesce(last_error, '-') FROM webhook_deliveries WHERE id = $1::bigint", d6),
+             "delivered -");
+    IT_CHECK(it_rcv_read(&r6, lines, 8) == 1, "the delivery to [::1] did not arrive once");
+    unsubscribe(&s6);
+    it_rcv_stop(&r6);
     for (size_t i = 0; i < NH; i++)
         unsubscribe(&subs[i]);
     it_rcv_stop(&r);
