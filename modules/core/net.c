@@ -101,6 +101,8 @@ int net_url_check(const char *url, int allow_private, fl_url *out, char *err, si
     if (hlen == 0 || hlen >= sizeof(out->host))
         return fail(err, errsz, "bad host");
     memcpy(out->host, host, hlen);
+    unsigned char bin[16];
+    out->literal = inet_pton(AF_INET, out->host, bin) == 1 || inet_pton(AF_INET6, out->host, bin) == 1;
     if (portp != NULL) {
         char *end;
         long port = strtol(portp, &end, 10);

@@ -9,6 +9,7 @@ typedef struct fl_url {
     char host[256];            /* without brackets for IPv6 literals */
     int port;
     char addr[64];             /* the resolved address that was checked */
+    int literal;               /* the host is an address itself: nothing to look up or pin */
 } fl_url;
 
 /* Parses url (http or https only, no user-info), resolves the host and

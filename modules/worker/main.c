@@ -21,7 +21,6 @@
  *   fl-worker          run until SIGTERM
  *   fl-worker --once   deliver and fetch what is due now, then exit (tests, cron)
  */
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,8 +180,7 @@ static int start_transfer(job *j, CURLM *multi, long timeout_ms)
      * literal as a host: "::1:80:[::1]" is refused and the transfer failed) */
     curl_slist_free_all(j->resolve);
     j->resolve = NULL;
-    unsigned char bin[16];
-    if (inet_pton(AF_INET, u.host, bin) != 1 && inet_pton(AF_INET6, u.host, bin) != 1) {
+    if (!u.literal) {
         snprintf(resolve, sizeof(resolve), "%s:%d:%s%s%s", u.host, u.port,
                  strchr(u.addr, ':') ? "[" : "", u.addr, strchr(u.addr, ':') ? "]" : "");
         j->resolve = curl_slist_append(NULL, resolve);

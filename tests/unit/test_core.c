@@ -547,9 +547,13 @@ static void test_ssrf(void)
     CU_ASSERT_STRING_EQUAL(u.host, "127.0.0.1");
     CU_ASSERT_EQUAL(u.port, 9999);
     CU_ASSERT_STRING_EQUAL(u.addr, "127.0.0.1");
+    CU_ASSERT_EQUAL(u.literal, 1);
     CU_ASSERT_EQUAL(net_url_check("https://[::1]/x", 1, &u, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(u.port, 443);
     CU_ASSERT_STRING_EQUAL(u.host, "::1");
+    CU_ASSERT_EQUAL(u.literal, 1);                 /* an address: nothing to pin */
+    CU_ASSERT_EQUAL(net_url_check("http://localhost:9999/hook", 1, &u, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(u.literal, 0);                 /* a name: pinned to u.addr */
     /* public addresses pass (literals: no DNS needed) */
     CU_ASSERT_EQUAL(net_url_check("https://93.184.216.34/hook", 0, &u, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(net_url_check("http://[2606:2800:220:1::1]:8443/", 0, &u, err, sizeof(err)), 0);
