@@ -1,4 +1,5 @@
 #include "net.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 static int v4_private(const unsigned char a[4])
 {
@@ -55,6 +57,126 @@ static int fail(char *err, size_t errsz, const char *msg)
 {
     snprintf(err, errsz, "%s", msg);
     return -1;
+}
+
+/* Name lookups have a deadline.  getaddrinfo() waits as long as the resolver
+ * does (5 s a try, with retries, for a name whose servers do not answer),
+ * and the callers are an API worker answering one request at a time and the
+ * webhook worker's single loop: a partner's URL must not stall either.  The
+ * lookup runs in glibc's getaddrinfo_a() thread; a caller that gives up
+ * leaves it there, and it is freed at a later call once it has finished. */
+typedef struct pending {
+    struct gaicb cb;
+    struct addrinfo hints;
+    char name[256];
+    struct pending *next;
+} pending;
+
+static pending *abandoned;
+static int n_abandoned;
+static int timeout_ms = -1;
+
+void net_set_resolve_timeout(int ms)
+{
+    timeout_ms = ms;
+}
+
+static int resolve_timeout(void)
+{
+    if (timeout_ms < 0) {
+        const char *v = getenv("FL_RESOLVE_TIMEOUT_MS");
+        char *end = NULL;
+        long ms = v && *v ? strtol(v, &end, 10) : NET_RESOLVE_TIMEOUT_MS;
+        if (end != NULL && (*end != '\0' || ms < 100 || ms > 60000)) {
+            log_msg("warn", NULL, "FL_RESOLVE_TIMEOUT_MS=%s is not within 100..60000: %d",
+                    v, NET_RESOLVE_TIMEOUT_MS);
+            ms = NET_RESOLVE_TIMEOUT_MS;
+        }
+        timeout_ms = (int) ms;
+    }
+    return timeout_ms;
+}
+
+static void reap(void)
+{
+    for (pending **pp = &abandoned; *pp != NULL;) {
+        pending *p = *pp;
+        if (gai_error(&p->cb) == EAI_INPROGRESS) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        n_abandoned--;
+        if (p->cb.ar_result != NULL)
+            freeaddrinfo(p->cb.ar_result);
+        free(p);
+    }
+}
+
+static long ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t0->tv_sec) * 1000L + (now.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+/* 0 and *res, -1 when the name does not resolve, 1 when it did not within
+ * the deadline (or too many earlier lookups are still hanging). */
+static int lookup(const char *host, int literal, struct addrinfo **res)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    *res = NULL;
+    if (literal) {                      /* nothing to ask a server */
+        hints.ai_flags = AI_NUMERICHOST;
+        return getaddrinfo(host, NULL, &hints, res) == 0 ? 0 : -1;
+    }
+    reap();
+    if (n_abandoned >= NET_RESOLVE_MAX_HANGING)
+        return 1;
+    pending *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return -1;
+    snprintf(p->name, sizeof(p->name), "%s", host);
+    p->hints = hints;
+    p->cb.ar_name = p->name;
+    p->cb.ar_request = &p->hints;
+    struct gaicb *list[1] = { &p->cb };
+    if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
+        free(p);
+        return -1;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int limit = resolve_timeout();
+    while (gai_error(&p->cb) == EAI_INPROGRESS) {
+        long left = limit - ms_since(&t0);
+        if (left <= 0) {
+            int c = gai_cancel(&p->cb);
+            if (c == EAI_ALLDONE)
+                break;                  /* it finished meanwhile */
+            if (c == EAI_CANCELED) {
+                free(p);                /* still queued: glibc has let go of it */
+            } else {
+                p->next = abandoned;    /* its thread still writes to it */
+                abandoned = p;
+                n_abandoned++;
+            }
+            return 1;
+        }
+        struct timespec ts = { left / 1000, (left % 1000) * 1000000L };
+        (void) gai_suspend((const struct gaicb *const *) list, 1, &ts);   /* done, timeout or signal */
+    }
+    int rc = gai_error(&p->cb);
+    *res = p->cb.ar_result;
+    free(p);
+    if (rc != 0 && *res != NULL) {
+        freeaddrinfo(*res);
+        *res = NULL;
+    }
+    return rc == 0 ? 0 : -1;
 }
 
 int net_url_check(const char *url, int allow_private, fl_url *out, char *err, size_t errsz)
@@ -111,11 +233,13 @@ int net_url_check(const char *url, int allow_private, fl_url *out, char *err, si
         out->port = (int) port;
     }
 
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(out->host, NULL, &hints, &res) != 0 || res == NULL)
+    struct addrinfo *res = NULL;
+    int lr = lookup(out->host, out->literal, &res);
+    if (lr == 1) {
+        snprintf(err, errsz, "the host did not resolve within %d ms", resolve_timeout());
+        return -1;
+    }
+    if (lr != 0 || res == NULL)
         return fail(err, errsz, "the host does not resolve");
     int refused = 0;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {

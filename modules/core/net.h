@@ -19,6 +19,14 @@ typedef struct fl_url {
  * out->addr, not to the name, so a second lookup cannot rebind it), or -1
  * with a short reason in err. */
 int net_url_check(const char *url, int allow_private, fl_url *out, char *err, size_t errsz);
+/* How long net_url_check waits for a name to resolve: FL_RESOLVE_TIMEOUT_MS
+ * (100..60000), read at the first lookup, unless set here first.  A name that
+ * does not resolve in time fails like one that does not resolve. */
+#define NET_RESOLVE_TIMEOUT_MS 3000
+/* Lookups given up on but still running in the resolver; beyond this many,
+ * a lookup fails at once instead of queueing behind them. */
+#define NET_RESOLVE_MAX_HANGING 32
+void net_set_resolve_timeout(int ms);
 /* 1 when the textual address is not publicly routable (see above). */
 int net_addr_private(const char *addr);
 

@@ -2,10 +2,18 @@
  * validation, money and dates, SQLSTATE mapping, crypto.  Like h2o, the test
  * reaches static helpers by including what it needs from the library. */
 #include <CUnit/Basic.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "fl.h"
 
@@ -583,6 +591,75 @@ static void test_ssrf(void)
     CU_ASSERT(!net_addr_private("2606:4700::1111"));
 }
 
+static long ms_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+}
+
+/* In a child with a mount namespace of its own, /etc/resolv.conf names a DNS
+ * server that never answers (a UDP socket nobody reads).  The resolver alone
+ * would wait 5 s a try, twice; net_url_check gives up at its deadline. */
+static int stalled_resolver_child(void)
+{
+    if (unshare(CLONE_NEWNS) != 0)
+        return errno == EPERM ? 77 : 10;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return 11;
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(53) };
+    inet_pton(AF_INET, "127.53.53.53", &a.sin_addr);
+    if (s < 0 || bind(s, (struct sockaddr *) &a, sizeof(a)) != 0)
+        return 12;
+    char path[] = "/tmp/fl-unit-resolv.XXXXXX";
+    int fd = mkstemp(path);
+    static const char conf[] = "nameserver 127.53.53.53\noptions timeout:5 attempts:2\n";
+    if (fd < 0 || write(fd, conf, sizeof(conf) - 1) != (ssize_t) sizeof(conf) - 1)
+        return 13;
+    close(fd);
+    int mounted = mount(path, "/etc/resolv.conf", NULL, MS_BIND, NULL);
+    unlink(path);
+    if (mounted != 0)
+        return 14;
+
+    fl_url u;
+    char err[160];
+    net_set_resolve_timeout(300);
+    for (int i = 0; i < 2; i++) {       /* the second while the first still hangs */
+        long t0 = ms_now();
+        int rc = net_url_check(i ? "https://two.stalls.invalid/" : "http://one.stalls.invalid/hook",
+                               1, &u, err, sizeof(err));
+        long took = ms_now() - t0;
+        fprintf(stderr, "  stalled resolver: rc %d after %ld ms: %s\n", rc, took, rc ? err : "-");
+        if (rc != -1 || strcmp(err, "the host did not resolve within 300 ms") != 0)
+            return 20 + i;
+        if (took < 280 || took > 2500)
+            return 30 + i;
+    }
+    /* an address is not looked up: unaffected */
+    if (net_url_check("http://127.0.0.1:9/", 1, &u, err, sizeof(err)) != 0)
+        return 40;
+    return 0;
+}
+
+static void test_resolve_deadline(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0)
+        _exit(stalled_resolver_child());
+    int st = 0;
+    CU_ASSERT_FATAL(waitpid(pid, &st, 0) == pid);
+    CU_ASSERT_FATAL(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) {
+        fprintf(stderr, "  stalled resolver: skipped, no mount namespace without CAP_SYS_ADMIN\n");
+        return;
+    }
+    CU_ASSERT_EQUAL(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     A = arena_new(64 * 1024);
@@ -602,6 +679,7 @@ int main(void)
     CU_add_test(s, "hashing, random, PII encryption", test_crypto);
     CU_add_test(s, "HMAC-SHA256 signatures", test_hmac);
     CU_add_test(s, "SSRF guard", test_ssrf);
+    CU_add_test(s, "name lookups give up at their deadline", test_resolve_deadline);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures();
