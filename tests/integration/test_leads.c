@@ -907,6 +907,19 @@ static void test_attachment_upload(void)
     IT_STATUS(r, 202);
     IT_STREQ(IT_Q("SELECT string_agg(a.filename, ',' ORDER BY a.filename) FROM lead_attachments a JOIN leads l "
                   "ON l.id = a.lead_id WHERE l.public_id = $1 AND a.size = 1", id), "passwd,q1.pdf");
+    /* nor characters that change how the name is shown without being seen: a right-to-left
+     * override (shown as "invoiceexe.pdf"), a zero-width space, a C1 control, a BOM */
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=%%EF%%BB%%BFinv%%E2%%80%%8Boice%%C2%%85"
+                                       "%%E2%%80%%AEfdp.exe&lead_id=%s", id), NULL, 0, "xy", 2);
+    IT_STATUS(r, 202);
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=r%%C3%%A9sum%%C3%%A9%%E2%%81%%A7.pdf&lead_id=%s", id),
+                   NULL, 0, "xy", 2);
+    IT_STATUS(r, 202);
+    IT_STREQ(IT_Q("SELECT string_agg(a.filename, ',' ORDER BY a.filename) FROM lead_attachments a JOIN leads l "
+                  "ON l.id = a.lead_id WHERE l.public_id = $1 AND a.size = 2", id), "invoicefdp.exe,r\xc3\xa9sum\xc3\xa9.pdf");
+    r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=%%E2%%80%%AE%%E2%%80%%8B&lead_id=%s", id), NULL, 0, "x", 1);
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Invalid filename\"}");
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=..&lead_id=%s", id), NULL, 0, "x", 1);
     IT_STATUS(r, 400);
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=dir%%2F&lead_id=%s", id), NULL, 0, "x", 1);
@@ -1015,6 +1028,11 @@ static void test_attachment_url_fetched(void)
     IT_STATUS(r, 202);
     IT_STREQ(wait_attachment(id, "bankstatement.pdf", 15), "received");
     r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"%s\",\"filename\":\"state\\u202Efdp.exe\",\"lead_id\":\"%s\"}",
+                       url, id));
+    IT_STATUS(r, 202);
+    IT_STREQ(wait_attachment(id, "statefdp.exe", 15), "received");
+    r = it_post(A(), "/attachment",
                 it_fmt("{\"attachment_url\":\"%s\",\"filename\":\"a/b/..\",\"lead_id\":\"%s\"}", url, id));
     IT_STATUS(r, 400);
     JSON_IS(r, "{\"message\":\"Invalid filename\"}");
@@ -1026,7 +1044,7 @@ static void test_attachment_url_fetched(void)
              it_fmt("%s|%zu|%s|text/plain|%s|1|true", url, strlen(body), sha256_hex(body, strlen(body)), body));
     json_object *lines[8];
     int n = it_rcv_read(&rc, lines, 8);
-    IT_CHECK(n == 2, "%d requests at the file server, expected 2", n);
+    IT_CHECK(n == 3, "%d requests at the file server, expected 3", n);
     if (n >= 1) {
         IT_JSTR(lines[0], "method", "GET");
         IT_JSTR(lines[0], "path", "/files/statement.pdf");
