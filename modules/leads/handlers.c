@@ -76,7 +76,7 @@ static const fl_field lead_spec[] = {
 
 static const fl_field url_attachment_spec[] = {
     { "attachment_url", FT_URL, F_REQ, 2048, 0, 0, NULL, NULL },
-    /* sanitised as the raw upload's (sanitize_filename), not refused; longer than 255
+    /* sanitised as the raw upload's (mime_filename), not refused; longer than 255
      * before that for the path components and control characters it loses */
     { "filename", FT_STR, F_REQ | F_CNTRL, 4096, 0, 0, NULL, NULL },
     /* no lead has a longer id, but a longer one is an unknown lead (404), as in the raw upload */
@@ -293,59 +293,6 @@ out:
 }
 
 /* No path components, no control characters; NULL when nothing is left. */
-/* The length of the invisible character at p (UTF-8, which the query and
- * JSON parsers have checked), 0 for any other: C1 controls and the format
- * characters that change how a name is shown without being seen, above all
- * the bidirectional overrides ("invoice\u202Efdp.exe" is shown as
- * "invoiceexe.pdf"), zero-width characters, separators and the BOM. */
-static int invisible_at(const unsigned char *p)
-{
-    unsigned cp;
-    int n;
-    if (p[0] >= 0xc2 && p[0] < 0xe0 && (p[1] & 0xc0) == 0x80) {
-        cp = ((p[0] & 0x1fu) << 6) | (p[1] & 0x3fu);
-        n = 2;
-    } else if (p[0] >= 0xe0 && p[0] < 0xf0 && (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80) {
-        cp = ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
-        n = 3;
-    } else {
-        return 0;
-    }
-    return (cp >= 0x80 && cp <= 0x9f)        /* C1 controls */
-        || cp == 0xad                        /* soft hyphen */
-        || cp == 0x61c || cp == 0x180e       /* Arabic letter mark, Mongolian vowel separator */
-        || (cp >= 0x200b && cp <= 0x200f)    /* zero-width space, joiners, LRM, RLM */
-        || (cp >= 0x2028 && cp <= 0x202e)    /* line and paragraph separators, embeddings, overrides */
-        || (cp >= 0x2060 && cp <= 0x206f)    /* word joiner, invisible operators, isolates */
-        || cp == 0xfeff                      /* BOM, zero-width no-break space */
-        || (cp >= 0xfff9 && cp <= 0xfffb)    /* interlinear annotations */
-        ? n : 0;
-}
-
-static char *sanitize_filename(fl_arena *a, const char *name)
-{
-    const char *base = name;
-    for (const char *p = name; *p; p++)
-        if (*p == '/' || *p == '\\')
-            base = p + 1;
-    char *out = arena_alloc(a, strlen(base) + 1), *o = out;
-    for (const char *p = base; *p;) {
-        int skip = invisible_at((const unsigned char *) p);
-        if (skip > 0)
-            p += skip;
-        else if (iscntrl((unsigned char) *p))
-            p++;
-        else
-            *o++ = *p++;
-    }
-    *o = '\0';
-    while (o > out && (o[-1] == ' ' || o[-1] == '.'))
-        *--o = '\0';
-    if (out[0] == '\0' || strcmp(out, ".") == 0 || strcmp(out, "..") == 0 || strlen(out) > 255)
-        return NULL;
-    return out;
-}
-
 static int attachment_url(fl_req *r)
 {
     json_object *in = NULL, *doc = NULL;
@@ -365,7 +312,7 @@ static int attachment_url(fl_req *r)
                         ? "attachment_url must be an http or https URL" : need);
         goto out;
     }
-    char *name = sanitize_filename(r->arena, str_field(doc, "filename"));
+    char *name = mime_filename(r->arena, str_field(doc, "filename"));
     if (name == NULL) {
         rc = serve_fail(r, 400, "Invalid filename");
         goto out;
@@ -414,7 +361,7 @@ int leads_attachment(fl_req *r, const fl_route *route)
         base64 = 1;
     else
         return serve_fail(r, 400, "encoded must be true or false");
-    char *name = sanitize_filename(r->arena, filename);
+    char *name = mime_filename(r->arena, filename);
     if (name == NULL)
         return serve_fail(r, 400, "Invalid filename");
     if (base64) {

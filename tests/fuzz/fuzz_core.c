@@ -1,7 +1,7 @@
 /* Fuzz targets for the core's input handling: everything a client's bytes reach
  * before PostgreSQL does (JSON parsing and field validation, money and dates,
  * query strings and percent-decoding, routing, Content-Length, base64, e-mail,
- * UTF-8, JSON string escaping, content sniffing).
+ * UTF-8, JSON string escaping, content sniffing, file names).
  *
  * One entry point; the input's first byte picks the target and the rest is its
  * input, so a corpus file reads as "m12.50" or "j{...}".  Besides memory and
@@ -280,6 +280,27 @@ static void t_sniff(const unsigned char *p, size_t n)
     FUZZ_CHECK(type != NULL && strchr(type, '/') != NULL);
 }
 
+/* A stored file name: one path component of UTF-8 text, nothing invisible or
+ * controlling, and the same when cleaned again. */
+static void t_filename(const char *s)
+{
+    char *f = mime_filename(arena, s);
+    if (f == NULL)
+        return;
+    size_t n = strlen(f);
+    FUZZ_CHECK(n > 0 && n <= 255 && strcmp(f, ".") != 0 && strcmp(f, "..") != 0);
+    FUZZ_CHECK(strpbrk(f, "/\\") == NULL && f[n - 1] != '.' && f[n - 1] != ' ');
+    for (const unsigned char *p = (const unsigned char *) f; *p; p++) {
+        FUZZ_CHECK(*p >= 0x20 && *p != 0x7f);
+        FUZZ_CHECK(!(p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f));                  /* C1 */
+        FUZZ_CHECK(!(p[0] == 0xe2 && p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae));  /* U+202A-E */
+        FUZZ_CHECK(!(p[0] == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9));  /* U+2066-9 */
+    }
+    FUZZ_CHECK(req_utf8_valid(s) && req_utf8_valid(f));
+    char *again = mime_filename(arena, f);
+    FUZZ_CHECK(again != NULL && strcmp(again, f) == 0);
+}
+
 int fuzz_one(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -300,6 +321,7 @@ int fuzz_one(const uint8_t *data, size_t size)
     case 'e': t_escape(s); break;
     case '@': t_email(s); break;
     case 's': t_sniff(data + 1, size - 1); break;
+    case 'f': t_filename(s); break;
     default: break;
     }
     arena_reset(arena);

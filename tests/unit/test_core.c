@@ -591,6 +591,28 @@ static void test_ssrf(void)
     CU_ASSERT(!net_addr_private("2606:4700::1111"));
 }
 
+static void test_mime(void)
+{
+    CU_ASSERT_STRING_EQUAL(mime_sniff((const unsigned char *) "%PDF-1.7\n", 9), "application/pdf");
+    CU_ASSERT_STRING_EQUAL(mime_sniff((const unsigned char *) "hello\n", 6), "text/plain");
+    CU_ASSERT_STRING_EQUAL(mime_sniff((const unsigned char *) "\x00\x01\x02", 3), "application/octet-stream");
+    /* file names: the last component, no controls, nothing invisible, no trailing dots */
+    CU_ASSERT_STRING_EQUAL(mime_filename(A, "../../etc/passwd"), "passwd");
+    CU_ASSERT_STRING_EQUAL(mime_filename(A, "C:\\docs\\q1\r\n.pdf. . "), "q1.pdf");
+    CU_ASSERT_STRING_EQUAL(mime_filename(A, "invoice\xe2\x80\xae" "fdp.exe"), "invoicefdp.exe");
+    CU_ASSERT_STRING_EQUAL(mime_filename(A, "\xef\xbb\xbfr\xc3\xa9sum\xc3\xa9\xe2\x81\xa7\xc2\x85.pdf"),
+                           "r\xc3\xa9sum\xc3\xa9.pdf");
+    CU_ASSERT_PTR_NULL(mime_filename(A, "\xe2\x80\xae\xe2\x80\x8b"));
+    CU_ASSERT_PTR_NULL(mime_filename(A, "a/.."));
+    CU_ASSERT_PTR_NULL(mime_filename(A, "E\xe2\xc2\x85\x80\xae.exe"));   /* not UTF-8 */
+    char *longname = arena_alloc(A, 300);
+    memset(longname, 'a', 256);
+    longname[256] = '\0';
+    CU_ASSERT_PTR_NULL(mime_filename(A, longname));
+    longname[255] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(mime_filename(A, longname));
+}
+
 static long ms_now(void)
 {
     struct timespec t;
@@ -678,6 +700,7 @@ int main(void)
     CU_add_test(s, "SQLSTATE to HTTP", test_sqlstate);
     CU_add_test(s, "hashing, random, PII encryption", test_crypto);
     CU_add_test(s, "HMAC-SHA256 signatures", test_hmac);
+    CU_add_test(s, "content sniffing and file names", test_mime);
     CU_add_test(s, "SSRF guard", test_ssrf);
     CU_add_test(s, "name lookups give up at their deadline", test_resolve_deadline);
     CU_basic_set_mode(CU_BRM_VERBOSE);
