@@ -292,7 +292,7 @@ out:
     return rc;
 }
 
-/* No path components, no control characters; NULL when nothing is left. */
+/* POST /attachment with {attachment_url, filename, lead_id}: the worker fetches it. */
 static int attachment_url(fl_req *r)
 {
     json_object *in = NULL, *doc = NULL;
