@@ -64,7 +64,9 @@ static int fail(char *err, size_t errsz, const char *msg)
  * and the callers are an API worker answering one request at a time and the
  * webhook worker's single loop: a partner's URL must not stall either.  The
  * lookup runs in glibc's getaddrinfo_a() thread; a caller that gives up
- * leaves it there, and it is freed at a later call once it has finished. */
+ * leaves it there, and it is freed at a later lookup of the same process once
+ * it has finished.  glibc runs at most 20 such threads, and a request queued
+ * behind them waits its whole deadline: hence at most 16 left hanging. */
 typedef struct pending {
     struct gaicb cb;
     struct addrinfo hints;
@@ -101,7 +103,8 @@ static void reap(void)
 {
     for (pending **pp = &abandoned; *pp != NULL;) {
         pending *p = *pp;
-        if (gai_error(&p->cb) == EAI_INPROGRESS) {
+        /* EAI_ALLDONE: taken under glibc's lock, once it has let go of the request */
+        if (gai_cancel(&p->cb) != EAI_ALLDONE) {
             pp = &p->next;
             continue;
         }
@@ -167,7 +170,9 @@ static int lookup(const char *host, int literal, struct addrinfo **res)
             return 1;
         }
         struct timespec ts = { left / 1000, (left % 1000) * 1000000L };
-        (void) gai_suspend((const struct gaicb *const *) list, 1, &ts);   /* done, timeout or signal */
+        /* done, a timeout (EAI_SYSTEM in glibc 2.36, not the EAI_AGAIN of its manual) or
+         * a signal (EAI_INTR): whichever, the loop asks gai_error and the clock */
+        (void) gai_suspend((const struct gaicb *const *) list, 1, &ts);
     }
     int rc = gai_error(&p->cb);
     *res = p->cb.ar_result;

@@ -24,8 +24,11 @@ int net_url_check(const char *url, int allow_private, fl_url *out, char *err, si
  * does not resolve in time fails like one that does not resolve. */
 #define NET_RESOLVE_TIMEOUT_MS 3000
 /* Lookups given up on but still running in the resolver; beyond this many,
- * a lookup fails at once instead of queueing behind them. */
-#define NET_RESOLVE_MAX_HANGING 32
+ * a lookup fails at once instead of queueing behind them (glibc runs at most
+ * 20 lookup threads).  A process must not fork() after a lookup: the child
+ * inherits glibc's count of idle lookup threads but not the threads, and its
+ * lookups would wait out their deadline in the queue (exec is fine). */
+#define NET_RESOLVE_MAX_HANGING 16
 void net_set_resolve_timeout(int ms);
 /* 1 when the textual address is not publicly routable (see above). */
 int net_addr_private(const char *addr);

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -620,34 +622,51 @@ static long ms_now(void)
     return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
 }
 
-/* In a child with a mount namespace of its own, /etc/resolv.conf names a DNS
- * server that never answers (a UDP socket nobody reads).  The resolver alone
- * would wait 5 s a try, twice; net_url_check gives up at its deadline. */
+/* Run as "test_core --stalled-resolver", a fresh process (exec'd, not only
+ * forked: a forked child inherits glibc's count of idle lookup threads but not
+ * the threads, and its lookups would wait in the queue whatever the DNS
+ * server did).  With network and mount namespaces of its own, /etc/resolv.conf
+ * names a DNS server on 127.0.0.1 that never answers (a UDP socket nobody
+ * reads).  The resolver alone would wait 5 s a try, twice; net_url_check gives
+ * up at its deadline, and names from /etc/hosts still resolve before and
+ * while the stalled lookups hang.  Exit 0, 77 without the privilege to make
+ * namespaces, or the step that failed. */
 static int stalled_resolver_child(void)
 {
-    if (unshare(CLONE_NEWNS) != 0)
+    if (unshare(CLONE_NEWNS | CLONE_NEWNET) != 0)
         return errno == EPERM ? 77 : 10;
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
         return 11;
     int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(53) };
-    inet_pton(AF_INET, "127.53.53.53", &a.sin_addr);
-    if (s < 0 || bind(s, (struct sockaddr *) &a, sizeof(a)) != 0)
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0)
         return 12;
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0)
+        return 12;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(53) };
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (bind(s, (struct sockaddr *) &a, sizeof(a)) != 0)
+        return 13;
     char path[] = "/tmp/fl-unit-resolv.XXXXXX";
     int fd = mkstemp(path);
-    static const char conf[] = "nameserver 127.53.53.53\noptions timeout:5 attempts:2\n";
-    if (fd < 0 || write(fd, conf, sizeof(conf) - 1) != (ssize_t) sizeof(conf) - 1)
-        return 13;
+    if (fd < 0)
+        return 14;
+    static const char conf[] = "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n";
+    int written = write(fd, conf, sizeof(conf) - 1) == (ssize_t) sizeof(conf) - 1;
     close(fd);
-    int mounted = mount(path, "/etc/resolv.conf", NULL, MS_BIND, NULL);
+    int mounted = written ? mount(path, "/etc/resolv.conf", NULL, MS_BIND, NULL) : -1;
     unlink(path);
     if (mounted != 0)
-        return 14;
+        return 15;
 
     fl_url u;
     char err[160];
     net_set_resolve_timeout(300);
+    if (net_url_check("http://localhost:9/", 1, &u, err, sizeof(err)) != 0)
+        return 20;
     for (int i = 0; i < 2; i++) {       /* the second while the first still hangs */
         long t0 = ms_now();
         int rc = net_url_check(i ? "https://two.stalls.invalid/" : "http://one.stalls.invalid/hook",
@@ -655,13 +674,16 @@ static int stalled_resolver_child(void)
         long took = ms_now() - t0;
         fprintf(stderr, "  stalled resolver: rc %d after %ld ms: %s\n", rc, took, rc ? err : "-");
         if (rc != -1 || strcmp(err, "the host did not resolve within 300 ms") != 0)
-            return 20 + i;
+            return 21 + i;
         if (took < 280 || took > 2500)
-            return 30 + i;
+            return 31 + i;
     }
-    /* an address is not looked up: unaffected */
-    if (net_url_check("http://127.0.0.1:9/", 1, &u, err, sizeof(err)) != 0)
+    /* /etc/hosts and addresses are answered while those two hang */
+    long t0 = ms_now();
+    if (net_url_check("http://localhost:9/", 1, &u, err, sizeof(err)) != 0 || ms_now() - t0 > 250)
         return 40;
+    if (net_url_check("http://127.0.0.1:9/", 1, &u, err, sizeof(err)) != 0)
+        return 41;
     return 0;
 }
 
@@ -670,20 +692,26 @@ static void test_resolve_deadline(void)
     fflush(NULL);
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
-    if (pid == 0)
-        _exit(stalled_resolver_child());
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_core", "--stalled-resolver", (char *) NULL);
+        _exit(9);
+    }
     int st = 0;
     CU_ASSERT_FATAL(waitpid(pid, &st, 0) == pid);
     CU_ASSERT_FATAL(WIFEXITED(st));
     if (WEXITSTATUS(st) == 77) {
-        fprintf(stderr, "  stalled resolver: skipped, no mount namespace without CAP_SYS_ADMIN\n");
+        fprintf(stderr, "  stalled resolver: skipped, no namespaces without CAP_SYS_ADMIN\n");
         return;
     }
     CU_ASSERT_EQUAL(WEXITSTATUS(st), 0);
+    if (WEXITSTATUS(st) != 0)
+        fprintf(stderr, "  stalled resolver: the child failed at step %d\n", WEXITSTATUS(st));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--stalled-resolver") == 0)
+        return stalled_resolver_child();
     A = arena_new(64 * 1024);
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 2;
