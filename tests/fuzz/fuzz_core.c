@@ -20,7 +20,8 @@
 #include "fl.h"
 #include "fuzz.h"
 
-/* Every field type and flag, at the top level, in an object and in an array. */
+/* Every field type and flag, at the top level, in an object and in an array,
+ * and one level further down in each. */
 static const char *const kinds[] = { "ACH", "CHECK", "WIRE", NULL };
 #define SCALARS                                                                         \
     { "s", FT_STR, 0, 0, 0, 0, NULL, NULL },                                            \
@@ -43,9 +44,17 @@ static const char *const kinds[] = { "ACH", "CHECK", "WIRE", NULL };
     { "p", FT_PERCENT, 0, 0, 0, 0, NULL, NULL },                                        \
     { "url", FT_URL, 0, 0, 0, 0, NULL, NULL }
 
+static const fl_field leaf_spec[] = {
+    { "r", FT_STR, F_REQ, 4, 0, 0, NULL, NULL },
+    SCALARS,
+    { NULL, 0, 0, 0, 0, 0, NULL, NULL }
+};
+/* a second level, as a lead's contacts hold their addresses */
 static const fl_field item_spec[] = {
     { "r", FT_STR, F_REQ, 4, 0, 0, NULL, NULL },
     SCALARS,
+    { "io", FT_OBJECT, 0, 0, 0, 0, NULL, leaf_spec },
+    { "ia", FT_ARRAY, 0, 0, 0, 2, NULL, leaf_spec },
     { NULL, 0, 0, 0, 0, 0, NULL, NULL }
 };
 static const fl_field doc_spec[] = {
