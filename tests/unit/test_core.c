@@ -268,6 +268,21 @@ static void test_parse_and_validate(void)
     json_object_put(in);
     json_object_put(out);
 
+    /* names: the exact one first, else the first that differs only in case; among many
+     * unknown members (each field is matched in one pass over them, not a scan per field) */
+    fl_buf members;
+    buf_init(&members, A, 1 << 20);
+    buf_puts(&members, "{\"cITy\":\"first\",\"NOTES\":\"n\",\"city\":\"second\"");
+    for (int i = 0; i < 50000; i++)
+        buf_puts(&members, arena_printf(A, ",\"k%d\":%d", i, i));
+    buf_puts(&members, ",\"Key\":\"K\",\"KEY\":\"other\",\"type\":null}");
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict(members.data, members.len, &in), 0);
+    CU_ASSERT_EQUAL(json_validate_ex(A, in, up, &out, &errs, JV_CLEARS), 0);
+    CU_ASSERT_STRING_EQUAL(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN),
+                           "{\"Key\":\"K\",\"City\":\"first\",\"Type\":null,\"Notes\":\"n\"}");
+    json_object_put(in);
+    json_object_put(out);
+
     /* text: line ends and tabs inside are kept, blanks and line ends at the ends trimmed, other
      * control characters refused; lengths count characters, not bytes */
     static const fl_field txt[] = {
