@@ -32,18 +32,34 @@ static void stamp(char *out, size_t n)
     snprintf(out + k, n - k, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-/* Writes s as JSON string content (no quotes) into f. */
-static void put_escaped(FILE *f, const char *s)
+/* Writes s as JSON string content (no quotes) into f: at most max bytes of it
+ * (cut at a character's start, "..." added), and bytes of text that is not
+ * UTF-8 as \u00XX, so that every line is one JSON document, shorter than
+ * stderr's buffer, and goes out in one write. */
+static void put_escaped_n(FILE *f, const char *s, size_t max)
 {
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char) *s;
+    if (s == NULL)
+        return;
+    int utf8 = req_utf8_valid(s);
+    size_t i = 0;
+    for (; s[i]; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (i >= max && (!utf8 || (c & 0xc0) != 0x80)) {
+            fputs("...", f);
+            return;
+        }
         if (c == '"' || c == '\\')
             fprintf(f, "\\%c", c);
-        else if (c < 0x20)
+        else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8))
             fprintf(f, "\\u%04x", c);
         else
             fputc(c, f);
     }
+}
+
+static void put_escaped(FILE *f, const char *s)
+{
+    put_escaped_n(f, s, 1024);
 }
 
 void log_request(const fl_req *r, int status)
@@ -57,9 +73,9 @@ void log_request(const fl_req *r, int status)
     fputs("\",\"tenant\":\"", stderr);
     put_escaped(stderr, r->tenant_id ? r->tenant_id : "-");
     fputs("\",\"method\":\"", stderr);
-    put_escaped(stderr, r->method);
+    put_escaped_n(stderr, r->method, 32);
     fputs("\",\"route\":\"", stderr);
-    put_escaped(stderr, r->route ? r->route : r->path);
+    put_escaped_n(stderr, r->route ? r->route : r->path, 256);   /* an unknown path is the client's */
     fprintf(stderr, "\",\"status\":%d,\"duration_ms\":%.3f}\n", status, us / 1000.0);
 }
 

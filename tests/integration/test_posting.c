@@ -356,6 +356,35 @@ static void test_unknown_path(void)
     r = it_request("GET", it_fmt("%s/no/such/family", it_env("FL_TEST_HTTPS")), NULL, 0, NULL, 0);
     IT_STATUS(r, 404);
     IT_BODY(r, E404);
+
+    /* an unknown path is the client's: its log line keeps 256 bytes of it, escapes bytes
+     * that are not UTF-8, and stays one JSON document (a 6 kB path of %FF was 24 kB of raw
+     * bytes, written in pieces that other workers' lines could split) */
+    const char *junk = "/api_factor/";
+    for (int i = 0; i < 2000; i++)
+        junk = it_fmt("%s%s", junk, "%FF");
+    r = it_get(A, junk);
+    IT_STATUS(r, 404);
+    const char *rid = it_header_get(r, "X-Request-Id");
+    IT_CHECK(rid != NULL, "no X-Request-Id");
+    if (rid == NULL)
+        return;
+    const char *line = "";
+    for (int i = 0; i < 20 && *line == '\0'; i++) {
+        line = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/../log/posting.log' | head -n 1 | tr -d '\n'",
+                             rid, it_env("FL_TEST_RUN")), NULL);
+        if (*line == '\0')
+            it_sleep(0.1);
+    }
+    json_object *j = json_tokener_parse(line);
+    IT_CHECK(j != NULL, "the log line is not JSON: %.300s", line);
+    const char *logged = j ? it_jstr(j, "route") : NULL;
+    /* "/api_factor/" and 244 bytes 0xFF, each logged as \u00ff (read back as U+00FF, 2 bytes) */
+    IT_CHECK(logged != NULL && strlen(logged) == 12 + 244 * 2 + 3 && strncmp(logged, "/api_factor/\xc3\xbf", 14) == 0
+             && strcmp(logged + strlen(logged) - 3, "...") == 0,
+             "route in the log line: %.120s (%zu bytes)", logged ? logged : "(none)", logged ? strlen(logged) : 0);
+    IT_CHECK(strlen(line) < 2048, "log line of %zu bytes", strlen(line));
+    json_object_put(j);
 }
 
 static void test_wrong_method(void)
