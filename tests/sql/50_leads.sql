@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(87);
+SELECT plan(88);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -23,6 +23,8 @@ SELECT ok(NOT has_table_privilege('fl_api', 'rate_buckets', 'SELECT')
           AND NOT has_table_privilege('fl_api', 'rate_buckets', 'INSERT')
           AND has_function_privilege('fl_api', 'fl_rate_take(uuid, double precision, integer)', 'EXECUTE'),
           'fl_api reaches rate_buckets only through fl_rate_take');
+SELECT is((SELECT relpersistence FROM pg_class WHERE oid = 'rate_buckets'::regclass), 'u'::"char",
+          'rate_buckets is unlogged: a take writes no WAL and waits for no flush (0013)');
 SELECT ok((SELECT prosecdef AND proconfig::text LIKE '%search_path=public, pg_temp%'
              FROM pg_proc WHERE oid = 'fl_rate_take(uuid, double precision, integer)'::regprocedure),
           'fl_rate_take is SECURITY DEFINER with a fixed search_path');
