@@ -426,7 +426,9 @@ static int call_with_secret(fl_req *r, const fl_stmt *st, json_object *doc, char
     return 0;
 }
 
-/* A callback URL must also pass the SSRF guard, as deliveries will. */
+/* A callback URL must also pass the SSRF guard's checks that need no lookup (an
+ * address in it must be public); the worker checks the address of each delivery's
+ * connection.  Nothing here waits for a partner's DNS. */
 static int url_allowed(const char *url)
 {
     const char *ap = getenv("FL_WEBHOOK_ALLOW_PRIVATE");

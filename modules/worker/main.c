@@ -47,7 +47,7 @@ typedef struct job {
     char *event_type, *url, *body, *secret;   /* malloc'd, freed by job_free */
     const char *signature;       /* "isoamp" or "factorline" */
     CURL *easy;
-    struct curl_slist *headers, *resolve;
+    struct curl_slist *headers;
     long start_us, status;
     char error[CURL_ERROR_SIZE + 64];
     /* deliveries: bytes of the answer read (and dropped) */
@@ -56,6 +56,7 @@ typedef struct job {
     unsigned char *data;
     size_t len, cap;
     int too_big, hops, retry;
+    int refused;                 /* open_checked refused a connection's address */
 } job;
 
 static volatile sig_atomic_t stopping;
@@ -114,7 +115,6 @@ static void job_free(job *j)
     free(j->secret);
     free(j->data);
     curl_slist_free_all(j->headers);
-    curl_slist_free_all(j->resolve);
     memset(j, 0, sizeof(*j));
 }
 
@@ -166,28 +166,39 @@ static size_t on_fetch(char *ptr, size_t size, size_t n, void *ud)
     return k;
 }
 
-/* An easy handle for j->url, pinned to the address the SSRF guard checked
- * (a second lookup of the name cannot rebind it).  0, or -1 with j->error. */
+/* Every connection a transfer makes, to the first hop or a later one, is
+ * checked here, on the address it is about to connect to, after curl's own
+ * (threaded, so the loop never waits for it) name lookup: a name that
+ * resolves to a private address is refused, and a second lookup cannot swap
+ * the address in between (DNS rebinding). */
+static curl_socket_t open_checked(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    job *j = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    if (!cfg.allow_private && net_sockaddr_private(&a->addr)) {
+        j->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+/* An easy handle for j->url, whose connections open_checked checks.  0, or -1
+ * with j->error. */
 static int start_transfer(job *j, CURLM *multi, long timeout_ms)
 {
     fl_url u;
-    char why[160], resolve[400];
+    char why[160];
     if (net_url_check(j->url, cfg.allow_private, &u, why, sizeof(why)) < 0) {
         snprintf(j->error, sizeof(j->error), "refused: %s", why);
         return -1;
     }
-    /* an address in the URL is not looked up (and CURLOPT_RESOLVE cannot name an IPv6
-     * literal as a host: "::1:80:[::1]" is refused and the transfer failed) */
-    curl_slist_free_all(j->resolve);
-    j->resolve = NULL;
-    if (!u.literal) {
-        snprintf(resolve, sizeof(resolve), "%s:%d:%s%s%s", u.host, u.port,
-                 strchr(u.addr, ':') ? "[" : "", u.addr, strchr(u.addr, ':') ? "]" : "");
-        j->resolve = curl_slist_append(NULL, resolve);
-    }
+    j->refused = 0;
     j->easy = curl_easy_init();
     curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
-    curl_easy_setopt(j->easy, CURLOPT_RESOLVE, j->resolve);
+    curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETFUNCTION, open_checked);
+    curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETDATA, j);
+    curl_easy_setopt(j->easy, CURLOPT_PROXY, "");      /* straight to the checked address, never a proxy from the environment */
     curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(j->easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
@@ -347,6 +358,15 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
     curl_multi_remove_handle(multi, j->easy);
     curl_easy_cleanup(j->easy);
     j->easy = NULL;
+    /* the SSRF guard's refusals, as net_url_check words them: recorded, not curl's message
+     * (a refused address among others that then connected is no refusal) */
+    if ((j->refused && rc != CURLE_OK) || rc == CURLE_COULDNT_RESOLVE_HOST) {
+        snprintf(j->error, sizeof(j->error), "refused: %s",
+                 j->refused ? NET_REFUSED_PRIVATE : "the host does not resolve");
+        j->status = 0;
+        free(redirect);
+        return j->kind == JOB_DELIVERY ? record_delivery(j) : record_fetch(j);
+    }
 
     if (j->kind == JOB_DELIVERY) {
         if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && j->status > 0)) {

@@ -1255,6 +1255,13 @@ static void test_webhook_register(void)
                   "|| '|' || (strpos(s.secret_enc, $2) = 0) FROM webhook_subscriptions s "
                   "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub, secret ? secret : "x"),
              "http://127.0.0.1:9/other|true|1|true|true");
+    /* a name is not looked up when registered (the worker checks each delivery's address): one
+     * that does not resolve is taken, and a request never waits for a partner's DNS */
+    r = it_post(p, "/webhook", "{\"webhook_url\":\"https://nowhere.invalid/hook\"}");
+    IT_STATUS(r, 200);
+    JSON_IS(r, "{\"success\":true}");
+    IT_STREQ(IT_Q("SELECT s.url FROM webhook_subscriptions s JOIN credentials c ON c.id = s.credential_id "
+                  "WHERE c.public_id = $1", pub), "https://nowhere.invalid/hook");
 }
 
 /* A partner's first POST /webhook, sent eight times at once (and a trigger): one

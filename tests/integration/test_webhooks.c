@@ -617,6 +617,13 @@ static void test_ssrf_refusals(void)
                       dels[i]), "1 0");
     }
     IT_CHECK(it_rcv_read(&r, lines, 8) == 0, "the receiver got a request while private addresses are refused");
+    /* a name that does not resolve: curl's lookup fails, recorded in the guard's words */
+    sub nx = subscribe(t.name, "leads", "http://nowhere.invalid/hook", "--events ssrf.nx");
+    const char *dnx = delivery_of(insert_event(t.id, "leads", "ssrf.nx", "{}"), &nx);
+    worker_once(0);
+    IT_STREQ(IT_Q("SELECT state || '|' || coalesce(last_status::text, 'null') || '|' || last_error "
+                  "FROM webhook_deliveries WHERE id = $1::bigint", dnx), "pending|null|refused: the host does not resolve");
+    unsubscribe(&nx);
 
     /* the control: the same loopback URL is delivered when private addresses are allowed */
     IT_Q("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id = $1::bigint", dels[0]);
