@@ -18,6 +18,9 @@ static int v4_private(const unsigned char a[4])
         || (a[0] == 172 && (a[1] & 0xf0) == 16)         /* 172.16/12 */
         || (a[0] == 192 && a[1] == 168)                 /* 192.168/16 */
         || (a[0] == 192 && a[1] == 0 && a[2] == 0)      /* 192.0.0/24 IETF */
+        || (a[0] == 192 && a[1] == 0 && a[2] == 2)      /* 192.0.2/24 documentation */
+        || (a[0] == 198 && a[1] == 51 && a[2] == 100)   /* 198.51.100/24 documentation */
+        || (a[0] == 203 && a[1] == 0 && a[2] == 113)    /* 203.0.113/24 documentation */
         || (a[0] == 198 && (a[1] & 0xfe) == 18)         /* 198.18/15 benchmarking */
         || a[0] >= 224;                                 /* multicast, reserved, broadcast */
 }
@@ -110,6 +113,10 @@ int net_url_check(const char *url, int allow_private, fl_url *out, char *err, si
     if (hlen == 0 || hlen >= sizeof(out->host))
         return fail(err, errsz, "bad host");
     memcpy(out->host, host, hlen);
+    /* no percent-encoding in a host: curl would decode "127%2e0%2e0%2e1" to an address
+     * the numeric check below never saw (and a zone id, "[fe80::1%25eth0]", is local) */
+    if (strchr(out->host, '%') != NULL)
+        return fail(err, errsz, "bad host");
     if (portp != NULL) {
         char *end;
         long port = strtol(portp, &end, 10);

@@ -56,7 +56,7 @@ typedef struct job {
     unsigned char *data;
     size_t len, cap;
     int too_big, hops, retry;
-    int refused;                 /* open_checked refused a connection's address */
+    int refused, allowed;        /* open_checked refused a connection's address, let one through */
 } job;
 
 static volatile sig_atomic_t stopping;
@@ -180,6 +180,7 @@ static curl_socket_t open_checked(void *clientp, curlsocktype purpose, struct cu
         j->refused = 1;
         return CURL_SOCKET_BAD;
     }
+    j->allowed = 1;
     return socket(a->family, a->socktype, a->protocol);
 }
 
@@ -193,12 +194,17 @@ static int start_transfer(job *j, CURLM *multi, long timeout_ms)
         snprintf(j->error, sizeof(j->error), "refused: %s", why);
         return -1;
     }
-    j->refused = 0;
+    j->refused = j->allowed = 0;
     j->easy = curl_easy_init();
     curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
     curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETFUNCTION, open_checked);
     curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETDATA, j);
     curl_easy_setopt(j->easy, CURLOPT_PROXY, "");      /* straight to the checked address, never a proxy from the environment */
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* a transfer that times out during its name lookup leaves the lookup's thread
+     * behind instead of waiting for it inside curl_multi_perform (the whole loop) */
+    curl_easy_setopt(j->easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
     curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(j->easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
@@ -360,7 +366,7 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
     j->easy = NULL;
     /* the SSRF guard's refusals, as net_url_check words them: recorded, not curl's message
      * (a refused address among others that then connected is no refusal) */
-    if ((j->refused && rc != CURLE_OK) || rc == CURLE_COULDNT_RESOLVE_HOST) {
+    if ((j->refused && !j->allowed && rc != CURLE_OK) || rc == CURLE_COULDNT_RESOLVE_HOST) {
         snprintf(j->error, sizeof(j->error), "refused: %s",
                  j->refused ? NET_REFUSED_PRIVATE : "the host does not resolve");
         j->status = 0;
@@ -390,7 +396,8 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
     } else if (rc != CURLE_OK) {
         if (j->error[0] == '\0')
             snprintf(j->error, sizeof(j->error), "%s", curl_easy_strerror(rc));
-        j->retry = 1;
+        /* a URL curl cannot use stays unusable */
+        j->retry = rc != CURLE_URL_MALFORMAT && rc != CURLE_UNSUPPORTED_PROTOCOL;
     } else if (redirect != NULL) {
         if (++j->hops > FETCH_REDIRECTS) {
             snprintf(j->error, sizeof(j->error), "more than %d redirects", FETCH_REDIRECTS);

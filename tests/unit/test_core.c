@@ -551,7 +551,8 @@ static void test_ssrf(void)
         "http://127.0.0.1/x", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
         "http://[::1]:8080/", "http://172.16.5.4/", "http://192.168.1.1/",
         "http://100.64.0.1/", "http://0.0.0.0/", "http://[fd00:ec2::254]/", "http://[fe80::1]/",
-        "http://[::ffff:127.0.0.1]/", "http://224.0.0.1/", NULL
+        "http://[::ffff:127.0.0.1]/", "http://224.0.0.1/", "http://127%2e0%2e0%2e1/",
+        "http://[fe80::1%25eth0]/", "http://203.0.113.7/", "http://017700000001/", NULL
     };
     for (const char *const *p = refused; *p; p++) {
         int rc = net_url_check(*p, 0, &u, err, sizeof(err));
