@@ -329,26 +329,24 @@ static unsigned hash_ci(const char *s)
  * the names not found exactly, comparing a hash of each name before its text:
  * a field at a time, each missing optional field cost a scan of every member,
  * and an object of 400,000 unknown members kept a worker 3 s in validation. */
-static void members_of(fl_arena *a, json_object *in, const fl_field *spec, size_t nf,
-                       json_object **vals, unsigned char *found)
+static void members_of(json_object *in, const fl_field *spec, size_t nf, json_object **vals,
+                       unsigned char *found, unsigned *h)
 {
-    unsigned *h = arena_alloc(a, nf * sizeof(*h));
     size_t missing = 0;
     for (size_t i = 0; i < nf; i++) {
         found[i] = json_object_object_get_ex(in, spec[i].name, &vals[i]) ? 1 : 0;
         if (!found[i]) {
             vals[i] = NULL;
-            if (h != NULL)
-                h[i] = hash_ci(spec[i].name);
+            h[i] = hash_ci(spec[i].name);
             missing++;
         }
     }
     if (missing == 0)
         return;
     json_object_object_foreach(in, key, val) {
-        unsigned kh = h != NULL ? hash_ci(key) : 0;
+        unsigned kh = hash_ci(key);
         for (size_t i = 0; i < nf; i++)
-            if (!found[i] && (h == NULL || h[i] == kh) && strcasecmp(key, spec[i].name) == 0) {
+            if (!found[i] && h[i] == kh && strcasecmp(key, spec[i].name) == 0) {
                 found[i] = 1;
                 vals[i] = val;
                 if (--missing == 0)
@@ -363,13 +361,14 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
     size_t nf = 0;
     while (spec[nf].name != NULL)
         nf++;
-    json_object *vals_local[64], **vals = nf <= 64 ? vals_local : arena_alloc(a, nf * sizeof(*vals));
-    unsigned char found_local[64], *found = nf <= 64 ? found_local : arena_alloc(a, nf);
-    if (vals == NULL || found == NULL) {
+    json_object **vals = arena_alloc(a, nf * sizeof(*vals));
+    unsigned char *found = arena_alloc(a, nf);
+    unsigned *h = arena_alloc(a, nf * sizeof(*h));
+    if (vals == NULL || found == NULL || h == NULL) {
         add_err(errs, a, prefix, "body", "invalid", "is too large");
         return -1;
     }
-    members_of(a, in, spec, nf, vals, found);
+    members_of(in, spec, nf, vals, found, h);
     for (const fl_field *f = spec; f->name != NULL; f++) {
         json_object *v = vals[f - spec];
         const char *txt = NULL;

@@ -53,16 +53,6 @@ int net_sockaddr_private(const struct sockaddr *sa)
     return 1;                                           /* not an internet address: refuse */
 }
 
-int net_addr_private(const char *addr)
-{
-    unsigned char buf[16];
-    if (inet_pton(AF_INET, addr, buf) == 1)
-        return v4_private(buf);
-    if (inet_pton(AF_INET6, addr, buf) == 1)
-        return v6_private(buf);
-    return 1;                                           /* not an address: refuse */
-}
-
 static int fail(char *err, size_t errsz, const char *msg)
 {
     snprintf(err, errsz, "%s", msg);

@@ -24,7 +24,5 @@ typedef struct fl_url {
 int net_url_check(const char *url, int allow_private, fl_url *out, char *err, size_t errsz);
 /* 1 when the address is not publicly routable (see above), or not IPv4/IPv6. */
 int net_sockaddr_private(const struct sockaddr *sa);
-/* The same for a textual address; 1 when it is not one. */
-int net_addr_private(const char *addr);
 
 #endif
