@@ -6,9 +6,12 @@
  * (FOR UPDATE SKIP LOCKED, so any number of workers on any number of hosts
  * never take the same item at the same time) whenever a slot is free and
  * there may be work: after a NOTIFY on fl_webhooks (the PostgreSQL socket is
- * polled with curl's), after a claim that came back full, and every
- * FL_WEBHOOK_SWEEP_MS.  Each transfer is recorded as soon as it ends, so a
- * slow receiver holds one slot, never the others.  webhook_record() owns the
+ * polled with curl's), after a claim that came back full, after a delivery
+ * ends, and every FL_WEBHOOK_SWEEP_MS.  At most FL_WEBHOOK_PER_SUBSCRIPTION (8)
+ * deliveries of one subscription are in flight across the workers, so one
+ * hung receiver with a backlog cannot take every slot.  Each transfer is
+ * recorded as soon as it ends, so a slow receiver holds its own slots, never
+ * the others.  webhook_record() owns the
  * retry schedule.  A worker killed mid-delivery leaves a lease that expires:
  * the delivery is sent again (at-least-once; receivers drop duplicates by
  * Factorline-Event-Id).  SIGTERM: no new claims; transfers in flight finish
@@ -61,7 +64,7 @@ typedef struct job {
 
 static volatile sig_atomic_t stopping;
 static struct {
-    int allow_private, batch, lease_ms, base_ms, max_age_s, sweep_ms;
+    int allow_private, batch, per_subscription, lease_ms, base_ms, max_age_s, sweep_ms;
     long fetch_timeout_ms;       /* an attachment fetch, all its hops together */
 } cfg;
 static job slots[MAX_SLOTS];
@@ -81,8 +84,8 @@ static int env_int(const char *name, int def)
 static const fl_stmt st_claim = {
     "webhook_claim",
     "SELECT delivery_id, event_id, url, body, secret_enc, signature, event_type"
-    " FROM webhook_claim($1::int, $2::int)",
-    2, 0
+    " FROM webhook_claim($1::int, $2::int, $3::int)",
+    3, 0
 };
 static const fl_stmt st_record = {
     "webhook_record",
@@ -299,11 +302,12 @@ static int record_fetch(job *j)
 /* Claims up to want deliveries and starts them; the number claimed, or -1. */
 static int claim_deliveries(CURLM *multi, fl_arena *a, int want)
 {
-    char lim[16], lease[16];
+    char lim[16], lease[16], per[16];
     PGresult *res;
     snprintf(lim, sizeof(lim), "%d", want);
     snprintf(lease, sizeof(lease), "%d", cfg.lease_ms);
-    const char *p[2] = { lim, lease };
+    snprintf(per, sizeof(per), "%d", cfg.per_subscription);
+    const char *p[3] = { lim, lease, per };
     if (db_exec(NULL, &st_claim, p, &res) < 0)
         return -1;
     int n = PQntuples(res), rc = n;
@@ -455,6 +459,12 @@ int main(int argc, char **argv)
     cfg.batch = env_int("FL_WEBHOOK_BATCH", 32);
     if (cfg.batch < 1 || cfg.batch > MAX_SLOTS - FETCH_SLOTS)
         cfg.batch = 32;
+    cfg.per_subscription = env_int("FL_WEBHOOK_PER_SUBSCRIPTION", 8);
+    if (cfg.per_subscription < 1 || cfg.per_subscription > MAX_SLOTS) {
+        log_msg("warn", NULL, "FL_WEBHOOK_PER_SUBSCRIPTION=%s is not within 1..%d: 8",
+                getenv("FL_WEBHOOK_PER_SUBSCRIPTION"), MAX_SLOTS);
+        cfg.per_subscription = 8;
+    }
     cfg.lease_ms = env_int("FL_WEBHOOK_LEASE_MS", 60000);
     cfg.base_ms = env_int("FL_WEBHOOK_RETRY_BASE_MS", 30000);
     cfg.max_age_s = env_int("FL_WEBHOOK_MAX_AGE_S", 3 * 24 * 3600);
@@ -487,8 +497,8 @@ int main(int argc, char **argv)
     long last_claim = 0;
     if (db_open(getenv("FL_WORKER_DATABASE_URL")) == 0)
         listening = listen_now() == 0;
-    log_msg("info", NULL, "webhook worker ready (batch %d, lease %d ms, attachment fetches %g s)", cfg.batch,
-            cfg.lease_ms, cfg.fetch_timeout_ms / 1000.0);
+    log_msg("info", NULL, "webhook worker ready (batch %d, %d a subscription, lease %d ms, attachment fetches %g s)",
+            cfg.batch, cfg.per_subscription, cfg.lease_ms, cfg.fetch_timeout_ms / 1000.0);
 
     for (;;) {
         int inflight = count(JOB_DELIVERY) + count(JOB_FETCH);
@@ -544,6 +554,9 @@ int main(int argc, char **argv)
             if (m->msg != CURLMSG_DONE)
                 continue;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &j);
+            /* a subscription at its cap may have more due: claim again */
+            if (j->kind == JOB_DELIVERY)
+                want = 1;
             if (finished(j, multi, m->data.result) < 0)
                 dbdown = 1;
         }

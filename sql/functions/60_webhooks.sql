@@ -68,16 +68,60 @@ GRANT EXECUTE ON FUNCTION webhook_backoff(int, int, double precision) TO fl_work
 -- Claims up to p_limit due deliveries for p_lease_ms.  SKIP LOCKED: concurrent
 -- workers on any host never claim the same row; an expired lease (a killed
 -- worker) makes the row due again.
-CREATE OR REPLACE FUNCTION webhook_claim(p_limit int, p_lease_ms int)
+-- Per subscription, at most p_per_subscription deliveries are in flight (claimed,
+-- lease running), so that one receiver that hangs, with a backlog, cannot take
+-- every slot (migration 0014): each subscription with due work offers its oldest
+-- due deliveries up to what it has left, and the oldest of those are claimed.
+-- The subscriptions are found with a skip scan of webhook_deliveries_sub_due (one
+-- probe each), so a backlog of due deliveries is never read in full.  Two workers
+-- claiming at the same moment can together exceed the cap by what each took.
+CREATE OR REPLACE FUNCTION webhook_claim(p_limit int, p_lease_ms int, p_per_subscription int DEFAULT 8)
 RETURNS TABLE (delivery_id bigint, event_id bigint, event_type text, family text, url text,
                body text, secret_enc text, signature text, attempts int)
     LANGUAGE sql SECURITY DEFINER
     SET search_path = public, pg_temp
 AS $$
-    WITH due AS (
+    WITH RECURSIVE subs(s) AS (
+        (SELECT d.subscription_id FROM webhook_deliveries d
+          WHERE d.state IN ('pending','delivering') AND d.subscription_id IS NOT NULL
+          ORDER BY d.subscription_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT d.subscription_id FROM webhook_deliveries d
+                 WHERE d.state IN ('pending','delivering') AND d.subscription_id > subs.s
+                 ORDER BY d.subscription_id LIMIT 1)
+          FROM subs
+         WHERE subs.s IS NOT NULL
+    ), offered AS (
+        SELECT o.id
+          FROM subs
+         CROSS JOIN LATERAL (
+               SELECT count(*) AS n FROM webhook_deliveries b
+                WHERE b.subscription_id = subs.s AND b.state = 'delivering'
+                  AND b.next_attempt_at > now()) busy
+         CROSS JOIN LATERAL (
+               SELECT d.id FROM webhook_deliveries d
+                WHERE d.subscription_id = subs.s AND d.state IN ('pending','delivering')
+                  AND d.next_attempt_at <= now()
+                ORDER BY d.next_attempt_at
+                LIMIT greatest(p_per_subscription - busy.n, 0)) o
+         WHERE subs.s IS NOT NULL
+        UNION ALL
+        -- deliveries without a subscription (only a DBA makes them): one group
+        SELECT o.id
+          FROM (SELECT count(*) AS n FROM webhook_deliveries b
+                 WHERE b.subscription_id IS NULL AND b.state = 'delivering'
+                   AND b.next_attempt_at > now()) busy
+         CROSS JOIN LATERAL (
+               SELECT d.id FROM webhook_deliveries d
+                WHERE d.subscription_id IS NULL AND d.state IN ('pending','delivering')
+                  AND d.next_attempt_at <= now()
+                ORDER BY d.next_attempt_at
+                LIMIT greatest(p_per_subscription - busy.n, 0)) o
+    ), due AS (
         SELECT d.id
           FROM webhook_deliveries d
-         WHERE d.state IN ('pending','delivering')
+         WHERE d.id IN (SELECT id FROM offered)
+           AND d.state IN ('pending','delivering')
            AND d.next_attempt_at <= now()
          ORDER BY d.next_attempt_at
          LIMIT p_limit
@@ -87,8 +131,7 @@ AS $$
            SET state = 'delivering',
                attempts = d.attempts + 1,
                next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
-          FROM due
-         WHERE d.id = due.id
+         WHERE d.id = ANY (ARRAY(SELECT id FROM due))    -- by key: the planner cannot size due
         RETURNING d.id, d.event_id, d.subscription_id, d.url, d.attempts
     )
     SELECT c.id, c.event_id, e.type, e.family, c.url, e.payload::text, s.secret_enc,
@@ -97,8 +140,8 @@ AS $$
       JOIN events e ON e.id = c.event_id
       LEFT JOIN webhook_subscriptions s ON s.id = c.subscription_id
 $$;
-REVOKE ALL ON FUNCTION webhook_claim(int, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION webhook_claim(int, int) TO fl_worker;
+REVOKE ALL ON FUNCTION webhook_claim(int, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_claim(int, int, int) TO fl_worker;
 
 -- Records one attempt: 2xx is delivered; anything else is retried on the
 -- backoff schedule until p_max_age_s after window_start, then the delivery is

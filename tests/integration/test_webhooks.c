@@ -802,6 +802,49 @@ static void test_slow_receiver_holds_one_slot(void)
     it_rcv_stop(&quick);
 }
 
+/* One worker, a subscription whose receiver hangs with a backlog of 40, and
+ * another subscription: the first has FL_WEBHOOK_PER_SUBSCRIPTION (4) in
+ * flight, never more, and the second is served at once.  Before migration
+ * 0014 the backlog took all 32 slots and the other waited for the hangs. */
+static void test_hung_backlog_capped_per_subscription(void)
+{
+    tenant t = new_tenant();
+    it_rcv slow = it_rcv_start(0, "--delay-ms 8000");
+    it_rcv quick = it_rcv_start(0, "");
+    sub s1 = subscribe(t.name, "leads", slow.url, "--events lead.slow");
+    sub s2 = subscribe(t.name, "leads", quick.url, "--events lead.quick");
+    json_object *lines[48];
+    const char *errlog = it_fmt("%s/worker-cap-%s.log", it_logdir(), it_uniq("w"));
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    pid_t w = worker_spawn(errlog, "FL_WEBHOOK_LEASE_MS", "60000", "FL_WEBHOOK_PER_SUBSCRIPTION", "4",
+                           (const char *) NULL);
+    IT_Q("INSERT INTO events (tenant_id, family, type, payload) "
+         "SELECT $1::uuid, 'leads', 'lead.slow', jsonb_build_object('i', i) FROM generate_series(1, 40) i", t.id);
+    IT_CHECK(it_rcv_wait(&slow, lines, 48, 4, 5) == 4, "the hung receiver did not get 4 requests");
+    const char *ev = insert_event(t.id, "leads", "lead.quick", "{}");
+    double sent = it_now();
+    int n = it_rcv_wait(&quick, lines, 4, 1, 4);
+    IT_CHECK(n == 1, "the other subscription waited for the hung backlog (see %s)", errlog);
+    if (n == 1)
+        IT_JSTR(lines[0], "event_id", ev);
+    IT_CHECK(it_now() - sent < 4, "the other subscription's delivery took %.1f s", it_now() - sent);
+    /* still within the 8 s hang: 4 of the backlog in flight, the rest due and waiting */
+    IT_STREQ(IT_Q("SELECT count(*) FILTER (WHERE state = 'delivering') || ' ' || count(*) FILTER (WHERE state = 'pending') "
+                  "FROM webhook_deliveries WHERE subscription_id = $1::uuid", s1.id), "4 36");
+    IT_CHECK(it_rcv_read(&slow, lines, 48) == 4, "the hung receiver got more than 4 requests at once");
+    /* as each hang ends the next ones go, still at most 4 at a time */
+    IT_CHECK(it_rcv_wait(&slow, lines, 48, 8, 12) == 8, "the backlog did not move on after the first hangs ended");
+    IT_STREQ(IT_Q("SELECT (count(*) FILTER (WHERE state = 'delivering') <= 4)::text "
+                  "FROM webhook_deliveries WHERE subscription_id = $1::uuid", s1.id), "true");
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    it_signal_supervised("webhooks.pid", SIGCONT);
+    unsubscribe(&s1);
+    unsubscribe(&s2);
+    it_rcv_stop(&slow);
+    it_rcv_stop(&quick);
+}
+
 /* PostgreSQL restarts under the workers: they reconnect and deliver again. */
 static void test_postgres_restart(void)
 {
@@ -846,6 +889,7 @@ int main(void)
     CU_add_test(s, "two workers never double-send (300 events)", test_two_workers_no_double_send);
     CU_add_test(s, "SIGKILLed worker: delivery sent again after the lease", test_killed_worker_retried);
     CU_add_test(s, "a hung receiver holds one slot, not the worker", test_slow_receiver_holds_one_slot);
+    CU_add_test(s, "a hung receiver's backlog: 4 in flight, others served", test_hung_backlog_capped_per_subscription);
     CU_add_test(s, "SIGTERM: in-flight delivery finishes, then exit", test_sigterm_finishes_in_flight);
     CU_add_test(s, "PostgreSQL restart", test_postgres_restart);
     CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);

@@ -1,0 +1,56 @@
+-- webhook_claim: at most p_per_subscription deliveries of a subscription in flight
+-- (migration 0014), the oldest due first, expired leases due again.
+BEGIN;
+SELECT plan(8);
+
+-- this test's deliveries only: whatever else is due waits until the rollback
+UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day' WHERE state IN ('pending','delivering');
+INSERT INTO tenants (name, factor_id) VALUES ('claim-t', 'CLAIM-T') RETURNING id AS t \gset
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+VALUES (:'t', 'financing', 'a', 'http://127.0.0.1:9/a', ARRAY['a'], 'v1:0000000a:a') RETURNING id AS sa \gset
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+VALUES (:'t', 'financing', 'b', 'http://127.0.0.1:9/b', ARRAY['b'], 'v1:0000000a:b') RETURNING id AS sb \gset
+INSERT INTO events (tenant_id, family, type, payload)
+SELECT :'t', 'financing', 'a', jsonb_build_object('i', i) FROM generate_series(1, 10) i;
+INSERT INTO events (tenant_id, family, type, payload)
+SELECT :'t', 'financing', 'b', jsonb_build_object('i', i) FROM generate_series(1, 2) i;
+-- a's backlog is older than b's deliveries
+UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute' WHERE subscription_id = :'sa';
+
+CREATE TEMP TABLE got (n int, delivery_id bigint, url text, attempts int);
+INSERT INTO got SELECT 1, delivery_id, url, attempts FROM webhook_claim(1, 60000, 3);
+SELECT is((SELECT string_agg(url, ',') FROM got WHERE n = 1), 'http://127.0.0.1:9/a',
+          'a limit of 1 takes the oldest due delivery');
+INSERT INTO got SELECT 2, delivery_id, url, attempts FROM webhook_claim(32, 60000, 3);
+SELECT is((SELECT string_agg(url || ' ' || k, ', ' ORDER BY url)
+             FROM (SELECT url, count(*) AS k FROM got GROUP BY url) x),
+          'http://127.0.0.1:9/a 3, http://127.0.0.1:9/b 2',
+          'at most 3 of a''s backlog in flight; b''s deliveries are claimed beside them');
+SELECT is((SELECT count(*)::int FROM webhook_claim(32, 60000, 3)), 0,
+          'nothing more while a has 3 in flight and b has nothing due');
+SELECT is((SELECT count(*) FILTER (WHERE state = 'pending') || ' ' || count(*) FILTER (WHERE state = 'delivering')
+             FROM webhook_deliveries WHERE subscription_id = :'sa'), '7 3', 'a''s other 7 wait, pending');
+
+-- a lease that ran out (a killed worker) is due again and frees its place
+UPDATE webhook_deliveries SET next_attempt_at = now() - interval '2 minutes'
+ WHERE id = (SELECT min(delivery_id) FROM got WHERE url LIKE '%/a');
+SELECT is((SELECT string_agg(c.delivery_id || ' ' || c.attempts, ',') FROM webhook_claim(32, 60000, 3) c),
+          (SELECT min(delivery_id) || ' 2' FROM got WHERE url LIKE '%/a'),
+          'an expired lease is claimed again first (its second attempt), and a stays at 3');
+-- a larger cap lets more of the backlog go
+SELECT is((SELECT count(*)::int FROM webhook_claim(32, 60000, 5)), 2, 'with a cap of 5, two more of a''s');
+
+-- deliveries without a subscription (a DBA's) are one group under the same cap
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'c', '{}') RETURNING id AS ev \gset
+INSERT INTO webhook_deliveries (tenant_id, event_id, subscription_id, url)
+SELECT :'t', :'ev', NULL, 'http://127.0.0.1:9/none' FROM generate_series(1, 3);
+SELECT is((SELECT string_agg(url, ',') FROM webhook_claim(32, 60000, 2)), 'http://127.0.0.1:9/none,http://127.0.0.1:9/none',
+          'three without a subscription, a cap of 2: two claimed');
+
+SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index
+            WHERE indrelid = 'webhook_deliveries'::regclass AND indpred IS NOT NULL),
+          ARRAY['webhook_deliveries_in_flight', 'webhook_deliveries_sub_due'],
+          'the claim''s two partial indexes, by subscription (0014)');
+
+SELECT * FROM finish();
+ROLLBACK;
