@@ -78,9 +78,20 @@ GRANT EXECUTE ON FUNCTION webhook_backoff(int, int, double precision) TO fl_work
 CREATE OR REPLACE FUNCTION webhook_claim(p_limit int, p_lease_ms int, p_per_subscription int DEFAULT 8)
 RETURNS TABLE (delivery_id bigint, event_id bigint, event_type text, family text, url text,
                body text, secret_enc text, signature text, attempts int)
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
+    SET jit = off
+    SET enable_seqscan = off
 AS $$
+BEGIN
+    -- plpgsql keeps the statement's plan for the session (a SQL function that is not
+    -- inlined, as a SECURITY DEFINER one never is, plans it again on every call).  A plan
+    -- kept is made with the statistics of its time, perhaps of a nearly empty table: every
+    -- step goes by key (ids as arrays, which only the primary key can serve, and no
+    -- sequential scan), whatever the statistics say, as in reconciliation (docs/sql.md).
+    -- jit off: compiling the statement would cost more than running it.  The worker's cap
+    -- is at most 64.
+    RETURN QUERY
     WITH RECURSIVE subs(s) AS (
         (SELECT d.subscription_id FROM webhook_deliveries d
           WHERE d.state IN ('pending','delivering') AND d.subscription_id IS NOT NULL
@@ -92,35 +103,43 @@ AS $$
           FROM subs
          WHERE subs.s IS NOT NULL
     ), offered AS (
+        -- per subscription: its deliveries in flight, and its oldest due ones (at most 64
+        -- read, a constant, so that the scan stops there and row estimates stay small);
+        -- then as many of those as it has room for
         SELECT o.id
-          FROM subs
-         CROSS JOIN LATERAL (
-               SELECT count(*) AS n FROM webhook_deliveries b
-                WHERE b.subscription_id = subs.s AND b.state = 'delivering'
-                  AND b.next_attempt_at > now()) busy
-         CROSS JOIN LATERAL (
-               SELECT d.id FROM webhook_deliveries d
-                WHERE d.subscription_id = subs.s AND d.state IN ('pending','delivering')
-                  AND d.next_attempt_at <= now()
-                ORDER BY d.next_attempt_at
-                LIMIT greatest(p_per_subscription - busy.n, 0)) o
-         WHERE subs.s IS NOT NULL
+          FROM (SELECT d.id, busy.n,
+                       row_number() OVER (PARTITION BY subs.s ORDER BY d.next_attempt_at, d.id) AS k
+                  FROM subs
+                 CROSS JOIN LATERAL (
+                       SELECT count(*) AS n FROM webhook_deliveries b
+                        WHERE b.subscription_id = subs.s AND b.state = 'delivering'
+                          AND b.next_attempt_at > now()) busy
+                 CROSS JOIN LATERAL (
+                       SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+                        WHERE d.subscription_id = subs.s AND d.state IN ('pending','delivering')
+                          AND d.next_attempt_at <= now()
+                        ORDER BY d.next_attempt_at
+                        LIMIT 64) d
+                 WHERE subs.s IS NOT NULL) o
+         WHERE o.k <= p_per_subscription - o.n
         UNION ALL
         -- deliveries without a subscription (only a DBA makes them): one group
         SELECT o.id
-          FROM (SELECT count(*) AS n FROM webhook_deliveries b
-                 WHERE b.subscription_id IS NULL AND b.state = 'delivering'
-                   AND b.next_attempt_at > now()) busy
-         CROSS JOIN LATERAL (
-               SELECT d.id FROM webhook_deliveries d
-                WHERE d.subscription_id IS NULL AND d.state IN ('pending','delivering')
-                  AND d.next_attempt_at <= now()
-                ORDER BY d.next_attempt_at
-                LIMIT greatest(p_per_subscription - busy.n, 0)) o
+          FROM (SELECT d.id, busy.n, row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS k
+                  FROM (SELECT count(*) AS n FROM webhook_deliveries b
+                         WHERE b.subscription_id IS NULL AND b.state = 'delivering'
+                           AND b.next_attempt_at > now()) busy
+                 CROSS JOIN LATERAL (
+                       SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+                        WHERE d.subscription_id IS NULL AND d.state IN ('pending','delivering')
+                          AND d.next_attempt_at <= now()
+                        ORDER BY d.next_attempt_at
+                        LIMIT 64) d) o
+         WHERE o.k <= p_per_subscription - o.n
     ), due AS (
         SELECT d.id
           FROM webhook_deliveries d
-         WHERE d.id IN (SELECT id FROM offered)
+         WHERE d.id = ANY (ARRAY(SELECT id FROM offered))
            AND d.state IN ('pending','delivering')
            AND d.next_attempt_at <= now()
          ORDER BY d.next_attempt_at
@@ -138,7 +157,8 @@ AS $$
            coalesce(s.signature, 'factorline'), c.attempts
       FROM claimed c
       JOIN events e ON e.id = c.event_id
-      LEFT JOIN webhook_subscriptions s ON s.id = c.subscription_id
+      LEFT JOIN webhook_subscriptions s ON s.id = c.subscription_id;
+END
 $$;
 REVOKE ALL ON FUNCTION webhook_claim(int, int, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhook_claim(int, int, int) TO fl_worker;

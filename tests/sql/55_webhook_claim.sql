@@ -1,7 +1,7 @@
 -- webhook_claim: at most p_per_subscription deliveries of a subscription in flight
 -- (migration 0014), the oldest due first, expired leases due again.
 BEGIN;
-SELECT plan(8);
+SELECT plan(10);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
 UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day' WHERE state IN ('pending','delivering');
@@ -51,6 +51,15 @@ SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regc
             WHERE indrelid = 'webhook_deliveries'::regclass AND indpred IS NOT NULL),
           ARRAY['webhook_deliveries_in_flight', 'webhook_deliveries_sub_due'],
           'the claim''s two partial indexes, by subscription (0014)');
+
+SELECT ok((SELECT setconfig @> ARRAY['synchronous_commit=off'] FROM pg_db_role_setting
+             WHERE setrole = 'fl_worker'::regrole
+               AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())),
+          'the worker''s role commits without waiting for the WAL flush, in this database (0014)');
+SELECT ok((SELECT l.lanname = 'plpgsql' AND p.proconfig @> ARRAY['enable_seqscan=off', 'jit=off']
+             FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+            WHERE p.oid = 'webhook_claim(int, int, int)'::regprocedure),
+          'webhook_claim keeps its plan (plpgsql) and goes by key whatever the statistics');
 
 SELECT * FROM finish();
 ROLLBACK;
