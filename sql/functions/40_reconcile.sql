@@ -354,6 +354,10 @@ DECLARE
     r_apps       text[];
     v_apps       text;
     v_lock_timeout text;
+    -- per line (its position, as text): the MemoLine tokens that named an open invoice at the
+    -- lock step, [{tok, wn, pn, parent}, ...] (fl_memo_tokens' columns)
+    v_memo       jsonb;
+    v_nlocked    bigint;
 BEGIN
     IF v_n = 0 THEN
         RETURN;
@@ -385,18 +389,34 @@ BEGIN
     END IF;
 
     -- Lock every open invoice that a line names, in id order (no deadlock between batches).
-    PERFORM 1
-       FROM invoices
-      WHERE tenant_id = v_tenant
-        AND invoice_number_norm = ANY (ARRAY(
-                SELECT lower(u.invoice_ref_number) FROM unnest(p_lines) u
-                 WHERE u.invoice_ref_number IS NOT NULL
-                UNION
-                SELECT t.tok FROM unnest(p_lines) u, fl_memo_tokens(u.memo_line) t
-                 WHERE u.memo_line IS NOT NULL))
-        AND paid_in_full_on IS NULL AND status <> 'X'
-      ORDER BY id
-        FOR UPDATE;
+    -- The MemoLines are split into tokens here, once (for a long memo that is most of the
+    -- line's cost), and the tokens that named an open invoice are kept per line for rule 2:
+    -- the others name nothing, so the line-by-line step does not look them up again. (The
+    -- count is there so that every row of "locked" is read, and locked, whatever the rest.)
+    WITH mt AS MATERIALIZED (
+        SELECT u.ordinality AS k, t.tok, t.wn, t.pn, t.parent
+          FROM unnest(p_lines) WITH ORDINALITY u, fl_memo_tokens(u.memo_line) t
+         WHERE u.memo_line IS NOT NULL
+    ), locked AS MATERIALIZED (
+        SELECT i.invoice_number_norm AS num
+          FROM invoices i
+         WHERE i.tenant_id = v_tenant
+           AND i.invoice_number_norm = ANY (ARRAY(
+                   SELECT lower(u.invoice_ref_number) FROM unnest(p_lines) u
+                    WHERE u.invoice_ref_number IS NOT NULL
+                   UNION
+                   SELECT mt.tok FROM mt))
+           AND i.paid_in_full_on IS NULL AND i.status <> 'X'
+         ORDER BY i.id
+           FOR UPDATE
+    )
+    SELECT (SELECT count(*) FROM locked), jsonb_object_agg(h.k, h.toks)
+      INTO v_nlocked, v_memo
+      FROM (SELECT mt.k, jsonb_agg(jsonb_build_object('tok', mt.tok, 'wn', mt.wn, 'pn', mt.pn,
+                                                      'parent', mt.parent)) AS toks
+              FROM mt
+             WHERE mt.tok IN (SELECT locked.num FROM locked)
+             GROUP BY mt.k) h;
 
     -- Which lines qualify for the fast path now (InvoiceRefNumber naming exactly one open invoice
     -- within ClientCode, as fl_reconcile_run decides): the fast path takes runs of those, the
@@ -512,7 +532,8 @@ BEGIN
                 -- a run of a word counts only if the word itself named no open invoice
                 FOR r IN WITH m AS (
                              SELECT t.tok, t.wn, t.pn, t.parent, i.id, i.debtor_id
-                               FROM fl_memo_tokens(l.memo_line) t
+                               FROM jsonb_to_recordset(v_memo -> k::text)
+                                    AS t(tok text, wn bigint, pn bigint, parent text)
                                JOIN LATERAL (SELECT id, debtor_id FROM invoices
                                               WHERE tenant_id = v_tenant
                                                 AND invoice_number_norm = t.tok

@@ -1,6 +1,6 @@
 -- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -126,6 +126,13 @@ SELECT is((SELECT array_agg(format('%s.%s', t.tgrelid::regclass, t.tgname)
               AND t.tgtype & 2 = 2     -- BEFORE
               AND t.tgtype & 16 = 16), -- UPDATE
           NULL, 'no BEFORE ROW UPDATE trigger (each would lock every updated row)');
+
+SELECT is((SELECT array_agg(r.rolname::text ORDER BY r.rolname) FROM pg_db_role_setting s
+             JOIN pg_roles r ON r.oid = s.setrole
+            WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND s.setconfig @> ARRAY['jit=off']),
+          ARRAY['fl_api', 'fl_worker'],
+          'the API''s and the worker''s sessions do not JIT-compile (0015); reports do');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -8,7 +8,8 @@
 --        -f tests/sql/perf/mixed_batch.sql
 --
 -- mode: mixed (as the pgTAP test), refs (every line names an invoice), alt (every other line
--- names an unknown invoice). tag: any new word (the tenant's name). The setup is committed and
+-- names an unknown invoice), memo (every line a MemoLine near its 500-character cap, 60 words
+-- of which one names an invoice). tag: any new word (the tenant's name). The setup is committed and
 -- analyzed before the batch. Prints lines|invoices|md5 of the answer|ms|applied/exception lines|
 -- md5 of the tenant's invoices|of its invoice.paid events|of its learned accounts: the md5s let
 -- two versions of the functions be compared on the same seed.
@@ -52,7 +53,10 @@ CREATE TEMP TABLE rnd_doc AS SELECT jsonb_build_object(
              'InvoiceRefNumber', CASE WHEN :'mode' = 'alt' THEN CASE WHEN n % 2 = 0 THEN num ELSE 'X' || n END
                                       WHEN :'mode' = 'refs' THEN num
                                       WHEN k IN (0, 1, 2) THEN num WHEN k = 3 THEN 'X' || n END,
-             'MemoLine', CASE WHEN k = 4 THEN 'pmt ' || num || ' and N' || (n % 250) WHEN k = 8 THEN 'lorem ipsum ' || n END,
+             'MemoLine', CASE WHEN :'mode' = 'memo'   -- ~490 characters: 60 words, one names the invoice
+                              THEN (SELECT string_agg(CASE WHEN w = 1 + n % 60 THEN num ELSE 'ref-' || (n * 61 + w) END, ' ')
+                                      FROM generate_series(1, 60) w)
+                              WHEN k = 4 THEN 'pmt ' || num || ' and N' || (n % 250) WHEN k = 8 THEN 'lorem ipsum ' || n END,
              'ClientCode', CASE WHEN k IN (2, 5) THEN 'K' || c END,
              'AccountNumber', CASE WHEN k IN (0, 6) THEN 'ACCT-' || d WHEN k = 3 THEN 'ACCT-UNKNOWN' END,
              'RemitterName', CASE WHEN k IN (1, 7) THEN 'DEBTOR number ' || substr(d, 2) || ' LLC' END))
