@@ -38,8 +38,25 @@ static int connect_now(void)
     return 0;
 }
 
+/* A server that accepts the TCP connection and never answers (a host that is going down, a
+ * stuck proxy) would hold connect_now() for ever: libpq has no connection timeout unless one is
+ * given.  FL_DB_CONNECT_TIMEOUT_S (default 5) is the default; connect_timeout in the conninfo or
+ * PGCONNECT_TIMEOUT in the environment, when given, win (libpq reads the environment only for
+ * what the conninfo leaves out). */
+static void default_connect_timeout(void)
+{
+    const char *s = getenv("FL_DB_CONNECT_TIMEOUT_S");
+    long v = s && *s ? strtol(s, NULL, 10) : 5;
+    char buf[16];
+    if (v < 2 || v > 300)        /* libpq takes under 2 s as 2 */
+        v = 5;
+    snprintf(buf, sizeof(buf), "%ld", v);
+    setenv("PGCONNECT_TIMEOUT", buf, 0);
+}
+
 int db_open(const char *conninfo)
 {
+    default_connect_timeout();
     free(conninfo_saved);
     conninfo_saved = strdup(conninfo ? conninfo : "");
     return connect_now();

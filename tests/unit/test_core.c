@@ -4,6 +4,7 @@
 #include <CUnit/Basic.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,41 @@ static void test_base64_email(void)
     CU_ASSERT(!json_email_valid("@example.com"));
 }
 
+/* A server that accepts the connection and never says a word: db_open gives up after the
+ * default connect timeout (5 s) instead of waiting for ever. */
+static void test_db_connect_timeout(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CU_ASSERT_FATAL(fd >= 0 && bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 && listen(fd, 4) == 0);
+    CU_ASSERT_FATAL(getsockname(fd, (struct sockaddr *) &sa, &len) == 0);
+    char conninfo[128];
+    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d dbname=x user=x sslmode=disable",
+             ntohs(sa.sin_port));
+    unsetenv("PGCONNECT_TIMEOUT");
+    unsetenv("FL_DB_CONNECT_TIMEOUT_S");
+    long t0 = req_now_us();
+    CU_ASSERT_EQUAL(db_open(conninfo), -1);
+    long ms = (req_now_us() - t0) / 1000;
+    CU_ASSERT(ms >= 4000 && ms < 8000);
+    if (ms < 4000 || ms >= 8000)
+        fprintf(stderr, "db_open on a silent server gave up after %ld ms\n", ms);
+    CU_ASSERT_STRING_EQUAL(getenv("PGCONNECT_TIMEOUT"), "5");
+    /* the operator's own setting wins */
+    setenv("PGCONNECT_TIMEOUT", "2", 1);
+    t0 = req_now_us();
+    CU_ASSERT_EQUAL(db_open(conninfo), -1);
+    ms = (req_now_us() - t0) / 1000;
+    CU_ASSERT(ms >= 1500 && ms < 4000);
+    db_close();
+    unsetenv("PGCONNECT_TIMEOUT");
+    close(fd);
+}
+
 static void test_sqlstate(void)
 {
     CU_ASSERT_EQUAL(db_sqlstate_http("FL400"), 400);
@@ -657,6 +693,7 @@ int main(void)
     CU_add_test(s, "strict JSON and field specs", test_parse_and_validate);
     CU_add_test(s, "base64 and email", test_base64_email);
     CU_add_test(s, "SQLSTATE to HTTP", test_sqlstate);
+    CU_add_test(s, "database connect gives up on a silent server", test_db_connect_timeout);
     CU_add_test(s, "hashing, random, PII encryption", test_crypto);
     CU_add_test(s, "HMAC-SHA256 signatures", test_hmac);
     CU_add_test(s, "content sniffing and file names", test_mime);
