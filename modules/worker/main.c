@@ -19,7 +19,7 @@
  *
  * Attachments: GET, the SSRF guard on every hop, at most 3 redirects each
  * checked again, 25 MB, 30 s in all (FL_FETCH_TIMEOUT_MS; the claim's lease is
- * 30 s longer).
+ * 30 s longer); 4 at a time, at most FL_FETCH_PER_PARTNER (2) of one partner's.
  *
  *   fl-worker          run until SIGTERM
  *   fl-worker --once   deliver and fetch what is due now, then exit (tests, cron)
@@ -64,7 +64,7 @@ typedef struct job {
 
 static volatile sig_atomic_t stopping;
 static struct {
-    int allow_private, batch, per_subscription, lease_ms, base_ms, max_age_s, sweep_ms;
+    int allow_private, batch, per_subscription, per_partner, lease_ms, base_ms, max_age_s, sweep_ms;
     long fetch_timeout_ms;       /* an attachment fetch, all its hops together */
 } cfg;
 static job slots[MAX_SLOTS];
@@ -93,7 +93,7 @@ static const fl_stmt st_record = {
     6, 0
 };
 static const fl_stmt st_att_claim = {
-    "attachment_claim", "SELECT attachment_id::text, url FROM attachment_claim($1::int, $2::int)", 2, 0
+    "attachment_claim", "SELECT attachment_id::text, url FROM attachment_claim($1::int, $2::int, $3::int)", 3, 0
 };
 static const fl_stmt st_att_record = {
     "attachment_record",
@@ -334,12 +334,13 @@ static int claim_deliveries(CURLM *multi, fl_arena *a, int want)
 
 static int claim_fetches(CURLM *multi, int want)
 {
-    char lim[16], lease[24];
+    char lim[16], lease[24], per[16];
     PGresult *res;
     snprintf(lim, sizeof(lim), "%d", want);
     /* the lease outlives the fetch: no other worker takes it up meanwhile */
     snprintf(lease, sizeof(lease), "%ld", cfg.fetch_timeout_ms + 30000);
-    const char *p[2] = { lim, lease };
+    snprintf(per, sizeof(per), "%d", cfg.per_partner);
+    const char *p[3] = { lim, lease, per };
     if (db_exec(NULL, &st_att_claim, p, &res) < 0)
         return -1;
     int n = PQntuples(res), rc = n;
@@ -465,6 +466,11 @@ int main(int argc, char **argv)
                 getenv("FL_WEBHOOK_PER_SUBSCRIPTION"), MAX_SLOTS);
         cfg.per_subscription = 8;
     }
+    cfg.per_partner = env_int("FL_FETCH_PER_PARTNER", 2);
+    if (cfg.per_partner < 1 || cfg.per_partner > 16) {
+        log_msg("warn", NULL, "FL_FETCH_PER_PARTNER=%s is not within 1..16: 2", getenv("FL_FETCH_PER_PARTNER"));
+        cfg.per_partner = 2;
+    }
     cfg.lease_ms = env_int("FL_WEBHOOK_LEASE_MS", 60000);
     cfg.base_ms = env_int("FL_WEBHOOK_RETRY_BASE_MS", 30000);
     cfg.max_age_s = env_int("FL_WEBHOOK_MAX_AGE_S", 3 * 24 * 3600);
@@ -497,8 +503,9 @@ int main(int argc, char **argv)
     long last_claim = 0;
     if (db_open(getenv("FL_WORKER_DATABASE_URL")) == 0)
         listening = listen_now() == 0;
-    log_msg("info", NULL, "webhook worker ready (batch %d, %d a subscription, lease %d ms, attachment fetches %g s)",
-            cfg.batch, cfg.per_subscription, cfg.lease_ms, cfg.fetch_timeout_ms / 1000.0);
+    log_msg("info", NULL, "webhook worker ready (batch %d, %d a subscription, lease %d ms, attachment fetches %g s, "
+            "%d a partner)", cfg.batch, cfg.per_subscription, cfg.lease_ms, cfg.fetch_timeout_ms / 1000.0,
+            cfg.per_partner);
 
     for (;;) {
         int inflight = count(JOB_DELIVERY) + count(JOB_FETCH);
@@ -529,17 +536,21 @@ int main(int argc, char **argv)
         /* deliveries are claimed in batches: when half the slots are free or
          * nothing is in flight; attachments after a NOTIFY or a sweep */
         if (!stopping && listening && !dbdown && want && (room * 2 >= cfg.batch || inflight == 0)) {
+            int before = count(JOB_DELIVERY);
             int got = claim_deliveries(multi, arena, room);
             if (got < 0)
                 dbdown = 1;
-            want = got == room;           /* full: more may be due */
+            /* more may be due: the claim came back full, or some of it ended at once (a
+             * refused URL), which frees room under the subscription's cap */
+            want = got == room || (got > 0 && count(JOB_DELIVERY) < before + got);
             last_claim = now;
         }
         if (!stopping && listening && !dbdown && wantf && froom > 0) {
+            int before = count(JOB_FETCH);
             int got = claim_fetches(multi, froom);
             if (got < 0)
                 dbdown = 1;
-            wantf = got == froom;
+            wantf = got == froom || (got > 0 && count(JOB_FETCH) < before + got);
         }
         inflight = count(JOB_DELIVERY) + count(JOB_FETCH);
         if (once && inflight == 0 && !want && !wantf)
@@ -554,9 +565,11 @@ int main(int argc, char **argv)
             if (m->msg != CURLMSG_DONE)
                 continue;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &j);
-            /* a subscription at its cap may have more due: claim again */
+            /* a subscription or partner at its cap may have more due: claim again */
             if (j->kind == JOB_DELIVERY)
                 want = 1;
+            else
+                wantf = 1;
             if (finished(j, multi, m->data.result) < 0)
                 dbdown = 1;
         }

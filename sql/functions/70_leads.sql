@@ -181,10 +181,10 @@ DECLARE
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
     l := leads_find(p_credential, p_lead);
-    INSERT INTO lead_attachments (tenant_id, lead_id, filename, state, size, sha256, content_type,
-                                  content, received_at)
-    VALUES (p_tenant, l.id, p_filename, 'received', octet_length(p_content), p_sha256, p_content_type,
-            p_content, now())
+    INSERT INTO lead_attachments (tenant_id, lead_id, credential_id, filename, state, size, sha256,
+                                  content_type, content, received_at)
+    VALUES (p_tenant, l.id, l.credential_id, p_filename, 'received', octet_length(p_content), p_sha256,
+            p_content_type, p_content, now())
     RETURNING id INTO v_id;
     RETURN jsonb_build_object('attachment_id', v_id);
 END
@@ -201,8 +201,8 @@ DECLARE
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
     l := leads_find(p_credential, p_doc->>'lead_id');
-    INSERT INTO lead_attachments (tenant_id, lead_id, filename, source_url, state)
-    VALUES (p_tenant, l.id, p_doc->>'filename', p_doc->>'attachment_url', 'pending')
+    INSERT INTO lead_attachments (tenant_id, lead_id, credential_id, filename, source_url, state)
+    VALUES (p_tenant, l.id, l.credential_id, p_doc->>'filename', p_doc->>'attachment_url', 'pending')
     RETURNING id INTO v_id;
     PERFORM pg_notify('fl_webhooks', '');     -- the same worker fetches attachments
     RETURN jsonb_build_object('attachment_id', v_id);
@@ -379,15 +379,52 @@ END
 $$;
 REVOKE ALL ON FUNCTION set_stage(text, text, jsonb) FROM PUBLIC;
 
--- Worker: claim attachments to fetch (SKIP LOCKED, leased like deliveries).
-CREATE OR REPLACE FUNCTION attachment_claim(p_limit int, p_lease_ms int)
+-- Worker: claim attachments to fetch (SKIP LOCKED, leased like deliveries).  Per partner
+-- (the lead's credential), at most p_per_partner fetches in flight (migration 0016), so that
+-- one partner's URLs that hang cannot hold every fetch slot: each partner with due fetches
+-- offers its oldest due ones up to what it has left, and the oldest of those are claimed.
+-- The partners are found with a skip scan of lead_attachments_partner_due, one probe each, as
+-- in webhook_claim (60_webhooks.sql, which explains the plan choices).
+CREATE OR REPLACE FUNCTION attachment_claim(p_limit int, p_lease_ms int, p_per_partner int DEFAULT 2)
 RETURNS TABLE (attachment_id uuid, url text, attempts int)
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
+    SET jit = off
+    SET enable_seqscan = off
 AS $$
-    WITH due AS (
+BEGIN
+    RETURN QUERY
+    WITH RECURSIVE partners(c) AS (
+        (SELECT a.credential_id FROM lead_attachments a
+          WHERE a.state IN ('pending','fetching')
+          ORDER BY a.credential_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT a.credential_id FROM lead_attachments a
+                 WHERE a.state IN ('pending','fetching') AND a.credential_id > partners.c
+                 ORDER BY a.credential_id LIMIT 1)
+          FROM partners
+         WHERE partners.c IS NOT NULL
+    ), offered AS (
+        SELECT o.id
+          FROM (SELECT d.id, busy.n,
+                       row_number() OVER (PARTITION BY partners.c ORDER BY d.next_attempt_at, d.id) AS k
+                  FROM partners
+                 CROSS JOIN LATERAL (
+                       SELECT count(*) AS n FROM lead_attachments b
+                        WHERE b.credential_id = partners.c AND b.state = 'fetching'
+                          AND b.next_attempt_at > now()) busy
+                 CROSS JOIN LATERAL (
+                       SELECT a.id, a.next_attempt_at FROM lead_attachments a
+                        WHERE a.credential_id = partners.c AND a.state IN ('pending','fetching')
+                          AND a.next_attempt_at <= now()
+                        ORDER BY a.next_attempt_at
+                        LIMIT 16) d
+                 WHERE partners.c IS NOT NULL) o
+         WHERE o.k <= p_per_partner - o.n
+    ), due AS (
         SELECT a.id FROM lead_attachments a
-         WHERE a.state IN ('pending','fetching') AND a.next_attempt_at <= now()
+         WHERE a.id = ANY (ARRAY(SELECT id FROM offered))
+           AND a.state IN ('pending','fetching') AND a.next_attempt_at <= now()
          ORDER BY a.next_attempt_at
          LIMIT p_limit
            FOR UPDATE SKIP LOCKED
@@ -395,12 +432,12 @@ AS $$
     UPDATE lead_attachments a
        SET state = 'fetching', attempts = a.attempts + 1,
            next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
-      FROM due
-     WHERE a.id = due.id
-    RETURNING a.id, a.source_url, a.attempts
+     WHERE a.id = ANY (ARRAY(SELECT id FROM due))
+    RETURNING a.id, a.source_url, a.attempts;
+END
 $$;
-REVOKE ALL ON FUNCTION attachment_claim(int, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION attachment_claim(int, int) TO fl_worker;
+REVOKE ALL ON FUNCTION attachment_claim(int, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attachment_claim(int, int, int) TO fl_worker;
 
 -- Worker: the outcome of a fetch.  Content: received.  An error: failed
 -- (after 3 attempts for errors worth retrying; at once otherwise).

@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(88);
+SELECT plan(91);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -226,6 +226,26 @@ SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 
 SELECT is((SELECT size || ' ' || content_type || ' ' || (error IS NULL) || ' ' || (received_at IS NOT NULL)
              FROM lead_attachments WHERE source_url = 'http://x/a'),
           '4 application/pdf true true', 'received with size and type, error cleared');
+
+-- Fetches per partner: at most p_per_partner in flight (0016).
+UPDATE lead_attachments SET next_attempt_at = now() + interval '1 day' WHERE state IN ('pending','fetching');
+SET LOCAL ROLE fl_api;
+SELECT fl_set_tenant(:'ta');
+SELECT count(leads_attachment_url(:'ta', :'p1', jsonb_build_object('lead_id', 'pt-lead-3', 'filename', 'h' || g || '.pdf',
+                                                                   'attachment_url', 'http://x/h' || g))) AS x
+  FROM generate_series(1, 5) g \gset
+SELECT leads_attachment_url(:'ta', :'p2', '{"lead_id":"pt-lead-2","filename":"q.pdf","attachment_url":"http://x/q"}')
+       IS NOT NULL AS x \gset
+RESET ROLE;
+-- partner one's backlog is older, h1 first
+UPDATE lead_attachments SET next_attempt_at = now() - interval '1 hour' + substr(source_url, 11)::int * interval '1 s'
+ WHERE source_url ~ '^http://x/h[0-9]$';
+SELECT is((SELECT string_agg(c.url, ',' ORDER BY c.url) FROM attachment_claim(4, 60000, 2) c),
+          'http://x/h1,http://x/h2,http://x/q',
+          'a partner with 5 due fetches gets 2 in flight; the other partner''s is claimed beside them');
+SELECT is((SELECT count(*)::int FROM attachment_claim(4, 60000, 2)), 0, 'nothing more while partner one has 2 in flight');
+SELECT is((SELECT credential_id FROM lead_attachments WHERE source_url = 'http://x/q'), :'p2'::uuid,
+          'an attachment records its lead''s partner');
 
 -- The DBA views.
 SELECT set_stage('pt-lead-4', 'Approval Sent', '{"max_approval":"500","max_payments":"10"}') IS NOT NULL AS x \gset
