@@ -768,38 +768,62 @@ static void test_sigterm_finishes_in_flight(void)
     it_rcv_stop(&r);
 }
 
+/* Two subscriptions of one tenant, lead.slow to a receiver started with
+ * slow_opts and lead.quick to one that answers at once, served by one worker of
+ * the test's own (60 s lease, and env=val when env is not NULL) while the
+ * supervised workers are paused. */
+typedef struct slow_quick {
+    tenant t;
+    it_rcv slow, quick;
+    sub s1, s2;
+    const char *errlog;
+    pid_t w;
+} slow_quick;
+
+static slow_quick slow_quick_start(const char *slow_opts, const char *env, const char *val)
+{
+    slow_quick f;
+    f.t = new_tenant();
+    f.slow = it_rcv_start(0, slow_opts);
+    f.quick = it_rcv_start(0, "");
+    f.s1 = subscribe(f.t.name, "leads", f.slow.url, "--events lead.slow");
+    f.s2 = subscribe(f.t.name, "leads", f.quick.url, "--events lead.quick");
+    f.errlog = it_fmt("%s/worker-%s.log", it_logdir(), it_uniq("w"));
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    f.w = worker_spawn(f.errlog, "FL_WEBHOOK_LEASE_MS", "60000", env, val, (const char *) NULL);
+    return f;
+}
+
+static void slow_quick_stop(slow_quick *f)
+{
+    kill(f->w, SIGKILL);
+    waitpid(f->w, NULL, 0);
+    it_signal_supervised("webhooks.pid", SIGCONT);
+    unsubscribe(&f->s1);
+    unsubscribe(&f->s2);
+    it_rcv_stop(&f->slow);
+    it_rcv_stop(&f->quick);
+}
+
 /* One worker, a receiver that hangs and another that answers at once: the
  * quick one's delivery does not wait for the hung one's transfer. */
 static void test_slow_receiver_holds_one_slot(void)
 {
-    tenant t = new_tenant();
-    it_rcv slow = it_rcv_start(0, "--hang-first-ms 6000");
-    it_rcv quick = it_rcv_start(0, "");
-    sub s1 = subscribe(t.name, "leads", slow.url, "--events lead.slow");
-    sub s2 = subscribe(t.name, "leads", quick.url, "--events lead.quick");
+    slow_quick f = slow_quick_start("--hang-first-ms 6000", NULL, NULL);
     json_object *lines[4];
-    const char *errlog = it_fmt("%s/worker-slow-%s.log", it_logdir(), it_uniq("w"));
-    it_signal_supervised("webhooks.pid", SIGSTOP);
-    pid_t w = worker_spawn(errlog, "FL_WEBHOOK_LEASE_MS", "60000", (const char *) NULL);
-    insert_event(t.id, "leads", "lead.slow", "{}");
-    IT_CHECK(it_rcv_wait(&slow, lines, 4, 1, 5) == 1, "the hung receiver never got its request");
-    long slow_at = it_rcv_read(&slow, lines, 4) == 1 ? atol(it_jstr(lines[0], "t_ms")) : 0;
-    const char *ev = insert_event(t.id, "leads", "lead.quick", "{}");
-    int n = it_rcv_wait(&quick, lines, 4, 1, 5.5);
-    IT_CHECK(n == 1, "the quick receiver waited for the hung one (see %s)", errlog);
+    insert_event(f.t.id, "leads", "lead.slow", "{}");
+    IT_CHECK(it_rcv_wait(&f.slow, lines, 4, 1, 5) == 1, "the hung receiver never got its request");
+    long slow_at = it_rcv_read(&f.slow, lines, 4) == 1 ? atol(it_jstr(lines[0], "t_ms")) : 0;
+    const char *ev = insert_event(f.t.id, "leads", "lead.quick", "{}");
+    int n = it_rcv_wait(&f.quick, lines, 4, 1, 5.5);
+    IT_CHECK(n == 1, "the quick receiver waited for the hung one (see %s)", f.errlog);
     if (n == 1) {
         IT_JSTR(lines[0], "event_id", ev);
         /* sent while the hung transfer (6 s) was still waiting for its answer */
         long gap = atol(it_jstr(lines[0], "t_ms")) - slow_at;
         IT_CHECK(slow_at > 0 && gap < 5500, "the quick delivery came %ld ms after the hung one's request", gap);
     }
-    kill(w, SIGKILL);
-    waitpid(w, NULL, 0);
-    it_signal_supervised("webhooks.pid", SIGCONT);
-    unsubscribe(&s1);
-    unsubscribe(&s2);
-    it_rcv_stop(&slow);
-    it_rcv_stop(&quick);
+    slow_quick_stop(&f);
 }
 
 /* One worker, a subscription whose receiver hangs with a backlog of 40, and
@@ -808,41 +832,27 @@ static void test_slow_receiver_holds_one_slot(void)
  * 0014 the backlog took all 32 slots and the other waited for the hangs. */
 static void test_hung_backlog_capped_per_subscription(void)
 {
-    tenant t = new_tenant();
-    it_rcv slow = it_rcv_start(0, "--delay-ms 8000");
-    it_rcv quick = it_rcv_start(0, "");
-    sub s1 = subscribe(t.name, "leads", slow.url, "--events lead.slow");
-    sub s2 = subscribe(t.name, "leads", quick.url, "--events lead.quick");
+    slow_quick f = slow_quick_start("--delay-ms 8000", "FL_WEBHOOK_PER_SUBSCRIPTION", "4");
     json_object *lines[48];
-    const char *errlog = it_fmt("%s/worker-cap-%s.log", it_logdir(), it_uniq("w"));
-    it_signal_supervised("webhooks.pid", SIGSTOP);
-    pid_t w = worker_spawn(errlog, "FL_WEBHOOK_LEASE_MS", "60000", "FL_WEBHOOK_PER_SUBSCRIPTION", "4",
-                           (const char *) NULL);
     IT_Q("INSERT INTO events (tenant_id, family, type, payload) "
-         "SELECT $1::uuid, 'leads', 'lead.slow', jsonb_build_object('i', i) FROM generate_series(1, 40) i", t.id);
-    IT_CHECK(it_rcv_wait(&slow, lines, 48, 4, 5) == 4, "the hung receiver did not get 4 requests");
-    const char *ev = insert_event(t.id, "leads", "lead.quick", "{}");
+         "SELECT $1::uuid, 'leads', 'lead.slow', jsonb_build_object('i', i) FROM generate_series(1, 40) i", f.t.id);
+    IT_CHECK(it_rcv_wait(&f.slow, lines, 48, 4, 5) == 4, "the hung receiver did not get 4 requests");
+    const char *ev = insert_event(f.t.id, "leads", "lead.quick", "{}");
     double sent = it_now();
-    int n = it_rcv_wait(&quick, lines, 4, 1, 4);
-    IT_CHECK(n == 1, "the other subscription waited for the hung backlog (see %s)", errlog);
+    int n = it_rcv_wait(&f.quick, lines, 4, 1, 4);
+    IT_CHECK(n == 1, "the other subscription waited for the hung backlog (see %s)", f.errlog);
     if (n == 1)
         IT_JSTR(lines[0], "event_id", ev);
     IT_CHECK(it_now() - sent < 4, "the other subscription's delivery took %.1f s", it_now() - sent);
     /* still within the 8 s hang: 4 of the backlog in flight, the rest due and waiting */
     IT_STREQ(IT_Q("SELECT count(*) FILTER (WHERE state = 'delivering') || ' ' || count(*) FILTER (WHERE state = 'pending') "
-                  "FROM webhook_deliveries WHERE subscription_id = $1::uuid", s1.id), "4 36");
-    IT_CHECK(it_rcv_read(&slow, lines, 48) == 4, "the hung receiver got more than 4 requests at once");
+                  "FROM webhook_deliveries WHERE subscription_id = $1::uuid", f.s1.id), "4 36");
+    IT_CHECK(it_rcv_read(&f.slow, lines, 48) == 4, "the hung receiver got more than 4 requests at once");
     /* as each hang ends the next ones go, still at most 4 at a time */
-    IT_CHECK(it_rcv_wait(&slow, lines, 48, 8, 12) == 8, "the backlog did not move on after the first hangs ended");
+    IT_CHECK(it_rcv_wait(&f.slow, lines, 48, 8, 12) == 8, "the backlog did not move on after the first hangs ended");
     IT_STREQ(IT_Q("SELECT (count(*) FILTER (WHERE state = 'delivering') <= 4)::text "
-                  "FROM webhook_deliveries WHERE subscription_id = $1::uuid", s1.id), "true");
-    kill(w, SIGKILL);
-    waitpid(w, NULL, 0);
-    it_signal_supervised("webhooks.pid", SIGCONT);
-    unsubscribe(&s1);
-    unsubscribe(&s2);
-    it_rcv_stop(&slow);
-    it_rcv_stop(&quick);
+                  "FROM webhook_deliveries WHERE subscription_id = $1::uuid", f.s1.id), "true");
+    slow_quick_stop(&f);
 }
 
 /* PostgreSQL restarts under the workers: they reconnect and deliver again. */
