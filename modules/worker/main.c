@@ -19,7 +19,7 @@
  *
  * Attachments: GET, the SSRF guard on every hop, at most 3 redirects each
  * checked again, 25 MB, 30 s in all (FL_FETCH_TIMEOUT_MS; the claim's lease is
- * 30 s longer); 4 at a time, at most FL_FETCH_PER_PARTNER (2) of one partner's.
+ * 30 s longer); 4 at a time, at most FL_FETCH_PER_PARTNER (1) of one partner's.
  *
  *   fl-worker          run until SIGTERM
  *   fl-worker --once   deliver and fetch what is due now, then exit (tests, cron)
@@ -466,13 +466,17 @@ int main(int argc, char **argv)
                 getenv("FL_WEBHOOK_PER_SUBSCRIPTION"), MAX_SLOTS);
         cfg.per_subscription = 8;
     }
-    cfg.per_partner = env_int("FL_FETCH_PER_PARTNER", 2);
+    cfg.per_partner = env_int("FL_FETCH_PER_PARTNER", 1);
     if (cfg.per_partner < 1 || cfg.per_partner > 16) {
-        log_msg("warn", NULL, "FL_FETCH_PER_PARTNER=%s is not within 1..16: 2", getenv("FL_FETCH_PER_PARTNER"));
-        cfg.per_partner = 2;
+        log_msg("warn", NULL, "FL_FETCH_PER_PARTNER=%s is not within 1..16: 1", getenv("FL_FETCH_PER_PARTNER"));
+        cfg.per_partner = 1;
     }
     cfg.lease_ms = env_int("FL_WEBHOOK_LEASE_MS", 60000);
     cfg.base_ms = env_int("FL_WEBHOOK_RETRY_BASE_MS", 30000);
+    if (cfg.base_ms < 100) {     /* 0 would make a refused delivery due again at once, in a loop */
+        log_msg("warn", NULL, "FL_WEBHOOK_RETRY_BASE_MS=%s is under 100: 30000", getenv("FL_WEBHOOK_RETRY_BASE_MS"));
+        cfg.base_ms = 30000;
+    }
     cfg.max_age_s = env_int("FL_WEBHOOK_MAX_AGE_S", 3 * 24 * 3600);
     cfg.sweep_ms = env_int("FL_WEBHOOK_SWEEP_MS", 1000);
     cfg.fetch_timeout_ms = env_int("FL_FETCH_TIMEOUT_MS", 30000);
@@ -533,9 +537,10 @@ int main(int argc, char **argv)
             want = wantf = 1;
         int room = cfg.batch - count(JOB_DELIVERY);
         int froom = FETCH_SLOTS - count(JOB_FETCH);
-        /* deliveries are claimed in batches: when half the slots are free or
-         * nothing is in flight; attachments after a NOTIFY or a sweep */
-        if (!stopping && listening && !dbdown && want && (room * 2 >= cfg.batch || inflight == 0)) {
+        /* claimed when a slot is free and there may be work (a NOTIFY, a sweep, a claim that
+         * came back full, a transfer that ended): not only when half the slots are free, or
+         * a few subscriptions at their cap, hanging, would keep the rest from being claimed */
+        if (!stopping && listening && !dbdown && want && room > 0) {
             int before = count(JOB_DELIVERY);
             int got = claim_deliveries(multi, arena, room);
             if (got < 0)

@@ -106,8 +106,8 @@ BEGIN
         -- per subscription: its deliveries in flight, and its oldest due ones (at most 64
         -- read, a constant, so that the scan stops there and row estimates stay small);
         -- then as many of those as it has room for
-        SELECT o.id
-          FROM (SELECT d.id, busy.n,
+        SELECT o.id, o.k, o.due_at
+          FROM (SELECT d.id, d.next_attempt_at AS due_at, busy.n,
                        row_number() OVER (PARTITION BY subs.s ORDER BY d.next_attempt_at, d.id) AS k
                   FROM subs
                  CROSS JOIN LATERAL (
@@ -124,8 +124,8 @@ BEGIN
          WHERE o.k <= p_per_subscription - o.n
         UNION ALL
         -- deliveries without a subscription (only a DBA makes them): one group
-        SELECT o.id
-          FROM (SELECT d.id, busy.n, row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS k
+        SELECT o.id, o.k, o.due_at
+          FROM (SELECT d.id, d.next_attempt_at AS due_at, busy.n, row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS k
                   FROM (SELECT count(*) AS n FROM webhook_deliveries b
                          WHERE b.subscription_id IS NULL AND b.state = 'delivering'
                            AND b.next_attempt_at > now()) busy
@@ -137,14 +137,16 @@ BEGIN
                         LIMIT 64) d) o
          WHERE o.k <= p_per_subscription - o.n
     ), due AS (
+        -- round robin: every subscription's first offered delivery before anyone's second,
+        -- so that the subscriptions at their cap do not take the free slots first
         SELECT d.id
-          FROM webhook_deliveries d
-         WHERE d.id = ANY (ARRAY(SELECT id FROM offered))
-           AND d.state IN ('pending','delivering')
+          FROM unnest(ARRAY(SELECT o.id FROM offered o ORDER BY o.k, o.due_at, o.id)) WITH ORDINALITY x(id, ord)
+          JOIN webhook_deliveries d ON d.id = x.id
+         WHERE d.state IN ('pending','delivering')
            AND d.next_attempt_at <= now()
-         ORDER BY d.next_attempt_at
+         ORDER BY x.ord
          LIMIT p_limit
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE OF d SKIP LOCKED
     ), claimed AS (
         UPDATE webhook_deliveries d
            SET state = 'delivering',

@@ -385,7 +385,7 @@ REVOKE ALL ON FUNCTION set_stage(text, text, jsonb) FROM PUBLIC;
 -- offers its oldest due ones up to what it has left, and the oldest of those are claimed.
 -- The partners are found with a skip scan of lead_attachments_partner_due, one probe each, as
 -- in webhook_claim (60_webhooks.sql, which explains the plan choices).
-CREATE OR REPLACE FUNCTION attachment_claim(p_limit int, p_lease_ms int, p_per_partner int DEFAULT 2)
+CREATE OR REPLACE FUNCTION attachment_claim(p_limit int, p_lease_ms int, p_per_partner int DEFAULT 1)
 RETURNS TABLE (attachment_id uuid, url text, attempts int)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -405,8 +405,8 @@ BEGIN
           FROM partners
          WHERE partners.c IS NOT NULL
     ), offered AS (
-        SELECT o.id
-          FROM (SELECT d.id, busy.n,
+        SELECT o.id, o.k, o.due_at
+          FROM (SELECT d.id, d.next_attempt_at AS due_at, busy.n,
                        row_number() OVER (PARTITION BY partners.c ORDER BY d.next_attempt_at, d.id) AS k
                   FROM partners
                  CROSS JOIN LATERAL (
@@ -422,12 +422,14 @@ BEGIN
                  WHERE partners.c IS NOT NULL) o
          WHERE o.k <= p_per_partner - o.n
     ), due AS (
-        SELECT a.id FROM lead_attachments a
-         WHERE a.id = ANY (ARRAY(SELECT id FROM offered))
-           AND a.state IN ('pending','fetching') AND a.next_attempt_at <= now()
-         ORDER BY a.next_attempt_at
+        -- round robin: every partner's first offered fetch before anyone's second
+        SELECT a.id
+          FROM unnest(ARRAY(SELECT o.id FROM offered o ORDER BY o.k, o.due_at, o.id)) WITH ORDINALITY x(id, ord)
+          JOIN lead_attachments a ON a.id = x.id
+         WHERE a.state IN ('pending','fetching') AND a.next_attempt_at <= now()
+         ORDER BY x.ord
          LIMIT p_limit
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE OF a SKIP LOCKED
     )
     UPDATE lead_attachments a
        SET state = 'fetching', attempts = a.attempts + 1,

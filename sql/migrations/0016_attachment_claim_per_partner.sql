@@ -1,10 +1,10 @@
--- 0016: attachment fetches are claimed per partner, at most 2 in flight each.
+-- 0016: attachment fetches are claimed per partner, by default one in flight each.
 --
 -- attachment_claim took the oldest due attachments, whoever sent them. The worker fetches at
 -- most 4 at a time, each for up to 30 s: one partner sending URLs that hang (1 a second is
 -- within its rate limit) kept all 4 slots busy, and every other partner's attachments waited
 -- behind its backlog. The claim now takes, for each partner with due fetches, at most
--- (p_per_partner - its fetches in flight) of its oldest due ones, then the oldest of those
+-- (p_per_partner - its fetches in flight) of its oldest due ones, then those in turn
 -- (sql/functions/70_leads.sql), as webhook_claim does per subscription (0014).
 --
 -- The partner is the lead's credential, copied onto its attachments (a lead never changes

@@ -1170,10 +1170,12 @@ static void test_attachment_url_timeout(void)
                 it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/first.pdf\",\"filename\":\"two-hops.pdf\","
                        "\"lead_id\":\"%s\"}", hop.port, id));
     IT_STATUS(r, 202);
-    /* the worker in the background, so that its claims can be looked at while it fetches */
+    /* the worker in the background, so that its claims can be looked at while it fetches;
+     * both documents are the same partner's, fetched together (FL_FETCH_PER_PARTNER=2: the
+     * default, 1, would take them one after the other) */
     const char *wlog = it_fmt("%s/worker-once-%s.log", it_logdir(), it_uniq("t"));
     double t0 = it_now();
-    it_run(it_fmt("(FL_FETCH_TIMEOUT_MS=4000 FL_WEBHOOK_ALLOW_PRIVATE=1 FL_WORKER_DATABASE_URL='%s' "
+    it_run(it_fmt("(FL_FETCH_TIMEOUT_MS=4000 FL_FETCH_PER_PARTNER=2 FL_WEBHOOK_ALLOW_PRIVATE=1 FL_WORKER_DATABASE_URL='%s' "
                   "FL_DATA_KEY_FILE='%s' '%s' --once >'%s' 2>&1; echo $? >'%s.rc') </dev/null >/dev/null 2>&1 &",
                   it_env("FL_TEST_WORKER_DATABASE_URL"), it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_WORKER"), wlog,
                   wlog), NULL);
@@ -1197,14 +1199,15 @@ static void test_attachment_url_timeout(void)
     const char *out = it_run(it_fmt("cat '%s'", wlog), NULL);
     IT_CHECK(atoi(rc) == 0 && *rc, "fl-worker --once: exit <%s>: %s", rc, out);
     IT_CHECK(took >= 3.9 && took < 20, "fl-worker --once took %.1f s, expected 4 s and a little", took);
-    IT_CHECK(strstr(out, "attachment fetches 4 s") != NULL, "fl-worker did not report its limit: %s", out);
+    IT_CHECK(strstr(out, "attachment fetches 4 s, 2 a partner") != NULL, "fl-worker did not report its limits: %s", out);
     /* the stack's own workers run with the default */
     pid_t sup[16];
     int nsup = it_supervised("webhooks.pid", sup, 16);
     IT_CHECK(nsup >= 1, "no supervised webhook workers");
     for (int i = 0; i < nsup; i++) {
         int gst;
-        it_run(it_fmt("grep -q '\"pid\":%d,.*attachment fetches 30 s' '%s/worker.log'", (int) sup[i], it_logdir()), &gst);
+        it_run(it_fmt("grep -q '\"pid\":%d,.*attachment fetches 30 s, 1 a partner' '%s/worker.log'", (int) sup[i],
+                      it_logdir()), &gst);
         IT_CHECK(gst == 0, "worker %d does not report a 30 s limit in %s/worker.log", (int) sup[i], it_logdir());
     }
     static const char *const files[] = { "never.pdf", "two-hops.pdf" };

@@ -1,7 +1,7 @@
 -- webhook_claim: at most p_per_subscription deliveries of a subscription in flight
 -- (migration 0014), the oldest due first, expired leases due again.
 BEGIN;
-SELECT plan(10);
+SELECT plan(11);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
 UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day' WHERE state IN ('pending','delivering');
@@ -46,6 +46,20 @@ INSERT INTO webhook_deliveries (tenant_id, event_id, subscription_id, url)
 SELECT :'t', :'ev', NULL, 'http://127.0.0.1:9/none' FROM generate_series(1, 3);
 SELECT is((SELECT string_agg(url, ',') FROM webhook_claim(32, 60000, 2)), 'http://127.0.0.1:9/none,http://127.0.0.1:9/none',
           'three without a subscription, a cap of 2: two claimed');
+
+-- in turn: every subscription's first before anyone's second, however old a backlog is
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+VALUES (:'t', 'financing', 'c', 'http://127.0.0.1:9/c', ARRAY['c2'], 'v1:0000000a:c'),
+       (:'t', 'financing', 'd', 'http://127.0.0.1:9/d', ARRAY['d2'], 'v1:0000000a:d');
+INSERT INTO events (tenant_id, family, type, payload)
+SELECT :'t', 'financing', 'c2', jsonb_build_object('i', i) FROM generate_series(1, 10) i;
+INSERT INTO events (tenant_id, family, type, payload)
+SELECT :'t', 'financing', 'd2', jsonb_build_object('i', i) FROM generate_series(1, 2) i;
+UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 hour'
+ WHERE subscription_id = (SELECT id FROM webhook_subscriptions WHERE tenant_id = :'t' AND name = 'c');
+SELECT is((SELECT string_agg(url, ',' ORDER BY url) FROM webhook_claim(2, 60000, 2)),
+          'http://127.0.0.1:9/c,http://127.0.0.1:9/d',
+          'a limit of 2: one of the old backlog''s and one of the newer subscription''s, not two of the backlog');
 
 SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index
             WHERE indrelid = 'webhook_deliveries'::regclass AND indpred IS NOT NULL),
