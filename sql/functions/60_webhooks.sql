@@ -71,7 +71,8 @@ GRANT EXECUTE ON FUNCTION webhook_backoff(int, int, double precision) TO fl_work
 -- Per subscription, at most p_per_subscription deliveries are in flight (claimed,
 -- lease running), so that one receiver that hangs, with a backlog, cannot take
 -- every slot (migration 0014): each subscription with due work offers its oldest
--- due deliveries up to what it has left, and the oldest of those are claimed.
+-- due deliveries up to what it has left, and those are claimed in turn (every
+-- subscription's first before anyone's second, the oldest first in each round).
 -- The subscriptions are found with a skip scan of webhook_deliveries_sub_due (one
 -- probe each), so a backlog of due deliveries is never read in full.  Two workers
 -- claiming at the same moment can together exceed the cap by what each took.

@@ -382,7 +382,7 @@ REVOKE ALL ON FUNCTION set_stage(text, text, jsonb) FROM PUBLIC;
 -- Worker: claim attachments to fetch (SKIP LOCKED, leased like deliveries).  Per partner
 -- (the lead's credential), at most p_per_partner fetches in flight (migration 0016), so that
 -- one partner's URLs that hang cannot hold every fetch slot: each partner with due fetches
--- offers its oldest due ones up to what it has left, and the oldest of those are claimed.
+-- offers its oldest due ones up to what it has left, and those are claimed in turn.
 -- The partners are found with a skip scan of lead_attachments_partner_due, one probe each, as
 -- in webhook_claim (60_webhooks.sql, which explains the plan choices).
 CREATE OR REPLACE FUNCTION attachment_claim(p_limit int, p_lease_ms int, p_per_partner int DEFAULT 1)

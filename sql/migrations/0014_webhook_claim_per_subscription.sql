@@ -6,8 +6,8 @@
 -- held its slot for the 10 s timeout, and curl sent at most 8 of them at a time to one host
 -- while the rest waited inside curl, so every other subscription waited too.
 -- The claim now takes, for each subscription with due work, at most
--- (p_per_subscription - its deliveries in flight) of its oldest due deliveries, then the
--- oldest of those (sql/functions/60_webhooks.sql).
+-- (p_per_subscription - its deliveries in flight) of its oldest due deliveries, then those
+-- in turn (sql/functions/60_webhooks.sql).
 --
 -- Two partial indexes serve it: the due deliveries of a subscription in the order they are
 -- due (this replaces webhook_deliveries_due, which ordered all subscriptions together), and
