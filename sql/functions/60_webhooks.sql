@@ -92,17 +92,33 @@ BEGIN
     -- sequential scan), whatever the statistics say, as in reconciliation (docs/sql.md).
     -- jit off: compiling the statement would cost more than running it.  The worker's cap
     -- is at most 64.
+    --
+    -- First the retries whose time has come are pending again, read in time order from
+    -- their own index (webhook_deliveries_retry_due): a retry not yet due is never read,
+    -- however many failing subscriptions there are.  At most 1,000 a claim (after a long
+    -- outage the next claims take the rest); rows another worker is moving are skipped.
+    UPDATE webhook_deliveries d
+       SET state = 'pending'
+     WHERE d.id = ANY (ARRAY(SELECT r.id FROM webhook_deliveries r
+                              WHERE r.state = 'retrying' AND r.next_attempt_at <= now()
+                              ORDER BY r.next_attempt_at
+                              LIMIT 1000
+                                FOR UPDATE SKIP LOCKED))
+       AND d.state = 'retrying';
     RETURN QUERY
-    WITH RECURSIVE subs(s) AS (
-        (SELECT d.subscription_id FROM webhook_deliveries d
+    WITH RECURSIVE subs(s, first_at) AS (
+        -- each subscription with work, and the earliest next_attempt_at of that work (the
+        -- first index entry of the subscription): one probe per subscription
+        (SELECT d.subscription_id, d.next_attempt_at FROM webhook_deliveries d
           WHERE d.state IN ('pending','delivering') AND d.subscription_id IS NOT NULL
-          ORDER BY d.subscription_id LIMIT 1)
+          ORDER BY d.subscription_id, d.next_attempt_at LIMIT 1)
         UNION ALL
-        SELECT (SELECT d.subscription_id FROM webhook_deliveries d
-                 WHERE d.state IN ('pending','delivering') AND d.subscription_id > subs.s
-                 ORDER BY d.subscription_id LIMIT 1)
+        SELECT n.subscription_id, n.next_attempt_at
           FROM subs
-         WHERE subs.s IS NOT NULL
+         CROSS JOIN LATERAL (
+               SELECT d.subscription_id, d.next_attempt_at FROM webhook_deliveries d
+                WHERE d.state IN ('pending','delivering') AND d.subscription_id > subs.s
+                ORDER BY d.subscription_id, d.next_attempt_at LIMIT 1) n
     ), offered AS (
         -- per subscription: its deliveries in flight, and its oldest due ones (at most 64
         -- read, a constant, so that the scan stops there and row estimates stay small);
@@ -121,7 +137,9 @@ BEGIN
                           AND d.next_attempt_at <= now()
                         ORDER BY d.next_attempt_at
                         LIMIT 64) d
-                 WHERE subs.s IS NOT NULL) o
+                 -- nothing due (retries waiting for their time, deliveries in flight): no
+                 -- further probe
+                 WHERE subs.first_at <= now()) o
          WHERE o.k <= p_per_subscription - o.n
         UNION ALL
         -- deliveries without a subscription (only a DBA makes them): one group
@@ -200,7 +218,7 @@ BEGIN
     END IF;
     v_next := now() + webhook_backoff(d.attempts, p_base_ms, 2 * random() - 1);
     v_state := CASE WHEN v_next > d.window_start + make_interval(secs => p_max_age_s)
-                    THEN 'dead' ELSE 'pending' END;
+                    THEN 'dead' ELSE 'retrying' END;
     UPDATE webhook_deliveries
        SET state = v_state, next_attempt_at = v_next, last_status = p_status,
            last_error = left(p_error, 500)

@@ -246,8 +246,9 @@ BEGIN
         -- trigger sent elsewhere keep their own URL.
         UPDATE webhook_deliveries
            SET url = p_doc->>'webhook_url',
-               next_attempt_at = CASE WHEN state = 'pending' THEN now() ELSE next_attempt_at END
-         WHERE subscription_id = v_id AND state IN ('pending', 'delivering') AND url = v_old_url
+               -- a retry due now is pending again at the next claim (webhook_claim)
+               next_attempt_at = CASE WHEN state = 'delivering' THEN next_attempt_at ELSE now() END
+         WHERE subscription_id = v_id AND state IN ('pending', 'retrying', 'delivering') AND url = v_old_url
            AND v_old_url <> p_doc->>'webhook_url';
         RETURN jsonb_build_object('created', false, 'id', v_id);
     END IF;

@@ -80,7 +80,7 @@ static void unsubscribe(const sub *s)
         return;
     IT_Q("UPDATE webhook_subscriptions SET active = false WHERE id = $1::uuid", s->id);
     IT_Q("UPDATE webhook_deliveries SET state = 'dead', last_error = 'test cleanup' "
-         "WHERE subscription_id = $1::uuid AND state IN ('pending','delivering')", s->id);
+         "WHERE subscription_id = $1::uuid AND state IN ('pending','retrying','delivering')", s->id);
 }
 
 static const char *insert_event(const char *tenant_id, const char *family, const char *type,
@@ -403,7 +403,8 @@ static void test_receiver_down_and_redirect(void)
     IT_STREQ(IT_Q("SELECT coalesce(status_code::text, 'null') || ' ' || (error ILIKE '%connect%') FROM webhook_attempts "
                   "WHERE delivery_id = $1::bigint ORDER BY id LIMIT 1", d), "null true");
     const char *st = dstate(d);
-    IT_CHECK(st && (strcmp(st, "pending") == 0 || strcmp(st, "delivering") == 0), "state %s after a refused connection", st);
+    IT_CHECK(st && (strcmp(st, "retrying") == 0 || strcmp(st, "pending") == 0 || strcmp(st, "delivering") == 0),
+             "state %s after a refused connection", st);
 
     it_rcv r2 = it_rcv_start(port, "--status-seq 302,200");  /* the receiver comes back */
     IT_CHECK(r2.port == port, "receiver restarted on %d, not %d", r2.port, port);
@@ -490,7 +491,7 @@ static void test_backoff_schedule(void)
                   "WHERE at + extract(epoch FROM webhook_backoff(n, 30000, 0)) <= 259200) SELECT max(n)::text FROM s"),
              "21");
 
-    /* webhook_record after the 3rd attempt fails: next = now + 2 s +-20 %, state pending */
+    /* webhook_record after the 3rd attempt fails: next = now + 2 s +-20 %, state retrying */
     tenant t = new_tenant();
     sub s = subscribe(t.name, "leads", "http://127.0.0.1:9/never", "");
     /* claimed by "us" in the event's own transaction: out of the workers' reach for an hour */
@@ -508,7 +509,7 @@ static void test_backoff_schedule(void)
         IT_Q("UPDATE webhook_deliveries SET state = 'delivering', next_attempt_at = now() + interval '1 hour' "
              "WHERE id = $1::bigint", d);
         IT_Q0("COMMIT");
-        IT_STREQ(st, "pending");
+        IT_STREQ(st, "retrying");
         double g = gap ? atof(gap) : -1;
         IT_CHECK(g >= 3.2 - 0.001 && g <= 4.8 + 0.001, "next attempt %.3f s after attempt 3 (base 1 s), expected 3.2..4.8", g);
     }
@@ -548,17 +549,17 @@ static void test_dead_after_limit(void)
     const char *d = delivery_of(ev, &s);
     const char *q = "SELECT attempts || ' ' || state FROM webhook_deliveries WHERE id = $1::bigint";
     worker_once(1);
-    IT_STREQ(IT_Q(q, d), "1 pending");
+    IT_STREQ(IT_Q(q, d), "1 retrying");
 
     /* one hour of window left: the next failure is still retried */
     IT_STREQ(IT_Q("UPDATE webhook_deliveries SET window_start = now() - interval '71 hours', next_attempt_at = now() "
-                  "WHERE id = $1::bigint AND state = 'pending' RETURNING 1", d), "1");
+                  "WHERE id = $1::bigint AND state = 'retrying' RETURNING 1", d), "1");
     worker_once(1);
-    IT_STREQ(IT_Q(q, d), "2 pending");
+    IT_STREQ(IT_Q(q, d), "2 retrying");
 
     /* the window has closed: the next failure is the last */
     IT_STREQ(IT_Q("UPDATE webhook_deliveries SET window_start = now() - interval '3 days', next_attempt_at = now() "
-                  "WHERE id = $1::bigint AND state = 'pending' RETURNING 1", d), "1");
+                  "WHERE id = $1::bigint AND state = 'retrying' RETURNING 1", d), "1");
     worker_once(1);
     it_signal_supervised("webhooks.pid", SIGCONT);
     IT_STREQ(IT_Q(q, d), "3 dead");
@@ -612,7 +613,7 @@ static void test_ssrf_refusals(void)
     for (size_t i = 0; i < NH; i++) {
         const char *row = IT_Q("SELECT state || '|' || coalesce(last_status::text, 'null') || '|' || last_error "
                                "FROM webhook_deliveries WHERE id = $1::bigint", dels[i]);
-        IT_STREQ(row, "pending|null|refused: the host resolves to a private, loopback or link-local address");
+        IT_STREQ(row, "retrying|null|refused: the host resolves to a private, loopback or link-local address");
         IT_STREQ(IT_Q("SELECT count(*) || ' ' || count(status_code) FROM webhook_attempts WHERE delivery_id = $1::bigint",
                       dels[i]), "1 0");
     }
@@ -622,7 +623,7 @@ static void test_ssrf_refusals(void)
     const char *dnx = delivery_of(insert_event(t.id, "leads", "ssrf.nx", "{}"), &nx);
     worker_once(0);
     IT_STREQ(IT_Q("SELECT state || '|' || coalesce(last_status::text, 'null') || '|' || last_error "
-                  "FROM webhook_deliveries WHERE id = $1::bigint", dnx), "pending|null|refused: the host does not resolve");
+                  "FROM webhook_deliveries WHERE id = $1::bigint", dnx), "retrying|null|refused: the host does not resolve");
     unsubscribe(&nx);
 
     /* the control: the same loopback URL is delivered when private addresses are allowed */

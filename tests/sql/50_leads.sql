@@ -339,7 +339,8 @@ SELECT is((SELECT string_agg(s.name || ' ' || d.url, ', ' ORDER BY s.name) FROM 
           'ops http://127.0.0.1:9/ops, partner http://127.0.0.1:9/h2', 'a stage event reaches the partner and the operator');
 UPDATE webhook_subscriptions SET active = false WHERE id = :'ops';
 -- A new URL takes the deliveries the old one still owes (due at once); the trigger's keeps its own.
-UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour', attempts = 2 WHERE event_id = :'ev';
+UPDATE webhook_deliveries SET state = 'retrying', next_attempt_at = now() + interval '1 hour', attempts = 2
+ WHERE event_id = :'ev';
 SET LOCAL ROLE fl_api;
 SELECT is(leads_webhook_register(:'ta', :'p1', '{"webhook_url":"http://127.0.0.1:9/h3","secret_enc":"v1:0000000a:s3"}')
           ->> 'created', 'false', 'the partner registers a new URL');
@@ -348,7 +349,7 @@ SELECT is((SELECT string_agg(s.name || ' ' || d.url || ' ' || (d.next_attempt_at
                              ORDER BY s.name)
              FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE d.event_id = :'ev'),
           'ops http://127.0.0.1:9/ops false 2, partner http://127.0.0.1:9/h3 true 2',
-          'the partner''s pending delivery moves to the new URL, due now; the operator''s stays');
+          'the partner''s delivery waiting for a retry moves to the new URL, due now; the operator''s stays');
 SELECT is((SELECT url FROM webhook_deliveries WHERE event_id = :'trig'), 'http://127.0.0.1:9/elsewhere',
           'the trigger''s delivery keeps the URL it named');
 SELECT ok(NOT has_column_privilege('fl_api', 'webhook_deliveries', 'state', 'UPDATE')

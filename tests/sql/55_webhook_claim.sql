@@ -1,10 +1,12 @@
 -- webhook_claim: at most p_per_subscription deliveries of a subscription in flight
--- (migration 0014), the oldest due first, expired leases due again.
+-- (migration 0014), the oldest due first, expired leases due again; retries wait as
+-- 'retrying', outside the claim's scan (0017).
 BEGIN;
-SELECT plan(11);
+SELECT plan(15);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
-UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day' WHERE state IN ('pending','delivering');
+UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day'
+ WHERE state IN ('pending','retrying','delivering');
 INSERT INTO tenants (name, factor_id) VALUES ('claim-t', 'CLAIM-T') RETURNING id AS t \gset
 INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
 VALUES (:'t', 'financing', 'a', 'http://127.0.0.1:9/a', ARRAY['a'], 'v1:0000000a:a') RETURNING id AS sa \gset
@@ -61,10 +63,44 @@ SELECT is((SELECT string_agg(url, ',' ORDER BY url) FROM webhook_claim(2, 60000,
           'http://127.0.0.1:9/c,http://127.0.0.1:9/d',
           'a limit of 2: one of the old backlog''s and one of the newer subscription''s, not two of the backlog');
 
+-- a failed attempt waits as 'retrying' until its time, then is claimed again
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+VALUES (:'t', 'financing', 'r', 'http://127.0.0.1:9/r', ARRAY['r'], 'v1:0000000a:r');
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'r', '{}');
+SELECT delivery_id AS dr FROM webhook_claim(32, 60000, 3) WHERE url = 'http://127.0.0.1:9/r' \gset
+SELECT is(webhook_record(:'dr', 503, 10, 'HTTP 503', 30000, 259200), 'retrying',
+          'a failed attempt waits for its next one as retrying');
+SELECT is((SELECT count(*)::int FROM webhook_claim(32, 60000, 3) WHERE url = 'http://127.0.0.1:9/r'), 0,
+          'a retry is not claimed before its time');
+
+-- the claim's cost does not grow with the subscriptions whose retries are waiting: 50 more
+-- failing receivers add no index scan (as 'pending' they cost one or more each)
+SELECT count(*) FROM webhook_claim(32, 60000, 3) \gset
+SELECT coalesce(sum(idx_scan), 0) AS s0 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT count(*) AS c1 FROM webhook_claim(32, 60000, 3) \gset
+SELECT coalesce(sum(idx_scan), 0) AS s1 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+SELECT :'t', 'financing', 'w' || i, 'http://127.0.0.1:9/w' || i, ARRAY['w'], 'v1:0000000a:w'
+  FROM generate_series(1, 50) i;
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'w', '{}');
+UPDATE webhook_deliveries SET state = 'retrying', attempts = 1, next_attempt_at = now() + interval '1 hour'
+ WHERE url LIKE 'http://127.0.0.1:9/w%';
+SELECT coalesce(sum(idx_scan), 0) AS s2 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT count(*) AS c2 FROM webhook_claim(32, 60000, 3) \gset
+SELECT coalesce(sum(idx_scan), 0) AS s3 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT is(format('%s claimed, %s more index scans', :c2, (:s3 - :s2) - (:s1 - :s0))::text,
+          format('%s claimed, 0 more index scans', :c1),
+          '50 subscriptions with retries waiting: the same claim, no more index scans');
+
+UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute' WHERE id = :'dr';
+SELECT is((SELECT string_agg(c.delivery_id || ' ' || c.attempts, ',') FROM webhook_claim(32, 60000, 3) c
+            WHERE c.url = 'http://127.0.0.1:9/r'),
+          :'dr' || ' 2', 'once due, the retry is pending again and claimed (its second attempt)');
+
 SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index
             WHERE indrelid = 'webhook_deliveries'::regclass AND indpred IS NOT NULL),
-          ARRAY['webhook_deliveries_in_flight', 'webhook_deliveries_sub_due'],
-          'the claim''s two partial indexes, by subscription (0014)');
+          ARRAY['webhook_deliveries_in_flight', 'webhook_deliveries_retry_due', 'webhook_deliveries_sub_due'],
+          'the claim''s partial indexes: by subscription (0014), retries by time (0017)');
 
 SELECT ok((SELECT setconfig @> ARRAY['synchronous_commit=off'] FROM pg_db_role_setting
              WHERE setrole = 'fl_worker'::regrole
