@@ -97,14 +97,15 @@ BEGIN
     -- their own index (webhook_deliveries_retry_due): a retry not yet due is never read,
     -- however many failing subscriptions there are.  At most 1,000 a claim (after a long
     -- outage the next claims take the rest); rows another worker is moving are skipped.
+    -- The update goes by key only (a condition on state could let a kept plan read the
+    -- retries' index in full); the rows are locked, and were re-checked, by the subquery.
     UPDATE webhook_deliveries d
        SET state = 'pending'
      WHERE d.id = ANY (ARRAY(SELECT r.id FROM webhook_deliveries r
                               WHERE r.state = 'retrying' AND r.next_attempt_at <= now()
                               ORDER BY r.next_attempt_at
                               LIMIT 1000
-                                FOR UPDATE SKIP LOCKED))
-       AND d.state = 'retrying';
+                                FOR UPDATE SKIP LOCKED));
     RETURN QUERY
     WITH RECURSIVE subs(s, first_at) AS (
         -- each subscription with work, and the earliest next_attempt_at of that work (the

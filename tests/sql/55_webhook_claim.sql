@@ -2,7 +2,7 @@
 -- (migration 0014), the oldest due first, expired leases due again; retries wait as
 -- 'retrying', outside the claim's scan (0017).
 BEGIN;
-SELECT plan(15);
+SELECT plan(16);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
 UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day'
@@ -74,23 +74,42 @@ SELECT is((SELECT count(*)::int FROM webhook_claim(32, 60000, 3) WHERE url = 'ht
           'a retry is not claimed before its time');
 
 -- the claim's cost does not grow with the subscriptions whose retries are waiting: 50 more
--- failing receivers add no index scan (as 'pending' they cost one or more each)
+-- failing receivers (each delivery claimed, then its attempt recorded as failed) add no index
+-- scan and read no row (as 'pending' they cost three probes each until 0017)
 SELECT count(*) FROM webhook_claim(32, 60000, 3) \gset
-SELECT coalesce(sum(idx_scan), 0) AS s0 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT coalesce(sum(idx_scan), 0) AS s0, coalesce(sum(idx_tup_fetch), 0) AS f0
+  FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
 SELECT count(*) AS c1 FROM webhook_claim(32, 60000, 3) \gset
-SELECT coalesce(sum(idx_scan), 0) AS s1 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT coalesce(sum(idx_scan), 0) AS s1, coalesce(sum(idx_tup_fetch), 0) AS f1
+  FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
 INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
 SELECT :'t', 'financing', 'w' || i, 'http://127.0.0.1:9/w' || i, ARRAY['w'], 'v1:0000000a:w'
   FROM generate_series(1, 50) i;
 INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'w', '{}');
-UPDATE webhook_deliveries SET state = 'retrying', attempts = 1, next_attempt_at = now() + interval '1 hour'
- WHERE url LIKE 'http://127.0.0.1:9/w%';
-SELECT coalesce(sum(idx_scan), 0) AS s2 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+-- only these are due now (the earlier subscriptions' work is in flight or at its cap)
+SELECT count(*) FILTER (WHERE webhook_record(c.delivery_id, 503, 10, 'HTTP 503', 30000, 259200) = 'retrying') AS w1
+  FROM webhook_claim(64, 60000, 3) c WHERE c.url LIKE 'http://127.0.0.1:9/w%' \gset
+SELECT coalesce(sum(idx_scan), 0) AS s2, coalesce(sum(idx_tup_fetch), 0) AS f2
+  FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
 SELECT count(*) AS c2 FROM webhook_claim(32, 60000, 3) \gset
-SELECT coalesce(sum(idx_scan), 0) AS s3 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
-SELECT is(format('%s claimed, %s more index scans', :c2, (:s3 - :s2) - (:s1 - :s0))::text,
-          format('%s claimed, 0 more index scans', :c1),
-          '50 subscriptions with retries waiting: the same claim, no more index scans');
+SELECT coalesce(sum(idx_scan), 0) AS s3, coalesce(sum(idx_tup_fetch), 0) AS f3
+  FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT is(format('%s failed, %s claimed, %s more index scans, %s more rows read', :w1, :c2,
+                 (:s3 - :s2) - (:s1 - :s0), (:f3 - :f2) - (:f1 - :f0))::text,
+          format('50 failed, %s claimed, 0 more index scans, 0 more rows read', :c1),
+          '50 subscriptions with retries waiting: the same claim, no more index scans, no more rows read');
+-- a subscription whose work is all in flight costs the skip scan's one probe, no more
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+SELECT :'t', 'financing', 'v' || i, 'http://127.0.0.1:9/v' || i, ARRAY['v'], 'v1:0000000a:v'
+  FROM generate_series(1, 50) i;
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'v', '{}');
+SELECT count(*) AS v1 FROM webhook_claim(64, 60000, 3) c WHERE c.url LIKE 'http://127.0.0.1:9/v%' \gset
+SELECT coalesce(sum(idx_scan), 0) AS s4 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT count(*) AS c3 FROM webhook_claim(32, 60000, 3) \gset
+SELECT coalesce(sum(idx_scan), 0) AS s5 FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
+SELECT is(format('%s in flight, %s claimed, %s more index scans', :v1, :c3, (:s5 - :s4) - (:s1 - :s0))::text,
+          format('50 in flight, %s claimed, 50 more index scans', :c1),
+          '50 subscriptions with all their work in flight: one index scan each');
 
 UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute' WHERE id = :'dr';
 SELECT is((SELECT string_agg(c.delivery_id || ' ' || c.attempts, ',') FROM webhook_claim(32, 60000, 3) c
