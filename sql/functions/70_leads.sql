@@ -395,16 +395,19 @@ RETURNS TABLE (attachment_id uuid, url text, attempts int)
 AS $$
 BEGIN
     RETURN QUERY
-    WITH RECURSIVE partners(c) AS (
-        (SELECT a.credential_id FROM lead_attachments a
+    WITH RECURSIVE partners(c, first_at) AS (
+        -- each partner with work, and the earliest next_attempt_at of that work (as in
+        -- webhook_claim): one probe per partner
+        (SELECT a.credential_id, a.next_attempt_at FROM lead_attachments a
           WHERE a.state IN ('pending','fetching')
-          ORDER BY a.credential_id LIMIT 1)
+          ORDER BY a.credential_id, a.next_attempt_at LIMIT 1)
         UNION ALL
-        SELECT (SELECT a.credential_id FROM lead_attachments a
-                 WHERE a.state IN ('pending','fetching') AND a.credential_id > partners.c
-                 ORDER BY a.credential_id LIMIT 1)
+        SELECT n.credential_id, n.next_attempt_at
           FROM partners
-         WHERE partners.c IS NOT NULL
+         CROSS JOIN LATERAL (
+               SELECT a.credential_id, a.next_attempt_at FROM lead_attachments a
+                WHERE a.state IN ('pending','fetching') AND a.credential_id > partners.c
+                ORDER BY a.credential_id, a.next_attempt_at LIMIT 1) n
     ), offered AS (
         SELECT o.id, o.k, o.due_at
           FROM (SELECT d.id, d.next_attempt_at AS due_at, busy.n,
@@ -420,7 +423,8 @@ BEGIN
                           AND a.next_attempt_at <= now()
                         ORDER BY a.next_attempt_at
                         LIMIT 16) d
-                 WHERE partners.c IS NOT NULL) o
+                 -- nothing due (retries waiting, fetches in flight): no further probe
+                 WHERE partners.first_at <= now()) o
          WHERE o.k <= p_per_partner - o.n
     ), due AS (
         -- round robin: every partner's first offered fetch before anyone's second

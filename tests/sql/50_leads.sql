@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(91);
+SELECT plan(92);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -244,6 +244,16 @@ SELECT is((SELECT string_agg(c.url, ',' ORDER BY c.url) FROM attachment_claim(4,
           'http://x/h1,http://x/h2,http://x/q',
           'a partner with 5 due fetches gets 2 in flight; the other partner''s is claimed beside them');
 SELECT is((SELECT count(*)::int FROM attachment_claim(4, 60000, 2)), 0, 'nothing more while partner one has 2 in flight');
+-- a partner whose work is all in flight costs the claim one index probe (three until the
+-- seventeenth session): partner two's in-flight fetch, counted by taking it out
+SELECT coalesce(sum(idx_scan), 0) AS s0 FROM pg_stat_xact_user_tables WHERE relname = 'lead_attachments' \gset
+SELECT count(*) AS x FROM attachment_claim(4, 60000, 2) \gset
+SELECT coalesce(sum(idx_scan), 0) AS s1 FROM pg_stat_xact_user_tables WHERE relname = 'lead_attachments' \gset
+UPDATE lead_attachments SET state = 'failed', error = 'test' WHERE source_url = 'http://x/q';
+SELECT coalesce(sum(idx_scan), 0) AS s2 FROM pg_stat_xact_user_tables WHERE relname = 'lead_attachments' \gset
+SELECT count(*) AS x FROM attachment_claim(4, 60000, 2) \gset
+SELECT coalesce(sum(idx_scan), 0) AS s3 FROM pg_stat_xact_user_tables WHERE relname = 'lead_attachments' \gset
+SELECT is(((:s1 - :s0) - (:s3 - :s2))::int, 1, 'a partner with its fetch in flight: one index probe in a claim');
 SELECT is((SELECT credential_id FROM lead_attachments WHERE source_url = 'http://x/q'), :'p2'::uuid,
           'an attachment records its lead''s partner');
 
