@@ -11,11 +11,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -210,7 +215,7 @@ static int worker_once(int allow_private)
  * addresses allowed, sweeping every 200 ms) with stdout and stderr in errlog;
  * then more environment as NAME, VALUE pairs, NULL-terminated.  Returns its
  * pid: the caller signals and reaps it. */
-static pid_t worker_spawn(const char *errlog, ...)
+static pid_t worker_spawnv(const char *resolv, const char *errlog, va_list ap)
 {
     fflush(stdout);
     fflush(stderr);
@@ -220,19 +225,43 @@ static pid_t worker_spawn(const char *errlog, ...)
         setenv("FL_WORKER_DATABASE_URL", it_env("FL_TEST_WORKER_DATABASE_URL"), 1);
         setenv("FL_DATA_KEY_FILE", it_env("FL_TEST_DATA_KEY"), 1);
         setenv("FL_WEBHOOK_SWEEP_MS", "200", 1);
-        va_list ap;
-        va_start(ap, errlog);
         for (const char *name = va_arg(ap, const char *); name != NULL; name = va_arg(ap, const char *))
             setenv(name, va_arg(ap, const char *), 1);
-        va_end(ap);
         int fd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        /* a resolver of the test's own: /etc/resolv.conf replaced in a mount
+         * namespace of the worker's own (the rest of the machine keeps its own) */
+        if (resolv != NULL
+            && (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0
+                || mount(resolv, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)) {
+            fprintf(stderr, "test: cannot put %s in place of /etc/resolv.conf: %s\n", resolv, strerror(errno));
+            _exit(126);
+        }
         execl(it_env("FL_TEST_WORKER"), "fl-worker", (char *) NULL);
         _exit(127);
     }
+    return w;
+}
+
+static pid_t worker_spawn(const char *errlog, ...)
+{
+    va_list ap;
+    va_start(ap, errlog);
+    pid_t w = worker_spawnv(NULL, errlog, ap);
+    va_end(ap);
+    return w;
+}
+
+/* As worker_spawn, with the resolver configuration in the file resolv. */
+static pid_t worker_spawn_resolv(const char *resolv, const char *errlog, ...)
+{
+    va_list ap;
+    va_start(ap, errlog);
+    pid_t w = worker_spawnv(resolv, errlog, ap);
+    va_end(ap);
     return w;
 }
 
@@ -650,11 +679,19 @@ static void test_ssrf_refusals(void)
 static void test_two_workers_no_double_send(void)
 {
     enum { N = 300 };
-    IT_CHECK(it_wait_supervised("webhooks.pid", 2, 5) == 2, "the test stack does not run 2 webhook workers");
     tenant t = new_tenant();
     it_rcv r = it_rcv_start(0, "--delay-ms 5");
     sub s = subscribe(t.name, "financing", r.url, "");
     static json_object *lines[N + 50];
+    /* two workers of the test's own with a 60 s lease (the supervised ones, paused, have 3 s: a
+     * delivery held longer than that by a stalled host would be sent again, rightly) */
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    const char *errlog[2];
+    pid_t w[2];
+    for (int i = 0; i < 2; i++) {
+        errlog[i] = it_fmt("%s/worker-%s.log", it_logdir(), it_uniq("w"));
+        w[i] = worker_spawn(errlog[i], "FL_WEBHOOK_LEASE_MS", "60000", (const char *) NULL);
+    }
     IT_Q("INSERT INTO events (tenant_id, family, type, payload) "
          "SELECT $1::uuid, 'financing', 'offer.created', jsonb_build_object('i', i) FROM generate_series(1, 300) i", t.id);
     double end = it_now() + 60;
@@ -685,6 +722,11 @@ static void test_two_workers_no_double_send(void)
     ports = it_fmt("%s}", ports);
     long conns = qlong(IT_Q("SELECT count(DISTINCT x)::text FROM unnest($1::int[]) x", ports));
     IT_CHECK(conns >= 1 && conns <= 20, "%ld connections for %d deliveries to one receiver", conns, n);
+    for (int i = 0; i < 2; i++) {
+        kill(w[i], SIGKILL);
+        waitpid(w[i], NULL, 0);
+    }
+    it_signal_supervised("webhooks.pid", SIGCONT);
     unsubscribe(&s);
     it_rcv_stop(&r);
 }
@@ -856,6 +898,121 @@ static void test_hung_backlog_capped_per_subscription(void)
     slow_quick_stop(&f);
 }
 
+/* A DNS server that reads every query and never answers: a UDP socket on port
+ * 53 of a loopback address of this process's own (127.53.x.y), and a
+ * resolv.conf naming it, with glibc waiting 30 s for an answer. */
+typedef struct silent_dns {
+    int fd;
+    const char *resolv;
+} silent_dns;
+
+static silent_dns silent_dns_start(void)
+{
+    silent_dns d = { -1, NULL };
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons(53);
+    a.sin_addr.s_addr = htonl(0x7f350000u | ((unsigned) getpid() & 0xfffeu) | 1u);
+    d.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (d.fd < 0 || bind(d.fd, (struct sockaddr *) &a, sizeof(a)) < 0) {
+        IT_CHECK(0, "cannot bind UDP port 53 for the silent DNS server: %s", strerror(errno));
+        if (d.fd >= 0)
+            close(d.fd);
+        d.fd = -1;
+        return d;
+    }
+    unsigned ip = ntohl(a.sin_addr.s_addr);
+    d.resolv = it_fmt("%s/resolv-%s.conf", it_logdir(), it_uniq("dns"));
+    FILE *f = fopen(d.resolv, "w");
+    IT_CHECK(f != NULL, "cannot write %s", d.resolv);
+    if (f != NULL) {
+        fprintf(f, "nameserver %u.%u.%u.%u\noptions timeout:30 attempts:1\n",
+                ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+        fclose(f);
+    }
+    return d;
+}
+
+/* Waits up to timeout seconds for a query that asks for a name with the
+ * label; 1 when one came. */
+static int silent_dns_asked(const silent_dns *d, const char *label, double timeout)
+{
+    char want[64];
+    size_t n = strlen(label);
+    want[0] = (char) n;
+    memcpy(want + 1, label, n);
+    double end = it_now() + timeout;
+    while (d->fd >= 0 && it_now() < end) {
+        struct pollfd p = { d->fd, POLLIN, 0 };
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        unsigned char q[512];
+        ssize_t got = recv(d->fd, q, sizeof(q), 0);
+        if (got > 12 && memmem(q + 12, (size_t) got - 12, want, n + 1) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* One worker whose DNS never answers, a subscription to a name (its lookup
+ * stalls) and another to 127.0.0.1: the name's lookup holds neither the
+ * worker's loop while it runs (curl's threaded resolver) nor after the
+ * transfer gave up on it (CURLOPT_QUICK_EXIT: without it, ending the transfer
+ * waits for the lookup's thread, here until glibc's 30 s are up). */
+static void test_silent_dns_holds_nothing(void)
+{
+    if (geteuid() != 0) {
+        /* ./factorline test as root (CI, a fresh machine) always runs it */
+        printf("skipped: needs root (UDP port 53, a mount namespace) ");
+        return;
+    }
+    silent_dns d = silent_dns_start();
+    if (d.resolv == NULL)
+        return;
+    tenant t = new_tenant();
+    it_rcv quick = it_rcv_start(0, "");
+    const char *label = it_fmt("fl-stall-%d", (int) getpid());
+    sub s1 = subscribe(t.name, "leads", it_fmt("http://%s.example.com:%d/hook", label, quick.port), "--events lead.slow");
+    sub s2 = subscribe(t.name, "leads", quick.url, "--events lead.quick");
+    const char *errlog = it_fmt("%s/worker-%s.log", it_logdir(), it_uniq("w"));
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    /* a 60 s retry base: the failed attempt stays 'retrying' while the test looks */
+    pid_t w = worker_spawn_resolv(d.resolv, errlog, "FL_WEBHOOK_LEASE_MS", "60000",
+                                  "FL_WEBHOOK_RETRY_BASE_MS", "60000", (const char *) NULL);
+    json_object *lines[4];
+
+    const char *slow = delivery_of(insert_event(t.id, "leads", "lead.slow", "{}"), &s1);
+    IT_CHECK(silent_dns_asked(&d, label, 5), "the worker never asked the silent DNS server for %s (see %s)", label, errlog);
+    /* while the lookup stalls */
+    const char *ev = insert_event(t.id, "leads", "lead.quick", "{}");
+    int n = it_rcv_wait(&quick, lines, 4, 1, 2);
+    IT_CHECK(n == 1, "the quick delivery waited for the stalled lookup (see %s)", errlog);
+    if (n == 1)
+        IT_JSTR(lines[0], "event_id", ev);
+    IT_STREQ(dstate(slow), "delivering");
+    IT_CHECK(qlong(IT_Q("SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1::bigint", slow)) == 0,
+             "the stalled delivery was recorded before its connect timeout");
+    /* the transfer gives up at its 5 s connect timeout, the lookup goes on */
+    IT_CHECK(wait_attempts(slow, 1, 8) == 1, "the stalled delivery was not recorded after its connect timeout");
+    IT_STREQ(IT_Q("SELECT (error ILIKE '%resolv%')::text FROM webhook_attempts WHERE delivery_id = $1::bigint", slow), "true");
+    IT_STREQ(dstate(slow), "retrying");
+    double sent = it_now();
+    ev = insert_event(t.id, "leads", "lead.quick", "{}");
+    n = it_rcv_wait(&quick, lines, 4, 2, 3);
+    IT_CHECK(n == 2, "after the stalled transfer ended, the next delivery waited %.1f s (see %s)", it_now() - sent, errlog);
+    if (n == 2)
+        IT_JSTR(lines[1], "event_id", ev);
+
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    it_signal_supervised("webhooks.pid", SIGCONT);
+    unsubscribe(&s1);
+    unsubscribe(&s2);
+    it_rcv_stop(&quick);
+    close(d.fd);
+}
+
 /* PostgreSQL restarts under the workers: they reconnect and deliver again. */
 static void test_postgres_restart(void)
 {
@@ -901,6 +1058,7 @@ int main(void)
     CU_add_test(s, "SIGKILLed worker: delivery sent again after the lease", test_killed_worker_retried);
     CU_add_test(s, "a hung receiver holds one slot, not the worker", test_slow_receiver_holds_one_slot);
     CU_add_test(s, "a hung receiver's backlog: 4 in flight, others served", test_hung_backlog_capped_per_subscription);
+    CU_add_test(s, "silent DNS holds neither the loop nor the next delivery", test_silent_dns_holds_nothing);
     CU_add_test(s, "SIGTERM: in-flight delivery finishes, then exit", test_sigterm_finishes_in_flight);
     CU_add_test(s, "PostgreSQL restart", test_postgres_restart);
     CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
