@@ -71,6 +71,13 @@ int json_parse_strict(const char *s, size_t len, json_object **out)
     enum json_tokener_error err = json_tokener_get_error(tok);
     /* trailing bytes other than white space make the document malformed */
     size_t used = json_tokener_get_parse_end(tok);
+    if (o == NULL && err == json_tokener_continue) {
+        /* a number or true/false that ends the text ("42") is complete only once the
+         * tokener sees its end (the prescan refused NUL characters in the text) */
+        o = json_tokener_parse_ex(tok, "", 1);
+        err = json_tokener_get_error(tok);
+        used = len;
+    }
     json_tokener_free(tok);
     if (o == NULL || err != json_tokener_success) {
         json_object_put(o);

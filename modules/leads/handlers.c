@@ -91,7 +91,8 @@ static const fl_field webhook_spec[] = {
 
 static const fl_field trigger_spec[] = {
     { "webhook_url", FT_URL, F_REQ, 2048, 0, 0, NULL, NULL },
-    { "lead_id", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
+    /* as in the attachment's URL form: a longer id is an unknown lead (404) */
+    { "lead_id", FT_STR, F_REQ, 4096, 0, 0, NULL, NULL },
     { "event_type", FT_STR, F_REQ, 100, 0, 0, NULL, NULL },
     { NULL, 0, 0, 0, 0, 0, NULL, NULL }
 };

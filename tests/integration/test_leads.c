@@ -459,6 +459,80 @@ static void test_validation_all_at_once(void)
              "6176781000|6176781000|MA|00112-1234|50000.50|Strong deal.\r\nSee:\tstatements");
 }
 
+/* The shapes of a lead document (docs/leads.md, "Errors"): each message as documented, and
+ * nothing stored for any of them. */
+static void test_validation_shapes(void)
+{
+    const char *ref = it_uniq("shape");
+    it_resp *r = it_post(A(), "/lead", "{}");
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "lead", "can't be blank");
+    r = it_post(A(), "/lead", "{\"lead\": []}");
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "lead", "can't be blank");
+    r = it_post(A(), "/lead", "[]");
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "base", "is not valid JSON");
+
+    /* contacts: none, eleven, not an array */
+    json_object *d = lead_doc();
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    jset(d, "lead.contacts_attributes", "[]");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "contacts_attributes", "has a wrong number of items");
+    d = lead_doc();
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    json_object *one = it_jget(d, "lead.contacts_attributes[0]");
+    json_object *eleven = json_object_new_array();
+    for (int i = 0; i < 11; i++) {
+        json_object *c = NULL;
+        json_object_deep_copy(one, &c, NULL);
+        json_object_array_add(eleven, c);
+    }
+    json_object_object_add(it_jget(d, "lead"), "contacts_attributes", eleven);
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "contacts_attributes", "has a wrong number of items");
+    d = lead_doc();
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    jset(d, "lead.contacts_attributes", "{\"first_name\":\"J\"}");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "contacts_attributes", "must be an array");
+
+    /* a name of 101 characters; objects that are not objects; a loan's amounts (zero allowed,
+     * a negative one not); an object where text is expected */
+    d = lead_doc();
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    char name[1 + 101 + 2] = "\"";
+    memset(name + 1, 'x', 101);
+    strcpy(name + 102, "\"");
+    jset(d, "lead.contacts_attributes[0].last_name", name);
+    jset(d, "lead.account_attributes", "\"Acme\"");
+    jset(d, "lead.loan_attributes", "{\"daily_payment_amount\":\"-1\",\"balance\":\"12.345\"}");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "contacts_attributes[0].last_name", "is too long (maximum is 100 characters)");
+    ERR_HAS(r, "account_attributes", "must be an object");
+    ERR_HAS(r, "loan_attributes.daily_payment_amount", "must be a positive number with at most 2 decimals");
+    ERR_HAS(r, "loan_attributes.balance", "must be a positive number with at most 2 decimals");
+    d = lead_doc();
+    jset(d, "lead.application_attributes", "[1]");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "application_attributes", "must be an object");
+    d = lead_doc();
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    jset(d, "lead.application_attributes.loan_use", "{\"working\":\"capital\"}");
+    jset(d, "lead.loan_attributes", "{\"daily_payment_amount\":0,\"balance\":\"0.00\"}");
+    r = it_post(A(), "/lead", jtext(d));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "application_attributes.loan_use", "is invalid");
+    IT_CHECK(json_object_object_length(it_jget(r->json, "errors")) == 1, "a loan of zero was refused: %s", r->body);
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
+}
+
 /* Malformed JSON and bodies that are not a lead document: 422. */
 static void test_malformed(void)
 {
@@ -946,6 +1020,7 @@ static void test_attachment_errors(void)
     JSON_IS(r, "{\"message\":\"encoded must be true or false\"}");
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=a.pdf&lead_id=%s", id), NULL, 0, "", 0);
     IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"The attachment is empty\"}");
     r = it_call_ex(A(), "POST", "/attachment?filename=a.pdf&lead_id=no-such-lead", NULL, 0, "x", 1);
     IT_STATUS(r, 404);
     JSON_IS(r, "{\"message\":\"Lead not found\"}");
@@ -960,8 +1035,10 @@ static void test_attachment_errors(void)
     JSON_IS(r, "{\"message\":\"Please provide attachment_url, filename and lead_id\"}");
     r = it_post(A(), "/attachment", "{\"filename\":\"x\",\"attachment_url\":\"http://127.0.0.1:9/x\"}");
     IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Please provide attachment_url, filename and lead_id\"}");
     r = it_post(A(), "/attachment", "{\"attachment_url\":");
     IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"Please provide attachment_url, filename and lead_id\"}");
     r = it_post(A(), "/attachment",
                 it_fmt("{\"attachment_url\":\"ftp://example.com/x\",\"filename\":\"x\",\"lead_id\":\"%s\"}", id));
     IT_STATUS(r, 400);
@@ -1471,6 +1548,24 @@ static void test_trigger_webhook(void)
     JSON_IS(r, "{\"errors\":{\"webhook_url\":[\"is not a valid URL\"]}}");
     r = it_post(p, "/trigger_webhook", it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"nope\",\"event_type\":\"A\"}", rc.url));
     IT_STATUS(r, 404);
+    JSON_IS(r, "{\"message\":\"Lead not found\"}");
+    /* a lead id longer than any lead's is an unknown lead too, as in the attachment's URL form */
+    char longid[300];
+    memset(longid, 'z', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    r = it_post(p, "/trigger_webhook",
+                it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"%s\",\"event_type\":\"A\"}", rc.url, longid));
+    IT_STATUS(r, 404);
+    JSON_IS(r, "{\"message\":\"Lead not found\"}");
+    /* event_type: at most 100 characters, no control characters */
+    r = it_post(p, "/trigger_webhook",
+                it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"%s\",\"event_type\":\"%s\"}", rc.url, id, longid + 198));
+    IT_STATUS(r, 422);
+    JSON_IS(r, "{\"errors\":{\"event_type\":[\"is too long (maximum is 100 characters)\"]}}");
+    r = it_post(p, "/trigger_webhook",
+                it_fmt("{\"webhook_url\":\"%s\",\"lead_id\":\"%s\",\"event_type\":\"A\\u0007\"}", rc.url, id));
+    IT_STATUS(r, 422);
+    JSON_IS(r, "{\"errors\":{\"event_type\":[\"contains control characters\"]}}");
     it_sleep(0.5);
     IT_CHECK(it_rcv_read(&rc, lines, 4) == 1, "refused triggers were delivered");
     it_rcv_stop(&reg);
@@ -1621,6 +1716,7 @@ int main(void)
     CU_add_test(s, "required members", test_required);
     CU_add_test(s, "every invalid field at once", test_validation_all_at_once);
     CU_add_test(s, "dates YYYY-MM-DD only, percentages with 2 decimals, booleans as strings", test_dates_and_percentages);
+    CU_add_test(s, "the document's shapes: each message, nothing stored", test_validation_shapes);
     CU_add_test(s, "malformed JSON is 422", test_malformed);
     CU_add_test(s, "every endpoint with and without /v1", test_v1_and_plain_paths);
     CU_add_test(s, "401 without a valid api_key", test_auth_401);

@@ -454,7 +454,32 @@ static void test_malformed_json(void)
     /* JSON that is not an object */
     r = it_post(A, "/api_factor/create-client/", "[{\"ClientKey\":\"x\",\"Name\":\"y\"}]");
     IT_STATUS(r, 400);
-    IT_PREFIX(it_jstr(r->json, "message"), "400 Bad Request");
+    IT_MESSAGE(r, "400 Bad Request Invalid body");
+    r = it_post(A, "/api_factor/post-payments/", "42");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid body");
+}
+
+/* A GET's query: a value over 100 characters, a bad % escape, bytes that are not UTF-8
+ * (docs/posting.md, "Other 400 bodies"); the credentials are checked first. */
+static void test_bad_query(void)
+{
+    char longkey[102];
+    memset(longkey, 'k', 101);
+    longkey[101] = '\0';
+    it_resp *r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", longkey));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid clientkey");
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", longkey + 1));
+    IT_STATUS(r, 404);
+    static const char *const bad[] = { "clientkey=%zz", "clientkey=%", "clientkey=%C3%28" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = it_get(A, it_fmt("/api_factor/get-client/?%s", bad[i]));
+        IT_CHECK(r->status == 400, "?%s: %ld %s", bad[i], r->status, r->body);
+        IT_MESSAGE(r, "400 Bad Request malformed query string");
+        r = it_get(NULL, it_fmt("/api_factor/get-client/?%s", bad[i]));
+        IT_CHECK(r->status == 401, "?%s without credentials: %ld %s", bad[i], r->status, r->body);
+    }
 }
 
 static void test_text_plain_accepted(void)
@@ -1693,6 +1718,7 @@ static const test t_protocol[] = {
     { "404 unknown path", test_unknown_path },
     { "405 wrong method with Allow", test_wrong_method },
     { "400 malformed JSON", test_malformed_json },
+    { "400 bad query: too long, malformed; 401 first", test_bad_query },
     { "text/plain with a JSON body", test_text_plain_accepted },
     { "413 over the 10 MB cap", test_payload_too_large },
     { "an answer before the body is read, and after it", test_answer_before_body },

@@ -341,6 +341,21 @@ static void test_parse_and_validate(void)
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"12.00\\u0000x\"}", 20, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\\u0000b\":\"1\"}", 16, &in), -1);
     CU_ASSERT_EQUAL(json_parse_strict("{\"a\":\"1\"}\0", 10, &in), -1);
+    /* a number or boolean that ends the text is JSON (not an object: the caller's "Invalid
+     * body"); one cut short is malformed; so is null, which json-c gives as no object */
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict("42", 2, &in), 0);
+    CU_ASSERT(json_object_is_type(in, json_type_int) && json_object_get_int(in) == 42);
+    json_object_put(in);
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict("true", 4, &in), 0);
+    CU_ASSERT(json_object_is_type(in, json_type_boolean));
+    json_object_put(in);
+    CU_ASSERT_EQUAL_FATAL(json_parse_strict("-1.5", 4, &in), 0);
+    json_object_put(in);
+    CU_ASSERT_EQUAL(json_parse_strict("-", 1, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("4e", 2, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("nul", 3, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("null", 4, &in), -1);
+    CU_ASSERT_EQUAL(json_parse_strict("42x", 3, &in), -1);
     /* bounded in values, whatever the bytes: [{},{},...] and [0,0,...] past the limits are
      * refused before json-c builds them; commas and brackets inside strings do not count */
     {
