@@ -265,6 +265,17 @@ static pid_t worker_spawn_resolv(const char *resolv, const char *errlog, ...)
     return w;
 }
 
+/* Ends the test's own workers (SIGKILL, reaped) and lets the supervised ones,
+ * paused with SIGSTOP while those ran, go on. */
+static void own_workers_end(const pid_t *w, int n)
+{
+    for (int i = 0; i < n; i++) {
+        kill(w[i], SIGKILL);
+        waitpid(w[i], NULL, 0);
+    }
+    it_signal_supervised("webhooks.pid", SIGCONT);
+}
+
 /* ------------------------------------------------------------------- tests --- */
 
 /* The verifier itself, on the vendor document's example (Request Signatures):
@@ -686,12 +697,10 @@ static void test_two_workers_no_double_send(void)
     /* two workers of the test's own with a 60 s lease (the supervised ones, paused, have 3 s: a
      * delivery held longer than that by a stalled host would be sent again, rightly) */
     it_signal_supervised("webhooks.pid", SIGSTOP);
-    const char *errlog[2];
     pid_t w[2];
-    for (int i = 0; i < 2; i++) {
-        errlog[i] = it_fmt("%s/worker-%s.log", it_logdir(), it_uniq("w"));
-        w[i] = worker_spawn(errlog[i], "FL_WEBHOOK_LEASE_MS", "60000", (const char *) NULL);
-    }
+    for (int i = 0; i < 2; i++)
+        w[i] = worker_spawn(it_fmt("%s/worker-%s.log", it_logdir(), it_uniq("w")),
+                            "FL_WEBHOOK_LEASE_MS", "60000", (const char *) NULL);
     IT_Q("INSERT INTO events (tenant_id, family, type, payload) "
          "SELECT $1::uuid, 'financing', 'offer.created', jsonb_build_object('i', i) FROM generate_series(1, 300) i", t.id);
     double end = it_now() + 60;
@@ -722,11 +731,7 @@ static void test_two_workers_no_double_send(void)
     ports = it_fmt("%s}", ports);
     long conns = qlong(IT_Q("SELECT count(DISTINCT x)::text FROM unnest($1::int[]) x", ports));
     IT_CHECK(conns >= 1 && conns <= 20, "%ld connections for %d deliveries to one receiver", conns, n);
-    for (int i = 0; i < 2; i++) {
-        kill(w[i], SIGKILL);
-        waitpid(w[i], NULL, 0);
-    }
-    it_signal_supervised("webhooks.pid", SIGCONT);
+    own_workers_end(w, 2);
     unsubscribe(&s);
     it_rcv_stop(&r);
 }
@@ -839,9 +844,7 @@ static slow_quick slow_quick_start(const char *slow_opts, const char *env, const
 
 static void slow_quick_stop(slow_quick *f)
 {
-    kill(f->w, SIGKILL);
-    waitpid(f->w, NULL, 0);
-    it_signal_supervised("webhooks.pid", SIGCONT);
+    own_workers_end(&f->w, 1);
     unsubscribe(&f->s1);
     unsubscribe(&f->s2);
     it_rcv_stop(&f->slow);
@@ -1004,9 +1007,7 @@ static void test_silent_dns_holds_nothing(void)
     if (n == 2)
         IT_JSTR(lines[1], "event_id", ev);
 
-    kill(w, SIGKILL);
-    waitpid(w, NULL, 0);
-    it_signal_supervised("webhooks.pid", SIGCONT);
+    own_workers_end(&w, 1);
     unsubscribe(&s1);
     unsubscribe(&s2);
     it_rcv_stop(&quick);
