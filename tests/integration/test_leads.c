@@ -562,6 +562,14 @@ static void test_malformed(void)
     r = it_post(A(), "/lead", it_empty_objects(60000));
     IT_STATUS(r, 413);
     JSON_IS(r, "{\"message\":\"JSON document with more than 400000 values or 50000 objects and arrays\"}");
+    /* and on the other JSON endpoints: /webhook, /trigger_webhook, the attachment's URL form */
+    static const char *const json_paths[] = { "/webhook", "/trigger_webhook", "/attachment" };
+    const char *huge = it_fmt("{\"webhook_url\":%s}", it_empty_objects(60000));
+    for (size_t i = 0; i < sizeof(json_paths) / sizeof(json_paths[0]); i++) {
+        r = it_post(A(), json_paths[i], huge);
+        IT_CHECK(r->status == 413, "%s: %ld %s", json_paths[i], r->status, r->body);
+        JSON_IS(r, "{\"message\":\"JSON document with more than 400000 values or 50000 objects and arrays\"}");
+    }
     /* a NUL character (\u0000) in a value: malformed, not a name cut short */
     d = lead_doc();
     ref = it_uniq("nul");
@@ -654,6 +662,10 @@ static void test_auth_401(void)
     };
     call k[8];
     int n = calls(k, id);
+    json_object *d = lead_doc();
+    const char *ref = it_uniq("auth");
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    k[0].body = jtext(d);
     for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++)
         for (int i = 0; i < n; i++) {
             it_resp *r = do_call(bad[b], &k[i]);
@@ -665,6 +677,20 @@ static void test_auth_401(void)
     /* another partner's key is the wrong key for nothing: header name case does not matter */
     r = do_call(it_cred_rename(A(), "api_key", "API_KEY"), &k[3]);
     IT_STATUS(r, 200);
+    /* the route comes before the key: an unknown path or a wrong method, without a key or with
+     * a wrong one, is 404 or 405, as with the right key */
+    for (int b = 0; b < 2; b++) {
+        r = it_call_ex(bad[b], "GET", "/no-such-path", NULL, 0, NULL, 0);
+        IT_STATUS(r, 404);
+        JSON_IS(r, "{\"message\":\"Not Found\"}");
+        r = it_call_ex(bad[b], "GET", "/v1/lead", NULL, 0, NULL, 0);
+        IT_STATUS(r, 405);
+        IT_STREQ(it_header_get(r, "Allow"), "POST");
+    }
+    /* nothing was written with a bad key */
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename IN ('x.txt', 'x')", id), "0");
 }
 
 /* Plain HTTP: 403 on every endpoint, with or without a key, with or without /v1. */
@@ -676,6 +702,10 @@ static void test_plain_http_403(void)
                                it_cred_with(cred_at(A(), http, "/leads"), "api_key", NULL) };
     call k[8];
     int n = calls(k, id);
+    json_object *d = lead_doc();
+    const char *ref = it_uniq("plain");
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    k[0].body = jtext(d);
     for (size_t p = 0; p < sizeof(plain) / sizeof(plain[0]); p++)
         for (int i = 0; i < n; i++) {
             it_resp *r = do_call(plain[p], &k[i]);
@@ -717,6 +747,7 @@ static void test_plain_http_403(void)
         IT_STATUS(it_get(A(), it_fmt("/deal_status/%.*s%%%02X", head, id, last)), 200);
     }
     /* nothing was written over HTTP */
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
     IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
                   "WHERE l.public_id = $1 AND a.filename = 'x.txt'", id), "0");
 }
@@ -1185,6 +1216,83 @@ static void test_attachment_url_redirects_and_cap(void)
     }
 }
 
+/* Waits (bounded) for an attachment to have made n attempts and left fetching; its
+ * "state|attempts|error|seconds until the next attempt, rounded". */
+static const char *wait_attempts(const char *lead, const char *filename, int n, double timeout)
+{
+    double end = it_now() + timeout;
+    const char *s;
+    for (;;) {
+        s = IT_Q("SELECT a.state || '|' || a.attempts || '|' || coalesce(a.error, '') || '|' || "
+                 "round(extract(epoch FROM a.next_attempt_at - now())) FROM lead_attachments a "
+                 "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = $2 "
+                 "AND a.state <> 'fetching' AND a.attempts >= $3::int", lead, filename, it_fmt("%d", n));
+        if ((s != NULL && *s) || it_now() >= end)
+            return s;
+        it_sleep(0.1);
+    }
+}
+
+/* "state|attempts|error" of s (wait_attempts), and whether its next attempt is lo..hi s away. */
+static void check_attempt(const char *s, const char *want, int lo, int hi)
+{
+    const char *bar = s ? strrchr(s, '|') : NULL;
+    IT_CHECK(bar != NULL && strncmp(s, want, strlen(want)) == 0 && (size_t) (bar - s) == strlen(want),
+             "attachment %s, expected %s|...", s ? s : "(none)", want);
+    if (bar != NULL && hi > 0)
+        IT_CHECK(atoi(bar + 1) >= lo && atoi(bar + 1) <= hi, "next attempt in %s s, expected %d-%d", bar + 1, lo,
+                 hi);
+}
+
+/* A fetch answered 5xx or 429 is tried again, 30 s × attempts later (the test moves the time
+ * forward), and succeeds when the server recovers; three such answers end failed. Nothing is
+ * stored until a fetch succeeds. */
+static void test_attachment_url_retried(void)
+{
+    const char *id = create_lead(A(), NULL);
+    if (id == NULL)
+        return;
+    it_rcv rc = it_rcv_start(0, "--status-seq 503,429,200");
+    it_resp *r = it_post(A(), "/attachment",
+                         it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/busy.pdf\",\"filename\":\"busy.pdf\","
+                                "\"lead_id\":\"%s\"}", rc.port, id));
+    IT_STATUS(r, 202);
+    const char *due = "UPDATE lead_attachments a SET next_attempt_at = now() FROM leads l WHERE l.id = a.lead_id "
+                      "AND l.public_id = $1 AND a.filename = $2 AND a.state = 'pending' RETURNING 1";
+    check_attempt(wait_attempts(id, "busy.pdf", 1, 15), "pending|1|HTTP 503", 25, 30);
+    IT_STREQ(IT_Q("SELECT (a.content IS NULL)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename = 'busy.pdf'", id), "true");
+    it_sleep(1.0);
+    json_object *lines[8];
+    IT_CHECK(it_rcv_read(&rc, lines, 8) == 1, "the retry did not wait for its time");
+    IT_STREQ(IT_Q(due, id, "busy.pdf"), "1");
+    check_attempt(wait_attempts(id, "busy.pdf", 2, 15), "pending|2|HTTP 429", 55, 60);
+    IT_STREQ(IT_Q(due, id, "busy.pdf"), "1");
+    IT_STREQ(wait_attachment(id, "busy.pdf", 15), "received");
+    IT_STREQ(IT_Q("SELECT a.attempts || '|' || (a.error IS NULL)::text || '|' || a.size FROM lead_attachments a "
+                  "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'busy.pdf'", id),
+             "3|true|11");
+    IT_CHECK(it_rcv_read(&rc, lines, 8) == 3, "the server got other than 3 requests");
+    it_rcv_stop(&rc);
+
+    /* a server that stays down: the third answer ends it */
+    it_rcv down = it_rcv_start(0, "--status-seq 502");
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/down.pdf\",\"filename\":\"down.pdf\","
+                       "\"lead_id\":\"%s\"}", down.port, id));
+    IT_STATUS(r, 202);
+    check_attempt(wait_attempts(id, "down.pdf", 1, 15), "pending|1|HTTP 502", 25, 30);
+    IT_STREQ(IT_Q(due, id, "down.pdf"), "1");
+    check_attempt(wait_attempts(id, "down.pdf", 2, 15), "pending|2|HTTP 502", 55, 60);
+    IT_STREQ(IT_Q(due, id, "down.pdf"), "1");
+    IT_STREQ(wait_attachment(id, "down.pdf", 15), "failed");
+    IT_STREQ(IT_Q("SELECT a.attempts || '|' || a.error || '|' || (a.content IS NULL)::text FROM lead_attachments a "
+                  "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'down.pdf'", id),
+             "3|HTTP 502|true");
+    IT_CHECK(it_rcv_read(&down, lines, 8) == 3, "the failing server got other than 3 requests");
+    it_rcv_stop(&down);
+}
+
 /* The SSRF guard: a private address ends failed when the worker runs with
  * FL_WEBHOOK_ALLOW_PRIVATE=0 (the supervised workers, which allow private
  * addresses for the tests, are paused meanwhile). */
@@ -1342,6 +1450,12 @@ static void test_webhook_register(void)
     JSON_IS(r, "{\"success\":true}");
     IT_STREQ(IT_Q("SELECT s.url FROM webhook_subscriptions s JOIN credentials c ON c.id = s.credential_id "
                   "WHERE c.public_id = $1", pub), "https://nowhere.invalid/hook");
+    /* a refused URL once one is registered: 422, and the registered one stays */
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        IT_STATUS(it_post(p, "/webhook", bad[i]), 422);
+    IT_STREQ(IT_Q("SELECT s.url || '|' || s.active || '|' || count(*) OVER () FROM webhook_subscriptions s "
+                  "JOIN credentials c ON c.id = s.credential_id WHERE c.public_id = $1", pub),
+             "https://nowhere.invalid/hook|true|1");
 }
 
 /* A partner's first POST /webhook, sent eight times at once (and a trigger): one
@@ -1704,6 +1818,75 @@ static void test_pool_size_per_family(void)
     IT_CHECK(posting == want_default, "posting pool: %d workers, expected %d", posting, want_default);
 }
 
+/* PostgreSQL down: every endpoint answers 503 {"message":"Service Unavailable"} with
+ * Retry-After, a key no worker has seen included (it cannot be checked: 503, not 401); TLS and
+ * the route are checked without the database. Nothing is stored; once PostgreSQL is back the
+ * pool serves again and the background worker fetches again. */
+static void test_database_down(void)
+{
+    const char *id = create_lead(A(), NULL);
+    const it_cred *fresh = new_partner();       /* made by fl-admin: in no worker's cache */
+    if (id == NULL)
+        return;
+    json_object *d = lead_doc();
+    const char *ref = it_uniq("pgdown");
+    jset(d, "lead.application_attributes.reference_id", it_fmt("\"%s\"", ref));
+    int st;
+    const char *out = it_run(it_env("FL_TEST_PG_STOP"), &st);
+    IT_CHECK(st == 0, "PostgreSQL stopped (status %d): %s", st, out);
+
+    call k[8];
+    int n = calls(k, id);
+    k[0].body = jtext(d);
+    for (int i = 0; i < n; i++) {
+        it_resp *r = do_call(A(), &k[i]);
+        IT_CHECK(r->status == 503, "database down, %s %s: %ld %s", k[i].method, k[i].path, r->status, r->body);
+        JSON_IS(r, "{\"message\":\"Service Unavailable\"}");
+        const char *ra = it_header_get(r, "Retry-After");
+        IT_CHECK(ra != NULL && atoi(ra) > 0, "Retry-After: %s", ra ? ra : "(none)");
+        IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "503 without X-Request-Id");
+    }
+    IT_STATUS(do_call(fresh, &k[3]), 503);
+    IT_STATUS(do_call(cred_at(A(), it_env("FL_TEST_HTTP"), "/leads"), &k[3]), 403);
+    IT_STATUS(it_get(A(), "/no-such-path"), 404);
+
+    out = it_run(it_env("FL_TEST_PG_START"), &st);
+    IT_CHECK(st == 0, "PostgreSQL started (status %d): %s", st, out);
+    double t0 = it_now();
+    long last = 0;
+    while (it_now() - t0 < 10.0) {
+        last = do_call(A(), &k[3])->status;
+        if (last == 200)
+            break;
+        it_sleep(0.2);
+    }
+    IT_CHECK(last == 200, "deal_status back within 10 s of PostgreSQL's start (last %ld after %.1f s)", last,
+             it_now() - t0);
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1", ref), "0");
+    /* every worker reconnects; a write on a connection that broke is not retried: at most one
+     * 503 per worker that served nothing since */
+    int refused = 0, pool = atoi(it_env("FL_TEST_LEADS_WORKERS"));
+    for (int i = 0; i < 6; i++) {
+        it_resp *r = it_post(A(), "/lead", jtext(lead_doc()));
+        while (r->status == 503 && refused < pool) {
+            refused++;
+            r = it_post(A(), "/lead", jtext(lead_doc()));
+        }
+        IT_CHECK(r->status == 201, "a lead after recovery (%d 503s so far, a pool of %d): %ld %s", refused, pool,
+                 r->status, r->body);
+    }
+    IT_STATUS(do_call(fresh, &k[3]), 404);
+    IT_STATUS(it_post(A(), "/lead", jtext(d)), 201);
+    /* the background worker fetches again */
+    it_rcv rc = it_rcv_start(0, "");
+    it_resp *r = it_post(A(), "/attachment",
+                         it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/after.pdf\",\"filename\":\"after.pdf\","
+                                "\"lead_id\":\"%s\"}", rc.port, id));
+    IT_STATUS(r, 202);
+    IT_STREQ(wait_attachment(id, "after.pdf", 20), "received");
+    it_rcv_stop(&rc);
+}
+
 int main(void)
 {
     it_init();
@@ -1733,6 +1916,7 @@ int main(void)
     CU_add_test(s, "attachment by URL: SSRF guard", test_attachment_url_ssrf);
     CU_add_test(s, "attachment by URL: redirects, scheme of each hop, 25 MB", test_attachment_url_redirects_and_cap);
     CU_add_test(s, "attachment by URL: the time limit covers every hop", test_attachment_url_timeout);
+    CU_add_test(s, "attachment by URL: 5xx and 429 retried, three end it", test_attachment_url_retried);
     CU_add_test(s, "webhook registration", test_webhook_register);
     CU_add_test(s, "webhook registration: concurrent first calls make one subscription", test_webhook_register_concurrent);
     CU_add_test(s, "webhook delivered after a stage change", test_webhook_on_stage_change);
@@ -1743,6 +1927,8 @@ int main(void)
     CU_add_test(s, "PII encrypted at rest", test_pii_at_rest);
     CU_add_test(s, "DBA views", test_views);
     CU_add_test(s, "key limit exit status", test_key_limit);
+    /* it stops PostgreSQL */
+    CU_add_test(s, "PostgreSQL down: 503 + Retry-After, then back", test_database_down);
     CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
 
     CU_basic_set_mode(CU_BRM_VERBOSE);

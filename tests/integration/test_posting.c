@@ -251,6 +251,14 @@ static void test_document_example(void)
     IT_JSTR(r->json, "PaymentDetails[1].Amount", "500.00");
     IT_JSTR(r->json, "PaymentDetails[1].Status", "applied");
     IT_JSTR(r->json, "PaymentDetails[1].Applications[0].InvoiceIntegrationId", i32);
+    /* the members sent as "" are stored as NULL and echoed as null */
+    static const char *const blank[] = { "BankBatchItem", "ClientCode", "FinancialDocs" };
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 3; k++) {
+            const char *path = it_fmt("PaymentDetails[%d].%s", i, blank[k]);
+            IT_CHECK(it_jhas(r->json, path) && it_jstr(r->json, path) == NULL, "%s echoed as %s", path,
+                     it_jstr(r->json, path) ? it_jstr(r->json, path) : "(absent)");
+        }
 
     const char *iids[2] = { i31, i32 }, *amounts[2] = { "1000.00", "500.00" };
     for (int i = 0; i < 2; i++) {
@@ -761,6 +769,19 @@ static void test_debtor_create_get(void)
     IT_STATUS(r, 201);
     const char *c3 = it_jstr(r->json, "CompCode");
     IT_CHECK(c3 != NULL && *c3 && strcmp(c3, "SAME1") != 0, "taken CompCode regenerated: %s", r->body);
+
+    /* each upsert wrote a debtor.upserted event in its transaction: the echo, and the relation */
+    IT_STREQ(IT_Q("SELECT string_agg((e.payload->>'ClientKey') || ' ' || (e.payload->>'Relation') || ' ' || "
+                  "coalesce(e.payload->>'Email', '-'), ',' ORDER BY e.id) FROM events e "
+                  "JOIN tenants t ON t.id = e.tenant_id WHERE t.name = 'itest-a' AND e.family = 'posting' "
+                  "AND e.type = 'debtor.upserted' AND e.payload->>'DebtorKey' = $1", dk),
+             it_fmt("%s debtor ap@bigbox.example,%s debtor ap@bigbox.example,%s debtor -", c1, c2, c1));
+    /* a refused one wrote none */
+    const char *d4 = it_uniq("DD");
+    IT_STATUS(it_post(A, "/api_factor/create-debtor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'n','Email':'@'}", c1, d4)),
+              400);
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM events WHERE type = 'debtor.upserted' AND payload->>'DebtorKey' = $1", d4),
+             "0");
 }
 
 static void test_debtor_errors(void)
@@ -1021,9 +1042,14 @@ static void test_broker_sched(void)
     IT_STATUS(again, 201);
     IT_CHECK(again->body_len == r->body_len && memcmp(again->body, r->body, r->body_len) == 0,
              "broker replay is byte-identical");
-    it_resp *dup = bsched(ck, sb, "10.00", binv(dk, vk, "10.00", "1.00", it_uniq("IID")));
+    const char *i3 = it_uniq("IID");
+    it_resp *dup = bsched(ck, sb, "10.00", binv(dk, vk, "10.00", "1.00", i3));
     IT_STATUS(dup, 409);
     IT_MESSAGE(dup, "409 Conflict Duplicate IntegrationBatchId");
+    g = it_get(A, it_fmt("/api_factor/get-broker-sched/?integrationbatchid=%s", sb));
+    IT_CHECK(json_object_equal(it_jwithout(r->json, "message", NULL), it_jwithout(g->json, "message", NULL)),
+             "the 409 changed the broker schedule:\n%s\n%s", r->body, g->body);
+    IT_STATUS(get_invoice(A, i3), 404);
 
     /* errors: nothing stored */
     struct { const char *amount, *invoices, *msg; } cases[] = {
@@ -1235,6 +1261,83 @@ static void test_money_exact(void)
     IT_JSTR(r->json, "PaidInFull", "true");
     IT_JSTR(r->json, "PaidInFullOn", "2021-04-02");
     IT_JSTR(r->json, "LastPaymentMadeOn", "2021-04-02");
+}
+
+/* FinancialDocs (Base64) is echoed as sent; the text members as stored. */
+static void test_payment_echo(void)
+{
+    const char *num;
+    const char *iid = mk_invoice(A, "10.00", &num);
+    const char *docs = "JVBERi0xLjQKJcOkw7zDtsOf";
+    it_resp *r = pay(A, J("{'BatchReference':'%s','BatchTotal':'10.00','AccountNumber':'1','PaymentDetails':["
+                          "{'PaymentDate':'2021-04-02','PaymentType':'check','Amount':'10','TransactionNumber':'t1',"
+                          "'InvoiceRefNumber':'%s','BankBatchItem':'7','ClientCode':'','MemoLine':'  paid  ',"
+                          "'FinancialDocs':'%s'}]}", it_uniq("EC"), num, docs));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].FinancialDocs", docs);
+    IT_JSTR(r->json, "PaymentDetails[0].BankBatchItem", "7");
+    IT_JSTR(r->json, "PaymentDetails[0].Amount", "10.00");
+    IT_JSTR(r->json, "PaymentDetails[0].PaymentType", "CHECK");
+    IT_CHECK(it_jhas(r->json, "PaymentDetails[0].ClientCode") && it_jstr(r->json, "PaymentDetails[0].ClientCode") == NULL,
+             "ClientCode \"\" echoed as %s", r->body);
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "applied");
+    IT_STREQ(balance(A, iid), "0.00");
+}
+
+/* The text of n items made by item(i) joined with commas (pool-owned). */
+static const char *joined(int n, const char *(*item)(int, const void *), const void *arg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%s", i ? "," : "", item(i, arg));
+    fclose(f);
+    const char *out = it_fmt("%s", buf);
+    free(buf);
+    return out;
+}
+
+static const char *cap_invoice(int i, const void *arg)
+{
+    const char *const *kd = arg;        /* debtor key, id prefix */
+    return J("{'DebtorKey':'%s','InvoiceNumber':'%s-%d','InvoiceAr':'1.00','InvoiceIntegrationId':'%s-%d'}", kd[0],
+             kd[1], i, kd[1], i);
+}
+
+static const char *cap_line(int i, const void *arg)
+{
+    return J("{'PaymentDate':'03-31-21','PaymentType':'ACH','Amount':'0.01','TransactionNumber':'%s-%d',"
+             "'AccountNumber':'NOSUCHACCOUNT'}", (const char *) arg, i);
+}
+
+/* At most 5,000 invoices in a schedule and 10,000 lines in a batch: at the cap accepted, one
+ * more 400 and nothing stored. */
+static void test_caps(void)
+{
+    const char *ck = it_uniq("CAP"), *dk = it_uniq("CAPD");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Cap Debtor");
+    const char *over[2] = { dk, it_uniq("CO") }, *at[2] = { dk, it_uniq("CA") };
+    const char *sb = it_uniq("CAPS");
+    it_resp *r = sched(A, ck, sb, "5001.00", joined(5001, cap_invoice, over));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid InvoiceArray");
+    IT_STATUS(it_get(A, it_fmt("/api_factor/get-sched/?integrationbatchid=%s", sb)), 404);
+    IT_STATUS(get_invoice(A, it_fmt("%s-0", over[1])), 404);
+    r = sched(A, ck, sb, "5000.00", joined(5000, cap_invoice, at));
+    IT_STATUS(r, 201);
+    IT_CHECK(it_jlen(r->json, "InvoiceArray") == 5000, "5,000 invoices echoed: %zu", it_jlen(r->json, "InvoiceArray"));
+    IT_STATUS(get_invoice(A, it_fmt("%s-4999", at[1])), 200);
+
+    const char *ref = it_uniq("CAPB"), *tn = it_uniq("CT");
+    r = pay(A, batch(ref, "100.01", joined(10001, cap_line, tn)));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid PaymentDetails");
+    r = pay(A, batch(ref, "100.00", joined(10000, cap_line, tn)));
+    IT_STATUS(r, 201);
+    IT_CHECK(it_jlen(r->json, "PaymentDetails") == 10000, "10,000 lines echoed: %zu", it_jlen(r->json, "PaymentDetails"));
+    IT_JSTR(r->json, "PaymentDetails[9999].UnappliedAmount", "0.01");
 }
 
 /* -------------------------------------------------------- reconciliation --- */
@@ -1738,7 +1841,9 @@ static const test t_payments[] = {
     { "post-payments errors store nothing", test_payment_errors },
     { "post-payments replay and 409", test_payment_replay_and_conflict },
     { "concurrent identical retries all get the replay", test_concurrent_retries },
-    { "money is exact", test_money_exact }, { NULL, NULL } };
+    { "money is exact", test_money_exact },
+    { "post-payments echo: FinancialDocs as sent, \"\" as null", test_payment_echo },
+    { "at most 5,000 invoices and 10,000 lines", test_caps }, { NULL, NULL } };
 static const test t_reconcile[] = {
     { "partial payment", test_reconcile_partial },
     { "overpayment leaves an unapplied remainder", test_reconcile_overpayment },

@@ -509,6 +509,23 @@ static void test_sqlstate(void)
     CU_ASSERT_EQUAL(db_sqlstate_http("22P02"), 400);
     CU_ASSERT_EQUAL(db_sqlstate_http("XX000"), 500);
     CU_ASSERT_EQUAL(db_sqlstate_http(NULL), 500);
+    /* every row of the table (docs/operations.md) */
+    CU_ASSERT_EQUAL(db_sqlstate_http("23514"), 422);
+    CU_ASSERT_EQUAL(db_sqlstate_http("23502"), 422);
+    CU_ASSERT_EQUAL(db_sqlstate_http("40001"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("40P01"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("55P03"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("57P01"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("08001"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("42501"), 500);
+    CU_ASSERT_EQUAL(db_sqlstate_http("22001"), 400);
+    /* FLnnn only for an HTTP error status; anything malformed is 500 */
+    CU_ASSERT_EQUAL(db_sqlstate_http("FL599"), 599);
+    CU_ASSERT_EQUAL(db_sqlstate_http("FL399"), 500);
+    CU_ASSERT_EQUAL(db_sqlstate_http("FL600"), 500);
+    CU_ASSERT_EQUAL(db_sqlstate_http("FL40"), 500);
+    CU_ASSERT_EQUAL(db_sqlstate_http("40P011"), 500);
+    CU_ASSERT_EQUAL(db_sqlstate_http(""), 500);
 }
 
 static void test_crypto(void)
