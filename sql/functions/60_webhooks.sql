@@ -231,13 +231,17 @@ REVOKE ALL ON FUNCTION webhook_record(bigint, int, int, text, int, int) FROM PUB
 GRANT EXECUTE ON FUNCTION webhook_record(bigint, int, int, text, int, int) TO fl_worker;
 
 -- DBA: give a dead (or any undelivered) delivery a fresh 3-day window, due now.
+-- A delivery in flight (delivering, its lease not over) is left alone: made due now, a
+-- second worker would send it while the first still is.  Returns whether it was re-queued.
 CREATE OR REPLACE FUNCTION webhook_requeue(p_delivery bigint) RETURNS boolean
     LANGUAGE plpgsql
 AS $$
 BEGIN
     UPDATE webhook_deliveries
        SET state = 'pending', next_attempt_at = now(), window_start = now()
-     WHERE id = p_delivery AND state <> 'delivered';
+     WHERE id = p_delivery
+       AND (state IN ('pending', 'retrying', 'dead')
+            OR (state = 'delivering' AND next_attempt_at <= now()));
     IF FOUND THEN
         PERFORM pg_notify('fl_webhooks', '');
     END IF;

@@ -2,7 +2,7 @@
 -- (migration 0014), the oldest due first, expired leases due again; retries wait as
 -- 'retrying', outside the claim's scan (0017).
 BEGIN;
-SELECT plan(16);
+SELECT plan(20);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
 UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day'
@@ -115,6 +115,27 @@ UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute' WHER
 SELECT is((SELECT string_agg(c.delivery_id || ' ' || c.attempts, ',') FROM webhook_claim(32, 60000, 3) c
             WHERE c.url = 'http://127.0.0.1:9/r'),
           :'dr' || ' 2', 'once due, the retry is pending again and claimed (its second attempt)');
+
+-- webhook_requeue: a fresh window for what is not delivered, but never a delivery in flight
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+VALUES (:'t', 'financing', 'q', 'http://127.0.0.1:9/q', ARRAY['q'], 'v1:0000000a:q') RETURNING id AS sq \gset
+INSERT INTO events (tenant_id, family, type, payload) SELECT :'t', 'financing', 'q', '{}' FROM generate_series(1, 4);
+UPDATE webhook_deliveries SET window_start = now() - interval '3 days', next_attempt_at = now() - interval '1 minute'
+ WHERE subscription_id = :'sq';
+CREATE TEMP TABLE rq AS SELECT id, row_number() OVER (ORDER BY id) AS k FROM webhook_deliveries WHERE subscription_id = :'sq';
+UPDATE webhook_deliveries d SET state = CASE rq.k WHEN 1 THEN 'dead' WHEN 2 THEN 'retrying' ELSE 'delivering' END,
+       next_attempt_at = CASE rq.k WHEN 3 THEN now() + interval '1 minute' ELSE d.next_attempt_at END
+  FROM rq WHERE rq.id = d.id;
+SELECT is((SELECT string_agg(rq.k || ' ' || webhook_requeue(rq.id), ', ' ORDER BY rq.k) FROM rq),
+          '1 true, 2 true, 3 false, 4 true',
+          'webhook_requeue: dead, retrying and an expired lease are re-queued; a live lease is not');
+SELECT is((SELECT string_agg(rq.k || ' ' || d.state || ' ' || (d.window_start > now() - interval '1 minute'), ', '
+                             ORDER BY rq.k) FROM rq JOIN webhook_deliveries d ON d.id = rq.id),
+          '1 pending true, 2 pending true, 3 delivering false, 4 pending true',
+          'a re-queued delivery is pending with a fresh window; the one in flight is untouched');
+UPDATE webhook_deliveries SET state = 'delivered', delivered_at = now() WHERE id = (SELECT id FROM rq WHERE k = 1);
+SELECT is(webhook_requeue((SELECT id FROM rq WHERE k = 1)), false, 'a delivered delivery is not re-queued');
+SELECT is(webhook_requeue(-1), false, 'an unknown id: false');
 
 SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index
             WHERE indrelid = 'webhook_deliveries'::regclass AND indpred IS NOT NULL),
