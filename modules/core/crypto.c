@@ -8,6 +8,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include "log.h"
 
 #define PII_OLD_KEYS 8
 
@@ -130,11 +131,16 @@ int crypto_pii_load(const char *path)
     if (load_key(path, &pii_cur) < 0)
         return -1;
     pii_loaded = 1;
+    /* the rotated-out keys: a listed file that is not a key, or one past the 8th, is an error
+     * in the log (the values it sealed would not open), not a silent gap */
+    pii_nold = 0;
     const char *old = getenv("FL_DATA_KEY_OLD_FILES");
     if (old != NULL && *old) {
         char *list = strdup(old), *save = NULL;
-        for (char *p = strtok_r(list, ":", &save); p && pii_nold < PII_OLD_KEYS; p = strtok_r(NULL, ":", &save))
-            crypto_pii_load_old(p);
+        for (char *p = list ? strtok_r(list, ":", &save) : NULL; p; p = strtok_r(NULL, ":", &save))
+            if (crypto_pii_load_old(p) < 0)
+                log_msg("error", NULL, "FL_DATA_KEY_OLD_FILES: %s is not loaded (%s): values sealed with it "
+                        "cannot be opened", p, pii_nold == PII_OLD_KEYS ? "more than 8 old keys" : "not a data key file");
         free(list);
     }
     return 0;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "env.h"
 #include "log.h"
 
 #define DB_MAX_STMTS 128
@@ -29,12 +30,23 @@ static int connect_now(void)
         conn = NULL;
         return -1;
     }
-    const char *ms = getenv("FL_STATEMENT_TIMEOUT_MS");
-    char sql[96];
-    snprintf(sql, sizeof(sql), "SELECT set_config('statement_timeout', $1, false)");
-    const char *p[1] = { ms && *ms ? ms : "5000" };
-    PGresult *res = PQexecParams(conn, sql, 1, NULL, p, NULL, NULL, 0);
+    /* a limit is always set: a value that is not one (a typo, 0) is the default, not "none" */
+    static long timeout_ms = -1;
+    if (timeout_ms < 0)
+        timeout_ms = env_long("FL_STATEMENT_TIMEOUT_MS", 5000, 100, 3600000);
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%ld", timeout_ms);
+    const char *p[1] = { ms };
+    PGresult *res = PQexecParams(conn, "SELECT set_config('statement_timeout', $1, false)", 1, NULL, p, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        log_msg("error", NULL, "setting statement_timeout failed: %s", PQresultErrorMessage(res));
     PQclear(res);
+    if (!ok) {
+        PQfinish(conn);
+        conn = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -45,11 +57,10 @@ static int connect_now(void)
  * what the conninfo leaves out). */
 static void default_connect_timeout(void)
 {
-    const char *s = getenv("FL_DB_CONNECT_TIMEOUT_S");
-    long v = s && *s ? strtol(s, NULL, 10) : 5;
+    static long v = -1;
+    if (v < 0)
+        v = env_long("FL_DB_CONNECT_TIMEOUT_S", 5, 2, 300);     /* libpq takes under 2 s as 2 */
     char buf[16];
-    if (v < 2 || v > 300)        /* libpq takes under 2 s as 2 */
-        v = 5;
     snprintf(buf, sizeof(buf), "%ld", v);
     setenv("PGCONNECT_TIMEOUT", buf, 0);
 }

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "crypto.h"
 #include "log.h"
+#include "env.h"
 #include "mime.h"
 #include "net.h"
 #include "serve.h"

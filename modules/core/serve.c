@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "crypto.h"
 #include "db.h"
+#include "env.h"
 #include "json.h"
 #include "log.h"
 
@@ -101,13 +102,12 @@ int serve_main(const fl_family *fam, int argc, char **argv)
     const char *listen = getenv("FL_LISTEN");
     const char *dburl = getenv("FL_DATABASE_URL");
     const char *keyfile = getenv("FL_DATA_KEY_FILE");
-    const char *bm = getenv("FL_BODY_MAX");
-    size_t body_max = bm && *bm ? (size_t) strtoull(bm, NULL, 10) : fam->body_max;
     int sock = 0;
 
     (void) argc;
     (void) argv;
     log_init(fam->name);
+    size_t body_max = (size_t) env_long("FL_BODY_MAX", (long) fam->body_max, 1024, 1L << 30);
     /* Keep freed heap memory between requests instead of giving it back to the kernel
      * after each one and faulting it in again on the next: a post-payments request
      * (20 kB in, 56 kB out) spent ~15 % of its worker time in brk() and page faults

@@ -75,12 +75,6 @@ static void on_stop(int sig)
     stopping = 1;
 }
 
-static int env_int(const char *name, int def)
-{
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : def;
-}
-
 static const fl_stmt st_claim = {
     "webhook_claim",
     "SELECT delivery_id, event_id, url, body, secret_enc, signature, event_type"
@@ -456,34 +450,18 @@ int main(int argc, char **argv)
     struct sigaction sa;
 
     log_init("worker");
-    cfg.allow_private = env_int("FL_WEBHOOK_ALLOW_PRIVATE", 0);
-    cfg.batch = env_int("FL_WEBHOOK_BATCH", 32);
-    if (cfg.batch < 1 || cfg.batch > MAX_SLOTS - FETCH_SLOTS)
-        cfg.batch = 32;
-    cfg.per_subscription = env_int("FL_WEBHOOK_PER_SUBSCRIPTION", 8);
-    if (cfg.per_subscription < 1 || cfg.per_subscription > MAX_SLOTS) {
-        log_msg("warn", NULL, "FL_WEBHOOK_PER_SUBSCRIPTION=%s is not within 1..%d: 8",
-                getenv("FL_WEBHOOK_PER_SUBSCRIPTION"), MAX_SLOTS);
-        cfg.per_subscription = 8;
-    }
-    cfg.per_partner = env_int("FL_FETCH_PER_PARTNER", 1);
-    if (cfg.per_partner < 1 || cfg.per_partner > 16) {
-        log_msg("warn", NULL, "FL_FETCH_PER_PARTNER=%s is not within 1..16: 1", getenv("FL_FETCH_PER_PARTNER"));
-        cfg.per_partner = 1;
-    }
-    cfg.lease_ms = env_int("FL_WEBHOOK_LEASE_MS", 60000);
-    cfg.base_ms = env_int("FL_WEBHOOK_RETRY_BASE_MS", 30000);
-    if (cfg.base_ms < 100) {     /* 0 would make a refused delivery due again at once, in a loop */
-        log_msg("warn", NULL, "FL_WEBHOOK_RETRY_BASE_MS=%s is under 100: 30000", getenv("FL_WEBHOOK_RETRY_BASE_MS"));
-        cfg.base_ms = 30000;
-    }
-    cfg.max_age_s = env_int("FL_WEBHOOK_MAX_AGE_S", 3 * 24 * 3600);
-    cfg.sweep_ms = env_int("FL_WEBHOOK_SWEEP_MS", 1000);
-    cfg.fetch_timeout_ms = env_int("FL_FETCH_TIMEOUT_MS", 30000);
-    if (cfg.fetch_timeout_ms < 1000 || cfg.fetch_timeout_ms > 600000) {
-        log_msg("warn", NULL, "FL_FETCH_TIMEOUT_MS=%s is not within 1000..600000: 30000", getenv("FL_FETCH_TIMEOUT_MS"));
-        cfg.fetch_timeout_ms = 30000;
-    }
+    /* each setting within its range, else its default and a warning (env_long): a sweep of
+     * 0 would spin, a lease of 0 would send every delivery twice, a retry base of 0 would
+     * retry a refused delivery in a loop */
+    cfg.allow_private = (int) env_long("FL_WEBHOOK_ALLOW_PRIVATE", 0, 0, 1);
+    cfg.batch = (int) env_long("FL_WEBHOOK_BATCH", 32, 1, MAX_SLOTS - FETCH_SLOTS);
+    cfg.per_subscription = (int) env_long("FL_WEBHOOK_PER_SUBSCRIPTION", 8, 1, MAX_SLOTS);
+    cfg.per_partner = (int) env_long("FL_FETCH_PER_PARTNER", 1, 1, 16);
+    cfg.lease_ms = (int) env_long("FL_WEBHOOK_LEASE_MS", 60000, 1000, 3600000);
+    cfg.base_ms = (int) env_long("FL_WEBHOOK_RETRY_BASE_MS", 30000, 100, 3600000);
+    cfg.max_age_s = (int) env_long("FL_WEBHOOK_MAX_AGE_S", 3 * 24 * 3600, 60, 30 * 24 * 3600);
+    cfg.sweep_ms = (int) env_long("FL_WEBHOOK_SWEEP_MS", 1000, 50, 600000);
+    cfg.fetch_timeout_ms = env_long("FL_FETCH_TIMEOUT_MS", 30000, 1000, 600000);
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;
