@@ -10,7 +10,8 @@
  *   --log FILE         one JSON line per request, written when the request has
  *                      been read (before the answer):
  *                      {"n":1,"t_ms":..,"peer_port":..,"method":"POST","path":"/x",
- *                       "event_id":..,"fl_sig":..,"iso_sig":..,"body":".."}
+ *                       "event_id":..,"event_type":..,"user_agent":..,"fl_sig":..,
+ *                       "iso_sig":..,"content_type":..,"body":".."}
  *                      (headers absent from the request are null).
  *   --status-seq LIST  answers the n-th request (over all connections) with the
  *                      n-th status of LIST, then the last one forever (default 200).
@@ -239,6 +240,8 @@ static void log_request(long n, long long t, int peer_port, const char *head, co
     sb_json(&b, sp1 ? sp1 + 1 : "", sp1 && sp2 ? (size_t) (sp2 - sp1 - 1) : 0);
     static const char *const names[][2] = {
         { "event_id", "Factorline-Event-Id" },
+        { "event_type", "Factorline-Event-Type" },
+        { "user_agent", "User-Agent" },
         { "fl_sig", "Factorline-Signature" },
         { "iso_sig", "Isoamp-Signature" },
         { "content_type", "Content-Type" },

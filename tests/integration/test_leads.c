@@ -1842,8 +1842,7 @@ static void test_database_down(void)
         it_resp *r = do_call(A(), &k[i]);
         IT_CHECK(r->status == 503, "database down, %s %s: %ld %s", k[i].method, k[i].path, r->status, r->body);
         JSON_IS(r, "{\"message\":\"Service Unavailable\"}");
-        const char *ra = it_header_get(r, "Retry-After");
-        IT_CHECK(ra != NULL && atoi(ra) > 0, "Retry-After: %s", ra ? ra : "(none)");
+        IT_STREQ(it_header_get(r, "Retry-After"), "5");
         IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "503 without X-Request-Id");
     }
     IT_STATUS(do_call(fresh, &k[3]), 503);

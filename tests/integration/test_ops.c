@@ -164,6 +164,9 @@ static void test_up_fresh(void)
     IT_CHECK(file_exists(it_fmt("%s/pg/data/PG_VERSION", own.var)), "no PostgreSQL cluster under %s/pg",
              own.var);
     IT_CHECK(file_exists(it_fmt("%s/run/.s.PGSQL.5432", own.var)), "no PostgreSQL socket in %s/run", own.var);
+    /* byte order for text keys, UTF-8 text (docs/operations.md, "The database's collation") */
+    IT_STREQ(fl_out(&own, "psql -XAtc \"SELECT datcollate || ' ' || pg_encoding_to_char(encoding) FROM pg_database "
+                          "WHERE datname = current_database()\"", &st), "C UTF8\n");
 
     struct stat sb;
     IT_CHECK(stat(it_fmt("%s/credentials.json", own.var), &sb) == 0 && (sb.st_mode & 0777) == 0600,
@@ -201,6 +204,24 @@ static void test_up_fresh(void)
                                                 http_base(), it_cred_header(l, "api_key")));
     IT_STATUS(it_get(plain, "/deal_status/none"), 403);
     IT_STATUS(it_request("GET", it_fmt("%s/healthz", http_base()), NULL, 0, NULL, 0), 200);
+
+    /* the README's post-payments example, its body read from README.md, against the demo
+     * tenant: 201, and the two demo invoices it names are paid */
+    const char *readme = it_run(it_fmt("sed -n \"s/^curl -k \\$H -X POST --data '\\([^']*\\)'.*/\\1/p\" '%s/README.md'",
+                                       it_env("FL_TEST_ROOT")), NULL);
+    IT_CHECK(strstr(readme, "\"BatchReference\":\"mmm-111\"") != NULL, "the README's example not found: <%s>", readme);
+    r = it_post(p, "/api_factor/post-payments/", readme);
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "message", "201 Created - v2.01.00");
+    static const char *const demo[][2] = { { "demo-inv-20212131", "1000.00" }, { "demo-inv-20212132", "500.00" } };
+    for (int i = 0; i < 2; i++) {
+        r = it_get(p, it_fmt("/api_factor/get-invoice/?invoiceintegrationid=%s", demo[i][0]));
+        IT_STATUS(r, 200);
+        IT_JSTR(r->json, "InvoiceAmount", demo[i][1]);
+        IT_JSTR(r->json, "PaymentMade", demo[i][1]);
+        IT_JSTR(r->json, "PaidInFull", "true");
+        IT_JSTR(r->json, "PaidInFullOn", "2021-03-31");
+    }
 }
 
 static void test_status_running(void)
@@ -251,6 +272,8 @@ static void test_tenant_and_key(void)
     const char *out = fl_out(&own, it_fmt("tenant add %s", name), &st);
     IT_CHECK(st == 0, "tenant add failed (%d): %s", st, out);
     IT_JSTR(it_json(out), "tenant", name);
+    const char *tid = it_jstr(it_json(out), "id"), *fid = it_jstr(it_json(out), "factor_id");
+    IT_CHECK(tid != NULL && strlen(tid) == 36 && fid != NULL && *fid, "tenant add printed %s", out);
     out = fl(&own, it_fmt("tenant add %s", name), &st);
     IT_CHECK(st != 0 && strstr(out, "Tenant exists") != NULL, "a second tenant add: %d %s", st, out);
 
@@ -260,6 +283,7 @@ static void test_tenant_and_key(void)
     IT_CHECK(c != NULL, "key add did not print {\"base_url\",\"headers\"}: %s", out);
     if (c != NULL) {
         IT_STREQ(c->base_url, it_fmt("%s/posting", https_base()));
+        IT_STREQ(it_cred_header(c, "Auth-FactorID"), fid ? fid : "-");     /* the tenant's factor_id */
         IT_CHECK(test_post(c) == 201, "the new key does not authenticate");
         /* a tenant of its own: the demo tenant's invoice is not there */
         IT_STATUS(it_get(c, "/api_factor/get-invoice/?InvoiceIntegrationId=demo-inv-20212131"), 404);
@@ -296,6 +320,39 @@ static void test_tenant_and_key(void)
     const char *n = fl_out(&own, it_fmt("psql -XAtc \"SELECT count(*) FROM credentials c JOIN tenants t ON "
                                         "t.id = c.tenant_id WHERE t.name = '%s'\"", name), &st);
     IT_CHECK(st == 0 && atoi(n) == 2, "tenant %s has %s credentials, not 2", name, n);
+}
+
+/* webhook add prints the signing secret once; webhooks lists deliveries, by state. */
+static void test_webhook_commands(void)
+{
+    int st;
+    const char *name = it_uniq("opsW");
+    const char *out = fl_out(&own, it_fmt("tenant add %s", name), &st);
+    IT_CHECK(st == 0, "tenant add failed (%d): %s", st, out);
+    out = fl_out(&own, it_fmt("webhook add --tenant %s --family posting --url http://127.0.0.1:9/ops-hook --name ops "
+                              "--events client.upserted", name), &st);
+    json_object *j = it_json(out);
+    const char *secret = it_jstr(j, "secret");
+    IT_CHECK(st == 0 && it_jstr(j, "id") != NULL && secret != NULL && strlen(secret) == 64,
+             "webhook add: %d %s", st, out);
+    out = fl(&own, it_fmt("webhook add --tenant %s --family posting --url ftp://127.0.0.1/x", name), &st);
+    IT_CHECK(st != 0, "an ftp:// subscription was taken: %s", out);
+    out = fl(&own, it_fmt("webhook add --tenant %s --family posting", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "webhook add without --url: %d %s", st, out);
+
+    const it_cred *c = it_cred_parse(fl_out(&own, it_fmt("key add --tenant %s --family posting", name), &st));
+    IT_CHECK(c != NULL, "key add for %s failed", name);
+    if (c == NULL)
+        return;
+    const char *ck = it_uniq("OPSW");
+    IT_STATUS(it_post(c, "/api_factor/create-client/", it_fmt("{\"ClientKey\":\"%s\",\"Name\":\"n\"}", ck)), 201);
+    out = fl(&own, "webhooks --limit 500", &st);
+    IT_CHECK(st == 0 && strstr(out, "client.upserted") != NULL && strstr(out, "http://127.0.0.1:9/ops-hook") != NULL
+             && strstr(out, name) != NULL, "webhooks does not list the delivery: %d %s", st, out);
+    out = fl(&own, "webhooks --state delivered", &st);
+    IT_CHECK(st == 0 && strstr(out, "ops-hook") == NULL, "a refused delivery listed as delivered: %s", out);
+    out = fl(&own, "webhooks --bogus", &st);
+    IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "webhooks --bogus: %d %s", st, out);
 }
 
 /* migrate: idempotent, and a migration changed after it was applied is refused. */
@@ -487,6 +544,7 @@ int main(void)
     CU_add_test(s, "status: every process, pool sizes", test_status_running);
     CU_add_test(s, "up again: every process restarted, credentials kept", test_up_again);
     CU_add_test(s, "tenant add, key add", test_tenant_and_key);
+    CU_add_test(s, "webhook add, webhooks", test_webhook_commands);
     CU_add_test(s, "migrate: idempotent, a changed migration refused", test_migrate);
     CU_add_test(s, "down: everything stopped, twice", test_down);
     s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);

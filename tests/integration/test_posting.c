@@ -317,6 +317,9 @@ static void test_auth_wrong_values(void)
         it_cred_with(A, "Auth-FactorID", it_fmt("%s0", it_cred_header(A, "Auth-FactorID"))),
         it_cred_with(A, "Auth-FactorID", it_fmt("%.*s", (int) strlen(it_cred_header(A, "Auth-FactorID")) - 1,
                                                 it_cred_header(A, "Auth-FactorID"))),
+        /* bytes that are not UTF-8: an unknown credential, not a database error */
+        it_cred_with(A, "Auth-FactorID", it_fmt("%s\xE9", it_cred_header(A, "Auth-FactorID"))),
+        it_cred_with(A, "Auth-SystemKey", "\xFF\xFE\xC3\x28"),
     };
     for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
         it_resp *r = it_post(wrong[i], "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
@@ -1752,6 +1755,44 @@ static void test_worker_sigterm_graceful(void)
     IT_STATUS(it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"after TERM\"}"), 201);
 }
 
+/* A statement that waits past statement_timeout (5 s: a table locked by another session) is
+ * cancelled: 503 with Retry-After, no SQL text in the body, the SQLSTATE in the log. */
+static void test_statement_timeout(void)
+{
+    const char *ck = it_uniq("STO");
+    mk_client(A, ck);
+    const char *path = it_fmt("/api_factor/get-client/?clientkey=%s", ck);
+    const char *done = it_fmt("%s/lock-%s.done", it_logdir(), it_uniq("x"));
+    it_run(it_fmt("(psql '%s' -qc 'BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(7); COMMIT' "
+                  ">/dev/null 2>&1; touch '%s') </dev/null >/dev/null 2>&1 &", it_env("FL_ADMIN_DATABASE_URL"), done),
+           NULL);
+    double t0 = it_now();
+    const char *held = NULL;
+    while (it_now() - t0 < 3.0) {
+        held = IT_Q0("SELECT count(*)::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                     "WHERE c.relname = 'clients' AND l.mode = 'AccessExclusiveLock' AND l.granted");
+        if (held != NULL && strcmp(held, "1") == 0)
+            break;
+        it_sleep(0.05);
+    }
+    IT_STREQ(held, "1");
+    t0 = it_now();
+    it_resp *r = it_get(A, path);
+    double took = it_now() - t0;
+    IT_STATUS(r, 503);
+    IT_BODY(r, E503);
+    IT_STREQ(it_header_get(r, "Retry-After"), "5");
+    IT_CHECK(took >= 4.5 && took < 6.9, "answered after %.1f s, expected the 5 s statement timeout", took);
+    const char *rid = it_header_get(r, "X-Request-Id");
+    int st = 1;
+    if (rid != NULL)
+        it_run(it_fmt("grep '\"request_id\":\"%s\"' '%s/posting.log' | grep -q '57014'", rid, it_logdir()), &st);
+    IT_CHECK(st == 0, "the log has no 57014 line for request %s", rid ? rid : "(none)");
+    while (*it_run(it_fmt("ls '%s' 2>/dev/null", done), NULL) == '\0' && it_now() - t0 < 10)
+        it_sleep(0.1);
+    IT_STATUS(it_get(A, path), 200);
+}
+
 static void test_database_down(void)
 {
     int st;
@@ -1768,8 +1809,7 @@ static void test_database_down(void)
         it_resp *r = it_get(A, paths[i % 2]);
         IT_CHECK(r->status == 503, "database down: %ld %s", r->status, r->body);
         IT_BODY(r, E503);
-        const char *ra = it_header_get(r, "Retry-After");
-        IT_CHECK(ra != NULL && atoi(ra) > 0, "Retry-After: %s", ra ? ra : "(none)");
+        IT_STREQ(it_header_get(r, "Retry-After"), "5");
         IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "503 carries X-Request-Id");
     }
     it_resp *r = it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'n'}", it_uniq("PGD")));
@@ -1856,6 +1896,7 @@ static const test t_ops[] = {
     { "a revoked key stops within 5 s", test_revoked_key },
     { "a worker killed with SIGKILL is replaced", test_worker_killed },
     { "SIGTERM: the request in flight is answered, then the worker exits", test_worker_sigterm_graceful },
+    { "a statement past statement_timeout: 503, no SQL text", test_statement_timeout },
     /* it stops PostgreSQL */
     { "PostgreSQL down: 503 + Retry-After, then back", test_database_down },
     /* last: over every answer, the 503s above included */

@@ -1,6 +1,6 @@
 -- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
 BEGIN;
-SELECT plan(28);
+SELECT plan(32);
 
 SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -47,6 +47,26 @@ SELECT ok(NOT has_table_privilege('fl_api', 'tenants', 'SELECT')
           'fl_api cannot read tenants or credentials');
 SELECT ok(NOT has_column_privilege('fl_report', 'credentials', 'secret_hash', 'SELECT'),
           'fl_report cannot read secret hashes');
+SELECT ok(NOT has_column_privilege('fl_report', 'webhook_subscriptions', 'secret_enc', 'SELECT')
+          AND has_column_privilege('fl_report', 'webhook_subscriptions', 'url', 'SELECT'),
+          'fl_report reads webhook subscriptions but not their signing secrets');
+SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                 AND d.objid = c.oid AND d.deptype = 'e')      -- pgTAP's own views
+              AND (has_table_privilege('fl_worker', c.oid, 'SELECT') OR has_table_privilege('fl_worker', c.oid, 'INSERT')
+                   OR has_table_privilege('fl_worker', c.oid, 'UPDATE') OR has_table_privilege('fl_worker', c.oid, 'DELETE'))),
+          NULL, 'fl_worker holds no privilege on any table, view or sequence');
+SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
+              AND has_function_privilege('fl_worker', p.oid, 'EXECUTE')),
+          ARRAY['attachment_claim(integer,integer,integer)', 'attachment_record(uuid,bytea,text,text,text,boolean)',
+                'webhook_claim(integer,integer,integer)', 'webhook_record(bigint,integer,integer,text,integer,integer)'],
+          'fl_worker may execute the webhook and attachment functions, and no other that acts as the owner');
+SELECT ok(NOT has_function_privilege('fl_api', 'webhook_requeue(bigint)', 'EXECUTE')
+          AND NOT has_function_privilege('fl_worker', 'webhook_requeue(bigint)', 'EXECUTE')
+          AND NOT has_function_privilege('fl_report', 'webhook_requeue(bigint)', 'EXECUTE'),
+          'webhook_requeue is for the owner only');
 SELECT ok(NOT has_table_privilege('fl_report', 'invoices', 'INSERT')
           AND NOT has_table_privilege('fl_report', 'invoices', 'UPDATE')
           AND NOT has_table_privilege('fl_report', 'payment_lines', 'DELETE'),

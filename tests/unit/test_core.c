@@ -497,6 +497,28 @@ static void test_db_connect_timeout(void)
     close(fd);
 }
 
+/* Settings from the environment: a whole number within the range, else the default. */
+static void test_env_long(void)
+{
+    static const struct { const char *v; long want; } cases[] = {
+        { NULL, 7 }, { "", 7 }, { "3", 3 }, { "1", 1 }, { "10", 10 }, { "0", 7 }, { "11", 7 }, { "-3", 7 },
+        { "abc", 7 }, { "5x", 7 }, { "5 ", 7 }, { "0x5", 7 }, { "5.0", 7 }, { "99999999999999999999", 7 },
+        { "+4", 4 }, { "007", 7 }, { "008", 8 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (cases[i].v == NULL)
+            unsetenv("FL_TEST_ENV_LONG");
+        else
+            setenv("FL_TEST_ENV_LONG", cases[i].v, 1);
+        long got = env_long("FL_TEST_ENV_LONG", 7, 1, 10);
+        CU_ASSERT_EQUAL(got, cases[i].want);
+        if (got != cases[i].want)
+            fprintf(stderr, "env_long(\"%s\") = %ld, expected %ld\n", cases[i].v ? cases[i].v : "(unset)", got,
+                    cases[i].want);
+    }
+    unsetenv("FL_TEST_ENV_LONG");
+}
+
 static void test_sqlstate(void)
 {
     CU_ASSERT_EQUAL(db_sqlstate_http("FL400"), 400);
@@ -592,6 +614,17 @@ static void test_crypto(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(sealed2);
     CU_ASSERT(strncmp(sealed2 + 3, sealed + 3, 8) != 0);         /* another key id */
     CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed2), "987654321");
+
+    /* as the pools load them: the old keys are the files FL_DATA_KEY_OLD_FILES lists (a colon
+     * list; one that is not a key file is reported and skipped), and a reload starts afresh */
+    setenv("FL_DATA_KEY_OLD_FILES", arena_printf(A, "/nonexistent/fl-key:%s", path1), 1);
+    CU_ASSERT_EQUAL_FATAL(crypto_pii_load(path2), 0);
+    CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed), "123456789");
+    CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed2), "987654321");
+    unsetenv("FL_DATA_KEY_OLD_FILES");
+    CU_ASSERT_EQUAL_FATAL(crypto_pii_load(path2), 0);
+    CU_ASSERT_PTR_NULL(crypto_pii_decrypt(A, sealed));          /* no longer listed: not loaded */
+    CU_ASSERT_STRING_EQUAL(crypto_pii_decrypt(A, sealed2), "987654321");
     unlink(path2);
     unlink(path1);
 }
@@ -685,6 +718,27 @@ static void test_ssrf(void)
     CU_ASSERT(addr_private("::"));
     CU_ASSERT(!addr_private("8.8.8.8"));
     CU_ASSERT(!addr_private("2606:4700::1111"));
+    /* every range docs/webhooks.md names: documentation, reserved, site-local, IPv4-compatible */
+    static const char *const named[] = { "192.0.2.1", "198.51.100.200", "203.0.113.255", "2001:db8::1",
+                                         "2001:db8:ffff::1", "fec0::1", "feff::1", "240.0.0.1", "255.255.255.255",
+                                         "fc00::1", "ff02::1", "::10.1.2.3", "::127.0.0.1", "64:ff9b::a00:1",
+                                         "100.127.255.255", "0.1.2.3", "169.254.0.1", NULL };
+    for (const char *const *p = named; *p; p++) {
+        CU_ASSERT(addr_private(*p));
+        if (!addr_private(*p))
+            fprintf(stderr, "not refused: %s\n", *p);
+    }
+    CU_ASSERT(!addr_private("192.0.3.1"));
+    CU_ASSERT(!addr_private("198.51.101.1"));
+    CU_ASSERT(!addr_private("2001:db9::1"));
+    CU_ASSERT(!addr_private("100.128.0.1"));
+    CU_ASSERT(!addr_private("::ffff:8.8.8.8"));
+    /* control characters anywhere, and a bare backslash */
+    CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34/a\tb", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34/a\x7f", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34/\r\nX-Injected: 1", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34\\x/", 1, &u, err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34/a\\b", 1, &u, err, sizeof(err)), -1);
 }
 
 static void test_mime(void)
@@ -725,6 +779,7 @@ int main(void)
     CU_add_test(s, "strict JSON and field specs", test_parse_and_validate);
     CU_add_test(s, "base64 and email", test_base64_email);
     CU_add_test(s, "SQLSTATE to HTTP", test_sqlstate);
+    CU_add_test(s, "settings from the environment", test_env_long);
     CU_add_test(s, "database connect gives up on a silent server", test_db_connect_timeout);
     CU_add_test(s, "hashing, random, PII encryption", test_crypto);
     CU_add_test(s, "HMAC-SHA256 signatures", test_hmac);
