@@ -133,6 +133,7 @@ int crypto_pii_load(const char *path)
     pii_loaded = 1;
     /* the rotated-out keys: a listed file that is not a key, or one past the 8th, is an error
      * in the log (the values it sealed would not open), not a silent gap */
+    OPENSSL_cleanse(pii_old, sizeof(pii_old));
     pii_nold = 0;
     const char *old = getenv("FL_DATA_KEY_OLD_FILES");
     if (old != NULL && *old) {

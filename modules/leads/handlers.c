@@ -432,10 +432,12 @@ static int call_with_secret(fl_req *r, const fl_stmt *st, json_object *doc, char
  * connection.  Nothing here waits for a partner's DNS. */
 static int url_allowed(const char *url)
 {
-    const char *ap = getenv("FL_WEBHOOK_ALLOW_PRIVATE");
+    static int allow_private = -1;      /* read as the worker reads it, once */
+    if (allow_private < 0)
+        allow_private = (int) env_long("FL_WEBHOOK_ALLOW_PRIVATE", 0, 0, 1);
     fl_url u;
     char err[160];
-    return net_url_check(url, ap != NULL && strcmp(ap, "1") == 0, &u, err, sizeof(err)) == 0;
+    return net_url_check(url, allow_private, &u, err, sizeof(err)) == 0;
 }
 
 int leads_webhook(fl_req *r, const fl_route *route)

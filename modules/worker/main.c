@@ -481,7 +481,7 @@ int main(int argc, char **argv)
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 64L);
     fl_arena *arena = arena_new(16 * 1024);
 
-    int listening = 0, want = 1, wantf = 1, dbdown = 0;
+    int listening = 0, want = 1, wantf = 1, dbdown = 0, status = 0;
     long last_claim = 0;
     if (db_open(getenv("FL_WORKER_DATABASE_URL")) == 0)
         listening = listen_now() == 0;
@@ -497,8 +497,10 @@ int main(int argc, char **argv)
             /* PostgreSQL restarted or is down: reconnect, listen again, sweep */
             db_close();
             if (db_open(getenv("FL_WORKER_DATABASE_URL")) < 0 || listen_now() < 0) {
-                if (once)
+                if (once) {             /* cron learns that nothing was delivered */
+                    status = 1;
                     break;
+                }
                 if (inflight == 0) {
                     sleep(1);
                     continue;
@@ -592,5 +594,5 @@ int main(int argc, char **argv)
     curl_global_cleanup();
     arena_free(arena);
     db_close();
-    return 0;
+    return status;
 }
