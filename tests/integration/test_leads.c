@@ -1244,6 +1244,31 @@ static void check_attempt(const char *s, const char *want, int lo, int hi)
                  hi);
 }
 
+/* Posts an attachment by URL (file at rc) and walks it through three fetches, moving each
+ * retry's time forward: after the first and the second it waits, pending, with the error e1
+ * then e2 and the next attempt 30 s then 60 s away. Returns the state after the third. */
+static const char *three_fetches(const char *id, const it_rcv *rc, const char *file, const char *e1, const char *e2)
+{
+    const char *due = "UPDATE lead_attachments a SET next_attempt_at = now() FROM leads l WHERE l.id = a.lead_id "
+                      "AND l.public_id = $1 AND a.filename = $2 AND a.state = 'pending' RETURNING 1";
+    it_resp *r = it_post(A(), "/attachment",
+                         it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/%s\",\"filename\":\"%s\",\"lead_id\":\"%s\"}",
+                                rc->port, file, file, id));
+    IT_STATUS(r, 202);
+    check_attempt(wait_attempts(id, file, 1, 15), it_fmt("pending|1|%s", e1), 25, 30);
+    IT_STREQ(IT_Q("SELECT (a.content IS NULL)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
+                  "WHERE l.public_id = $1 AND a.filename = $2", id, file), "true");
+    it_sleep(1.0);
+    json_object *lines[8];
+    IT_CHECK(it_rcv_read(rc, lines, 8) == 1, "%s: the retry did not wait for its time", file);
+    IT_STREQ(IT_Q(due, id, file), "1");
+    check_attempt(wait_attempts(id, file, 2, 15), it_fmt("pending|2|%s", e2), 55, 60);
+    IT_STREQ(IT_Q(due, id, file), "1");
+    const char *state = wait_attachment(id, file, 15);
+    IT_CHECK(it_rcv_read(rc, lines, 8) == 3, "%s: the server got other than 3 requests", file);
+    return state;
+}
+
 /* A fetch answered 5xx or 429 is tried again, 30 s × attempts later (the test moves the time
  * forward), and succeeds when the server recovers; three such answers end failed. Nothing is
  * stored until a fetch succeeds. */
@@ -1253,43 +1278,18 @@ static void test_attachment_url_retried(void)
     if (id == NULL)
         return;
     it_rcv rc = it_rcv_start(0, "--status-seq 503,429,200");
-    it_resp *r = it_post(A(), "/attachment",
-                         it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/busy.pdf\",\"filename\":\"busy.pdf\","
-                                "\"lead_id\":\"%s\"}", rc.port, id));
-    IT_STATUS(r, 202);
-    const char *due = "UPDATE lead_attachments a SET next_attempt_at = now() FROM leads l WHERE l.id = a.lead_id "
-                      "AND l.public_id = $1 AND a.filename = $2 AND a.state = 'pending' RETURNING 1";
-    check_attempt(wait_attempts(id, "busy.pdf", 1, 15), "pending|1|HTTP 503", 25, 30);
-    IT_STREQ(IT_Q("SELECT (a.content IS NULL)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id "
-                  "WHERE l.public_id = $1 AND a.filename = 'busy.pdf'", id), "true");
-    it_sleep(1.0);
-    json_object *lines[8];
-    IT_CHECK(it_rcv_read(&rc, lines, 8) == 1, "the retry did not wait for its time");
-    IT_STREQ(IT_Q(due, id, "busy.pdf"), "1");
-    check_attempt(wait_attempts(id, "busy.pdf", 2, 15), "pending|2|HTTP 429", 55, 60);
-    IT_STREQ(IT_Q(due, id, "busy.pdf"), "1");
-    IT_STREQ(wait_attachment(id, "busy.pdf", 15), "received");
+    IT_STREQ(three_fetches(id, &rc, "busy.pdf", "HTTP 503", "HTTP 429"), "received");
     IT_STREQ(IT_Q("SELECT a.attempts || '|' || (a.error IS NULL)::text || '|' || a.size FROM lead_attachments a "
                   "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'busy.pdf'", id),
              "3|true|11");
-    IT_CHECK(it_rcv_read(&rc, lines, 8) == 3, "the server got other than 3 requests");
     it_rcv_stop(&rc);
 
     /* a server that stays down: the third answer ends it */
     it_rcv down = it_rcv_start(0, "--status-seq 502");
-    r = it_post(A(), "/attachment",
-                it_fmt("{\"attachment_url\":\"http://127.0.0.1:%d/down.pdf\",\"filename\":\"down.pdf\","
-                       "\"lead_id\":\"%s\"}", down.port, id));
-    IT_STATUS(r, 202);
-    check_attempt(wait_attempts(id, "down.pdf", 1, 15), "pending|1|HTTP 502", 25, 30);
-    IT_STREQ(IT_Q(due, id, "down.pdf"), "1");
-    check_attempt(wait_attempts(id, "down.pdf", 2, 15), "pending|2|HTTP 502", 55, 60);
-    IT_STREQ(IT_Q(due, id, "down.pdf"), "1");
-    IT_STREQ(wait_attachment(id, "down.pdf", 15), "failed");
+    IT_STREQ(three_fetches(id, &down, "down.pdf", "HTTP 502", "HTTP 502"), "failed");
     IT_STREQ(IT_Q("SELECT a.attempts || '|' || a.error || '|' || (a.content IS NULL)::text FROM lead_attachments a "
                   "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'down.pdf'", id),
              "3|HTTP 502|true");
-    IT_CHECK(it_rcv_read(&down, lines, 8) == 3, "the failing server got other than 3 requests");
     it_rcv_stop(&down);
 }
 
