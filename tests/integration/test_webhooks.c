@@ -199,14 +199,22 @@ static pid_t worker_holding(int peer_port, int rcv_port)
     return -1;
 }
 
+/* fl-worker --once on the test stack's database, with the environment env ("NAME=value ...",
+ * which may override the database or the key; no proxy exemptions); its output (stdout and
+ * stderr), its exit status in *st. */
+static const char *worker_once_env(const char *env, int *st)
+{
+    return it_run(it_fmt("env -u no_proxy -u NO_PROXY FL_WORKER_DATABASE_URL='%s' FL_DATA_KEY_FILE='%s' %s '%s' --once "
+                         "2>&1", it_env("FL_TEST_WORKER_DATABASE_URL"), it_env("FL_TEST_DATA_KEY"), env,
+                         it_env("FL_TEST_WORKER")), st);
+}
+
 /* Runs `fl-worker --once` with private addresses allowed or not; its exit status. */
 static int worker_once(int allow_private)
 {
     int st;
-    const char *out = it_run(it_fmt("FL_WEBHOOK_ALLOW_PRIVATE=%d FL_WORKER_DATABASE_URL='%s' FL_DATA_KEY_FILE='%s' "
-                                    "FL_WEBHOOK_RETRY_BASE_MS=60000 '%s' --once 2>&1",
-                                    allow_private, it_env("FL_TEST_WORKER_DATABASE_URL"),
-                                    it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_WORKER")), &st);
+    const char *out = worker_once_env(it_fmt("FL_WEBHOOK_ALLOW_PRIVATE=%d FL_WEBHOOK_RETRY_BASE_MS=60000", allow_private),
+                                      &st);
     IT_CHECK(st == 0, "fl-worker --once: exit %d: %s", st, out);
     return st;
 }
@@ -321,12 +329,10 @@ static void test_signature_vector(void)
 static void test_settings_out_of_range(void)
 {
     int st;
-    const char *out = it_run(it_fmt("FL_WEBHOOK_BATCH=0 FL_WEBHOOK_PER_SUBSCRIPTION=abc FL_WEBHOOK_SWEEP_MS=0 "
-                                    "FL_WEBHOOK_LEASE_MS=-1 FL_FETCH_TIMEOUT_MS=10 FL_FETCH_PER_PARTNER=17 "
-                                    "FL_WEBHOOK_RETRY_BASE_MS=5x FL_WEBHOOK_MAX_AGE_S=1 FL_WEBHOOK_ALLOW_PRIVATE=2 "
-                                    "FL_WORKER_DATABASE_URL='host=/nonexistent dbname=x user=x' "
-                                    "FL_DATA_KEY_FILE='%s' '%s' --once 2>&1", it_env("FL_TEST_DATA_KEY"),
-                                    it_env("FL_TEST_WORKER")), &st);
+    const char *out = worker_once_env("FL_WEBHOOK_BATCH=0 FL_WEBHOOK_PER_SUBSCRIPTION=abc FL_WEBHOOK_SWEEP_MS=0 "
+                                      "FL_WEBHOOK_LEASE_MS=-1 FL_FETCH_TIMEOUT_MS=10 FL_FETCH_PER_PARTNER=17 "
+                                      "FL_WEBHOOK_RETRY_BASE_MS=5x FL_WEBHOOK_MAX_AGE_S=1 FL_WEBHOOK_ALLOW_PRIVATE=2 "
+                                      "FL_WORKER_DATABASE_URL='host=/nonexistent dbname=x user=x'", &st);
     IT_CHECK(st == 1, "fl-worker --once without a database: exit %d, expected 1: %s", st, out);
     IT_CHECK(strstr(out, "(batch 32, 8 a subscription, lease 60000 ms, attachment fetches 30 s, 1 a partner)") != NULL,
              "the defaults are not in force: %s", out);
@@ -693,10 +699,8 @@ static void test_proxy_env_ignored(void)
     const char *ev = insert_event(t.id, "leads", "lead.proxied", "{}");
     const char *px = it_fmt("http://127.0.0.1:%d", proxy.port);
     int st;
-    const char *out = it_run(it_fmt("env -u no_proxy -u NO_PROXY http_proxy=%s HTTP_PROXY=%s https_proxy=%s ALL_PROXY=%s all_proxy=%s "
-                                    "FL_WEBHOOK_ALLOW_PRIVATE=1 FL_WORKER_DATABASE_URL='%s' FL_DATA_KEY_FILE='%s' "
-                                    "'%s' --once 2>&1", px, px, px, px, px, it_env("FL_TEST_WORKER_DATABASE_URL"),
-                                    it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_WORKER")), &st);
+    const char *out = worker_once_env(it_fmt("http_proxy=%s HTTP_PROXY=%s https_proxy=%s ALL_PROXY=%s all_proxy=%s "
+                                             "FL_WEBHOOK_ALLOW_PRIVATE=1", px, px, px, px, px), &st);
     it_signal_supervised("webhooks.pid", SIGCONT);
     IT_CHECK(st == 0, "fl-worker --once: exit %d: %s", st, out);
     IT_STREQ(dstate(delivery_of(ev, &s)), "delivered");
@@ -1109,7 +1113,6 @@ static void test_silent_dns_holds_nothing(void)
     close(d.fd);
 }
 
-/* PostgreSQL restarts under the workers: they reconnect and deliver again. */
 /* A PostgreSQL restart: a worker that sweeps only once a minute is woken by NOTIFY before it,
  * and after it too (it reconnects and LISTENs again); the supervised workers deliver again. */
 static void test_postgres_restart(void)
