@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -382,6 +383,26 @@ static void test_migrate(void)
     IT_CHECK(test_post(demo_cred(&own, "posting")) == 201, "the stack stopped answering after migrate");
 }
 
+/* A get-client in a child process: it writes "<status> <time answered>" to the pipe. */
+static pid_t get_client_start(const it_cred *c, const char *key, int *fd)
+{
+    int fds[2];
+    IT_CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        it_resp *r = it_get(c, it_fmt("/api_factor/get-client/?clientkey=%s", key));
+        char *msg = it_fmt("%ld %.6f", r->status, it_now());
+        size_t k = strlen(msg);
+        _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
+    }
+    close(fds[1]);
+    *fd = fds[0];
+    return pid;
+}
+
 static void test_down(void)
 {
     pid_t before[NPIDFILES];
@@ -389,8 +410,47 @@ static void test_down(void)
     const char *pg = file_text(it_fmt("%s/pg/data/postmaster.pid", own.var));
     pid_t pgpid = (pid_t) atol(pg);
     int st;
+
+    /* A request in flight when down begins is answered (docs/operations.md: nginx stops
+     * gracefully first, then the pools, then PostgreSQL). It is held in flight by a session
+     * that locks clients for 3 s; down starts while the worker waits for that lock. */
+    const it_cred *p = demo_cred(&own, "posting");
+    IT_CHECK(p != NULL, "no posting credential in credentials.json");
+    fl_run(&own, "psql -Xqc \"BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT\"",
+           ">/dev/null 2>&1 &", NULL);
+    const char *held = "";
+    for (int i = 0; i < 50 && strcmp(held, "1\n") != 0; i++) {
+        held = fl_out(&own, "psql -XAtc \"SELECT count(*) FROM pg_locks WHERE relation = 'clients'::regclass "
+                            "AND mode = 'AccessExclusiveLock' AND granted\"", NULL);
+        if (strcmp(held, "1\n") != 0)
+            it_sleep(0.05);
+    }
+    IT_STREQ(held, "1\n");
+    int fd = -1;
+    pid_t child = p ? get_client_start(p, "DEMO", &fd) : -1;
+    const char *waiting = "";
+    for (int i = 0; child > 0 && i < 40 && strcmp(waiting, "1\n") != 0; i++) {
+        waiting = fl_out(&own, "psql -XAtc \"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                               "'fl-posting' AND wait_event_type = 'Lock'\"", NULL);
+        if (strcmp(waiting, "1\n") != 0)
+            it_sleep(0.05);
+    }
+    IT_CHECK(strcmp(waiting, "1\n") == 0, "the get-client did not wait for the lock: the test proves nothing");
+    double down_at = it_now();
     const char *out = fl(&own, "down", &st);
     IT_CHECK(st == 0, "down failed (%d): %s", st, out);
+    if (child > 0) {
+        char msg[128] = "";
+        ssize_t k = read(fd, msg, sizeof(msg) - 1);
+        msg[k > 0 ? k : 0] = '\0';
+        close(fd);
+        waitpid(child, NULL, 0);
+        long status = 0;
+        double done_at = 0;
+        IT_CHECK(sscanf(msg, "%ld %lf", &status, &done_at) == 2 && status == 200,
+                 "the request in flight when down began was answered <%s>, not 200", msg);
+        IT_CHECK(done_at > down_at, "it was answered before down began: the test proves nothing");
+    }
     for (int i = 0; i < NPIDFILES; i++)
         IT_CHECK(gone(before[i]), "%s: process %d still running after down", pidfiles[i], (int) before[i]);
     IT_CHECK(pgpid > 0 && gone(pgpid), "PostgreSQL (%d) still running after down", (int) pgpid);
@@ -546,7 +606,7 @@ int main(void)
     CU_add_test(s, "tenant add, key add", test_tenant_and_key);
     CU_add_test(s, "webhook add, webhooks", test_webhook_commands);
     CU_add_test(s, "migrate: idempotent, a changed migration refused", test_migrate);
-    CU_add_test(s, "down: everything stopped, twice", test_down);
+    CU_add_test(s, "down: a request in flight answered, everything stopped, twice", test_down);
     s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);
     CU_add_test(s, "up, status, down on an existing server", test_external_up_down);
     s = CU_add_suite("nginx/production.conf.example", NULL, NULL);

@@ -1676,11 +1676,12 @@ static void test_worker_killed(void)
     IT_STATUS(it_get(A, "/api_factor/get-client/?clientkey=whatever"), 404);
 }
 
-/* SIGTERM to every worker of the pool while one serves a batch: that request
- * is still answered 201 by the worker that got TERM, which then exits; the
- * supervisor replaces the workers.  The batch is held in flight by another
- * transaction paying the same invoice, left open until TERM has been sent. */
-static void test_worker_sigterm_graceful(void)
+/* A stop signal (TERM, USR1 or INT) to every worker of the pool while one
+ * serves a batch: that request is still answered 201 by the worker that got
+ * the signal, which then exits; the supervisor replaces the workers.  The
+ * batch is held in flight by another transaction paying the same invoice,
+ * left open until the signal has been sent. */
+static void worker_stop_graceful(int sig, const char *name)
 {
     int n;
     const char *before = workers(&n);
@@ -1695,9 +1696,9 @@ static void test_worker_sigterm_graceful(void)
     IT_Q0("BEGIN");
     IT_Q0("SET LOCAL ROLE fl_api");
     IT_Q("SELECT posting_post_payments($1::uuid, $2::jsonb) IS NOT NULL", tenant,
-         batch(it_uniq("TERM"), "10.00", line("10.00", num, NULL, NULL, NULL, NULL)));
+         batch(it_uniq(name), "10.00", line("10.00", num, NULL, NULL, NULL, NULL)));
     IT_Q0("RESET ROLE");
-    paying inflight = pay_start(A, batch(it_uniq("TERM"), "20.00", line("20.00", num, NULL, NULL, NULL, NULL)));
+    paying inflight = pay_start(A, batch(it_uniq(name), "20.00", line("20.00", num, NULL, NULL, NULL, NULL)));
     /* in flight: a posting worker's statement waits for the invoice's row lock */
     double w0 = it_now();
     const char *waiting;
@@ -1711,11 +1712,11 @@ static void test_worker_sigterm_graceful(void)
         it_sleep(0.02);
     }
     IT_STREQ(waiting, "1");
-    double term_at = it_now();
+    double sent_at = it_now();
     for (const char *p = before; *p; ) {
         while (*p == ' ') p++;
         if (*p)
-            kill((pid_t) atol(p), SIGTERM);
+            kill((pid_t) atol(p), sig);
         while (*p && *p != ' ') p++;
     }
     it_sleep(0.2);
@@ -1725,15 +1726,15 @@ static void test_worker_sigterm_graceful(void)
     const char *answer;
     long status = pay_collect(inflight, &done_at, rid, &answer);
     IT_CHECK(status == 201, "the batch in flight was answered %ld (%.200s)", status, answer);
-    IT_CHECK(done_at > term_at, "the answer came before TERM was sent: the test proves nothing");
+    IT_CHECK(done_at > sent_at, "the answer came before %s was sent: the test proves nothing", name);
     IT_JSTR(it_json(answer), "PaymentDetails[0].AppliedAmount", "20.00");
     IT_STREQ(balance(A, iid), "70.00");
-    /* the request's log line was written by one of the workers that got TERM */
+    /* the request's log line was written by one of the workers that got the signal */
     const char *pid = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/../log/posting.log' "
                                     "| sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p' | head -n 1 | tr -d '\\n'",
                                     rid, it_env("FL_TEST_RUN")), NULL);
     IT_CHECK(*pid && strstr(it_fmt(" %s ", before), it_fmt(" %s ", pid)) != NULL,
-             "request %s was served by <%s>, not by a worker that got TERM <%s>", rid, pid, before);
+             "request %s was served by <%s>, not by a worker that got %s <%s>", rid, pid, name, before);
     /* every old worker is gone and the count is restored */
     double t0 = it_now();
     int m = 0, old_left = 1;
@@ -1752,8 +1753,12 @@ static void test_worker_sigterm_graceful(void)
         it_sleep(0.2);
     }
     IT_CHECK(m == n && !old_left, "workers replaced: before <%s>, after <%s>", before, after);
-    IT_STATUS(it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"after TERM\"}"), 201);
+    IT_STATUS(it_post(A, "/api_factor/test-post/", it_fmt("{\"TestValue\":\"after %s\"}", name)), 201);
 }
+
+static void test_worker_sigterm_graceful(void) { worker_stop_graceful(SIGTERM, "TERM"); }
+static void test_worker_sigusr1_graceful(void) { worker_stop_graceful(SIGUSR1, "USR1"); }
+static void test_worker_sigint_graceful(void) { worker_stop_graceful(SIGINT, "INT"); }
 
 /* A statement that waits past statement_timeout (5 s: a table locked by another session) is
  * cancelled: 503 with Retry-After, no SQL text in the body, the SQLSTATE in the log. */
@@ -1903,6 +1908,8 @@ static const test t_ops[] = {
     { "a revoked key stops within 5 s", test_revoked_key },
     { "a worker killed with SIGKILL is replaced", test_worker_killed },
     { "SIGTERM: the request in flight is answered, then the worker exits", test_worker_sigterm_graceful },
+    { "SIGUSR1: the request in flight is answered, then the worker exits", test_worker_sigusr1_graceful },
+    { "SIGINT: the request in flight is answered, then the worker exits", test_worker_sigint_graceful },
     { "a statement past statement_timeout: 503, no SQL text", test_statement_timeout },
     /* it stops PostgreSQL */
     { "PostgreSQL down: 503 + Retry-After, then back", test_database_down },
