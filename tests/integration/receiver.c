@@ -17,6 +17,7 @@
  *                      n-th status of LIST, then the last one forever (default 200).
  *   --delay-ms N       waits N ms before every answer.
  *   --ipv6 1           listens on [::1] instead of 127.0.0.1.
+ *   --bind ADDR        listens on the IPv4 address ADDR instead of 127.0.0.1.
  *   --hang-first-ms N  waits N ms before answering the first request only.
  *   --answer-bytes N   answers with a body of N bytes (default: a short JSON).
  *   --location URL     the Location of a 3xx answer (default http://127.0.0.1:9/elsewhere).
@@ -49,6 +50,7 @@ static int log_fd = -1;
 static int status_seq[MAX_SEQ] = { 200 };
 static int nstatus = 1;
 static int ipv6;
+static struct in_addr bind_addr = { .s_addr = 0 };  /* 0: 127.0.0.1 */
 static long delay_ms, hang_first_ms, answer_bytes = -1;
 static const char *location = "http://127.0.0.1:9/elsewhere";
 static atomic_long nrequests;
@@ -367,7 +369,7 @@ static int parse_seq(const char *s)
 static int usage(void)
 {
     fprintf(stderr, "usage: fl-receiver [--port N] [--log FILE] [--status-seq 500,200] "
-                    "[--delay-ms N] [--ipv6 1] [--hang-first-ms N] [--answer-bytes N] [--location URL]\n");
+                    "[--delay-ms N] [--ipv6 1] [--bind ADDR] [--hang-first-ms N] [--answer-bytes N] [--location URL]\n");
     return 2;
 }
 
@@ -393,6 +395,10 @@ int main(int argc, char **argv)
             delay_ms = atol(v);
         else if (strcmp(a, "--ipv6") == 0)
             ipv6 = atoi(v);
+        else if (strcmp(a, "--bind") == 0) {
+            if (inet_pton(AF_INET, v, &bind_addr) != 1)
+                return usage();
+        }
         else if (strcmp(a, "--hang-first-ms") == 0)
             hang_first_ms = atol(v);
         else if (strcmp(a, "--answer-bytes") == 0)
@@ -425,7 +431,7 @@ int main(int argc, char **argv)
     } else {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((unsigned short) port);
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sin->sin_addr.s_addr = bind_addr.s_addr ? bind_addr.s_addr : htonl(INADDR_LOOPBACK);
     }
     socklen_t sl = ipv6 ? sizeof(*sin6) : sizeof(*sin);
     if (ls < 0 || bind(ls, (struct sockaddr *) &ss, sl) < 0 || listen(ls, 512) < 0) {

@@ -1056,6 +1056,53 @@ static int silent_dns_asked(const silent_dns *d, const char *label, double timeo
     return 0;
 }
 
+/* A name with a private and a public address (/etc/hosts in a mount namespace, the public
+ * address on the loopback device of a network namespace, both of the worker's own): the
+ * private one, which glibc sorts first, is refused in the socket callback, the public one is
+ * delivered to, and the delivery is recorded as delivered, not refused. A receiver listens on
+ * each address; the private one must get nothing. */
+static void test_ssrf_mixed_addresses(void)
+{
+    if (geteuid() != 0) {
+        printf("skipped: needs root (network and mount namespaces) ");
+        return;
+    }
+    tenant t = new_tenant();
+    const char *dir = it_fmt("%s/%s", it_logdir(), it_uniq("mixed"));
+    it_run(it_fmt("mkdir -p '%s' && printf '127.0.0.1 mixed.example\\n93.184.216.34 mixed.example\\n' > '%s/hosts'",
+                  dir, dir), NULL);
+    it_signal_supervised("webhooks.pid", SIGSTOP);
+    sub s = subscribe(t.name, "leads", "http://mixed.example:8089/mixed", "--events ssrf.mixed");
+    const char *d = delivery_of(insert_event(t.id, "leads", "ssrf.mixed", "{}"), &s);
+    int st;
+    const char *out = it_run(it_fmt(
+        "D='%s'; unshare --net --mount sh -ec '"
+        "mount --make-rprivate /; mount --bind \"$0/hosts\" /etc/hosts; "
+        "ip link set lo up; ip addr add 93.184.216.34/32 dev lo; "
+        "getent ahosts mixed.example | head -n 1 | cut -d\" \" -f1 > \"$0/first\"; "
+        "\"$1\" --bind 93.184.216.34 --port 8089 --log \"$0/public.log\" > \"$0/public.port\" & p1=$!; "
+        "\"$1\" --port 8089 --log \"$0/private.log\" > \"$0/private.port\" & p2=$!; "
+        "i=0; while ! [ -s \"$0/public.port\" ] || ! [ -s \"$0/private.port\" ]; do "
+        "i=$((i+1)); [ $i -lt 100 ] || exit 3; sleep 0.05; done; "
+        "rc=0; env -u no_proxy -u NO_PROXY FL_WORKER_DATABASE_URL=\"$2\" FL_DATA_KEY_FILE=\"$3\" "
+        "FL_WEBHOOK_ALLOW_PRIVATE=0 FL_WEBHOOK_RETRY_BASE_MS=60000 \"$4\" --once || rc=$?; "
+        "kill $p1 $p2; exit $rc' \"$D\" '%s' '%s' '%s' '%s' 2>&1",
+        dir, it_env("FL_TEST_RECEIVER"), it_env("FL_TEST_WORKER_DATABASE_URL"), it_env("FL_TEST_DATA_KEY"),
+        it_env("FL_TEST_WORKER")), &st);
+    it_signal_supervised("webhooks.pid", SIGCONT);
+    IT_CHECK(st == 0, "the worker in its namespaces: exit %d: %s", st, out);
+    const char *first = it_run(it_fmt("cat '%s/first' 2>/dev/null", dir), NULL);
+    IT_CHECK(strcmp(first, "127.0.0.1\n") == 0,
+             "glibc did not sort the private address first (<%s>): the refusal is not exercised", first);
+    IT_STREQ(IT_Q("SELECT state || '|' || coalesce(last_status::text, 'null') || '|' || coalesce(last_error, 'null') "
+                  "FROM webhook_deliveries WHERE id = $1::bigint", d), "delivered|200|null");
+    IT_STREQ(IT_Q("SELECT count(*) || ' ' || count(status_code) FROM webhook_attempts WHERE delivery_id = $1::bigint", d),
+             "1 1");
+    IT_STREQ(it_run(it_fmt("cat '%s/public.log' 2>/dev/null | wc -l", dir), NULL), "1\n");
+    IT_STREQ(it_run(it_fmt("cat '%s/private.log' 2>/dev/null | wc -l", dir), NULL), "0\n");
+    unsubscribe(&s);
+}
+
 /* One worker whose DNS never answers, a subscription to a name (its lookup
  * stalls) and another to 127.0.0.1: the name's lookup holds neither the
  * worker's loop while it runs (curl's threaded resolver) nor after the
@@ -1180,6 +1227,8 @@ int main(void)
     CU_add_test(s, "a hung receiver holds one slot, not the worker", test_slow_receiver_holds_one_slot);
     CU_add_test(s, "a hung receiver's backlog: 4 in flight, others served", test_hung_backlog_capped_per_subscription);
     CU_add_test(s, "silent DNS holds neither the loop nor the next delivery", test_silent_dns_holds_nothing);
+    CU_add_test(s, "SSRF: a name with a private and a public address is delivered to the public one",
+                test_ssrf_mixed_addresses);
     CU_add_test(s, "SIGTERM: in-flight delivery finishes, then exit", test_sigterm_finishes_in_flight);
     CU_add_test(s, "PostgreSQL restart", test_postgres_restart);
     CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
