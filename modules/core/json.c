@@ -256,9 +256,10 @@ static int is_edge_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Characters (code points) of a UTF-8 string: the parser has checked the
- * encoding, so every byte that is not a continuation byte starts one. */
-static size_t utf8_chars(const char *s)
+/* Characters (code points) of a UTF-8 string whose encoding has been checked
+ * (by the JSON parser, or req_utf8_valid for a query): every byte that is not a
+ * continuation byte starts one. */
+size_t json_utf8_chars(const char *s)
 {
     size_t n = 0;
     for (; *s; s++)
@@ -411,7 +412,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
         case FT_STR:
         case FT_EMAIL: {
             size_t max = f->maxlen ? (size_t) f->maxlen : 255;
-            if (utf8_chars(txt) > max) {
+            if (json_utf8_chars(txt) > max) {
                 add_err(errs, a, prefix, f->name, "too_long",
                         arena_printf(a, "is too long (maximum is %zu characters)", max));
                 break;

@@ -84,6 +84,8 @@ json_object *json_get_ci(json_object *obj, const char *name);
 int json_money_norm(const char *s, int allow_zero, char *out, size_t outsz);
 /* Normalises a date into "YYYY-MM-DD"; 0 or -1 for a malformed or unreal date. */
 int json_date_norm(const char *s, char out[11]);
+/* Characters (code points) of valid UTF-8 text. */
+size_t json_utf8_chars(const char *s);
 int json_base64_valid(const char *s, size_t *decoded_len);
 int json_email_valid(const char *s);
 

@@ -367,7 +367,7 @@ int posting_get(fl_req *r, const fl_route *route)
         const char *v = req_query(r, q->query);
         if (v == NULL || *v == '\0')
             return serve_fail(r, 400, arena_printf(r->arena, "Missing %s", q->query));
-        if (strlen(v) > 100)
+        if (json_utf8_chars(v) > 100)         /* characters, as the body's limits */
             return serve_fail(r, 400, arena_printf(r->arena, "Invalid %s", q->query));
         vals[n++] = v;
     }

@@ -101,7 +101,12 @@ DECLARE
     v_base      text;
     v_out       jsonb;
 BEGIN
-    SELECT * INTO v_client FROM clients WHERE tenant_id = p_tenant AND client_key = fl_txt(p_doc, 'ClientKey');
+    -- The client's row is locked (against other links being made for it, not against its
+    -- schedules: their keys take KEY SHARE): the CompCode chosen below must still be free when
+    -- the link is inserted, or two debtors created at once would both take WALMAR1 and the
+    -- second fail on the unique key.
+    SELECT * INTO v_client FROM clients WHERE tenant_id = p_tenant AND client_key = fl_txt(p_doc, 'ClientKey')
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid ClientKey';
     END IF;
@@ -372,23 +377,37 @@ BEGIN
             fl_txt(p_doc, 'Notes'), fl_txt(p_doc, 'PaymentMethod'), v_hash)
     RETURNING id INTO v_sched_id;
 
-    INSERT INTO invoices (tenant_id, schedule_id, seq, client_id, debtor_id, vendor_id,
-                          client_key, debtor_key, vendor_key,
-                          invoice_integration_id, invoice_number, amount, open_balance, invoice_date,
-                          due_date, ref_num, advance_amount, vendor_invoice_number, doc)
-    SELECT p_tenant, v_sched_id, x.n, v_client.id, d.id, v.id,
-           v_client.client_key, d.debtor_key, v.debtor_key,
-           fl_txt(e, 'InvoiceIntegrationId'), fl_txt(e, 'InvoiceNumber'),
-           fl_txt(e, 'InvoiceAr')::numeric(18,2), fl_txt(e, 'InvoiceAr')::numeric(18,2),
-           coalesce(fl_txt(e, 'InvoiceDate')::date, current_date),
-           coalesce(fl_txt(e, 'DueDate')::date, current_date),
-           fl_txt(e, 'RefNum'),
-           CASE WHEN v_broker THEN fl_txt(e, 'AdvanceAmount')::numeric(18,2) END,
-           CASE WHEN v_broker THEN fl_txt(e, 'VendorInvoiceNumber') END,
-           decode(fl_txt(e, 'DocBase64'), 'base64')
-      FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
-      JOIN debtors d ON d.tenant_id = p_tenant AND d.debtor_key = fl_txt(e, 'DebtorKey')
-      LEFT JOIN debtors v ON v_broker AND v.tenant_id = p_tenant AND v.debtor_key = fl_txt(e, 'VendorKey');
+    BEGIN
+        INSERT INTO invoices (tenant_id, schedule_id, seq, client_id, debtor_id, vendor_id,
+                              client_key, debtor_key, vendor_key,
+                              invoice_integration_id, invoice_number, amount, open_balance, invoice_date,
+                              due_date, ref_num, advance_amount, vendor_invoice_number, doc)
+        SELECT p_tenant, v_sched_id, x.n, v_client.id, d.id, v.id,
+               v_client.client_key, d.debtor_key, v.debtor_key,
+               fl_txt(e, 'InvoiceIntegrationId'), fl_txt(e, 'InvoiceNumber'),
+               fl_txt(e, 'InvoiceAr')::numeric(18,2), fl_txt(e, 'InvoiceAr')::numeric(18,2),
+               coalesce(fl_txt(e, 'InvoiceDate')::date, current_date),
+               coalesce(fl_txt(e, 'DueDate')::date, current_date),
+               fl_txt(e, 'RefNum'),
+               CASE WHEN v_broker THEN fl_txt(e, 'AdvanceAmount')::numeric(18,2) END,
+               CASE WHEN v_broker THEN fl_txt(e, 'VendorInvoiceNumber') END,
+               decode(fl_txt(e, 'DocBase64'), 'base64')
+          FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
+          JOIN debtors d ON d.tenant_id = p_tenant AND d.debtor_key = fl_txt(e, 'DebtorKey')
+          LEFT JOIN debtors v ON v_broker AND v.tenant_id = p_tenant AND v.debtor_key = fl_txt(e, 'VendorKey');
+    EXCEPTION WHEN unique_violation THEN
+        -- Another schedule, committed since the check above, took one of these ids: the same
+        -- answer as when it was there before (this statement sees it now).
+        SELECT fl_txt(e, 'InvoiceIntegrationId') INTO v_bad
+          FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
+         WHERE EXISTS (SELECT 1 FROM invoices i
+                        WHERE i.tenant_id = p_tenant AND i.invoice_integration_id = fl_txt(e, 'InvoiceIntegrationId'))
+         ORDER BY n LIMIT 1;
+        IF NOT FOUND THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Duplicate InvoiceIntegrationId ' || v_bad;
+    END;
 
     v_out := fl_sched_json(v_sched_id);
     UPDATE schedules SET response = v_out WHERE id = v_sched_id;

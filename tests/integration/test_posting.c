@@ -141,11 +141,11 @@ static it_resp *pay(const it_cred *c, const char *body)
     return it_post(c, "/api_factor/post-payments/", body);
 }
 
-/* post-payments in a child process, for tests that act while it is in flight; collect the
- * answer with pay_collect. */
+/* A POST in a child process, for tests that act while it is in flight; collect the answer
+ * with pay_collect. */
 typedef struct paying { pid_t pid; int fd; } paying;
 
-static paying pay_start(const it_cred *c, const char *body)
+static paying post_start(const it_cred *c, const char *path, const char *body)
 {
     int fds[2];
     paying p = { -1, -1 };
@@ -155,7 +155,7 @@ static paying pay_start(const it_cred *c, const char *body)
     p.pid = fork();
     if (p.pid == 0) {
         close(fds[0]);
-        it_resp *r = pay(c, body);
+        it_resp *r = it_post(c, path, body);
         const char *rid = it_header_get(r, "X-Request-Id");
         char *msg = it_fmt("%ld %.6f %s %s", r->status, it_now(), rid ? rid : "-", r->body ? r->body : "");
         size_t k = strlen(msg);
@@ -164,6 +164,30 @@ static paying pay_start(const it_cred *c, const char *body)
     close(fds[1]);
     p.fd = fds[0];
     return p;
+}
+
+/* post-payments in a child process. */
+static paying pay_start(const it_cred *c, const char *body)
+{
+    return post_start(c, "/api_factor/post-payments/", body);
+}
+
+/* Waits up to 4 s for one posting worker's statement to wait for a lock (the test's own
+ * session holds it); whether it did. */
+static int worker_waits_for_lock(void)
+{
+    double w0 = it_now();
+    for (;;) {
+        /* pg_stat_activity is read once per transaction unless its snapshot is cleared */
+        IT_Q0("SELECT pg_stat_clear_snapshot()");
+        const char *waiting = IT_Q("SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fl-posting' "
+                                   "AND wait_event_type = 'Lock'");
+        if (waiting != NULL && strcmp(waiting, "1") == 0)
+            return 1;
+        if (waiting == NULL || it_now() - w0 >= 4.0)
+            return 0;
+        it_sleep(0.02);
+    }
 }
 
 /* Waits for the child: its status, when it was answered, the request id (63 chars at most) and
@@ -483,6 +507,15 @@ static void test_bad_query(void)
     IT_MESSAGE(r, "400 Bad Request Invalid clientkey");
     r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", longkey + 1));
     IT_STATUS(r, 404);
+    /* characters, not bytes: 100 "é" (200 bytes) is a key to look up, 101 is too long */
+    char accents[101 * 6 + 1] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(accents, "%C3%A9");
+    IT_STATUS(it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", accents)), 404);
+    strcat(accents, "%C3%A9");
+    r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", accents));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Invalid clientkey");
     static const char *const bad[] = { "clientkey=%zz", "clientkey=%", "clientkey=%C3%28" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = it_get(A, it_fmt("/api_factor/get-client/?%s", bad[i]));
@@ -633,6 +666,15 @@ static void test_client_create_get(void)
     IT_JSTR(r->json, "FedTaxNum", "12-3456789");
     IT_CHECK(it_jstr(r->json, "UUID") && strlen(it_jstr(r->json, "UUID")) == 36, "UUID: %s", r->body);
     const char *uuid = it_jstr(r->json, "UUID");
+    IT_CHECK(!it_jhas(r->json, "FedTaxNumLast4"), "the answer carries FedTaxNumLast4: %s", r->body);
+    /* FedTaxNum is stored sealed (key id, then the ciphertext), its last four in clear; the
+     * event carries the last four only (docs/posting.md) */
+    IT_STREQ(IT_Q("SELECT (fed_tax_num_enc ~ '^v1:') || '|' || (strpos(fed_tax_num_enc, '3456789') = 0) || '|' "
+                  "|| (strpos(fed_tax_num_enc, '12-34') = 0) || '|' || fed_tax_num_last4 "
+                  "FROM clients WHERE client_key = $1", ck), "true|true|true|6789");
+    IT_STREQ(IT_Q("SELECT (payload ? 'FedTaxNum') || '|' || (payload->>'FedTaxNumLast4') || '|' "
+                  "|| (strpos(payload::text, '3456789') = 0) FROM events WHERE type = 'client.upserted' "
+                  "AND payload->>'ClientKey' = $1 ORDER BY id DESC LIMIT 1", ck), "false|6789|true");
 
     r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
     IT_STATUS(r, 200);
@@ -1240,6 +1282,64 @@ static void test_concurrent_retries(void)
     }
 }
 
+/* Two debtors of one name created for one client at once: the second waits for the first's
+ * link (the client's row lock), then takes the next CompCode (not the same one, and no 409).
+ * The first is held open in the test's session. */
+static void test_concurrent_debtor_compcodes(void)
+{
+    const char *ck = it_uniq("RC"), *d1 = it_uniq("RD"), *d2 = it_uniq("RD");
+    mk_client(A, ck);
+    const char *tenant = IT_Q("SELECT tenant_id::text FROM clients WHERE client_key = $1", ck);
+    IT_Q0("BEGIN");
+    IT_Q0("SET LOCAL ROLE fl_api");
+    IT_STREQ(IT_Q("SELECT posting_create_debtor($1::uuid, $2::jsonb) ->> 'CompCode'", tenant,
+                  J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Racing Freight','Country':'USA'}", ck, d1)),
+             "RACING1");
+    IT_Q0("RESET ROLE");
+    paying p = post_start(A, "/api_factor/create-debtor/",
+                          J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Racing Freight','Country':'USA'}", ck, d2));
+    IT_CHECK(worker_waits_for_lock(), "the second create-debtor did not wait: the test proves nothing");
+    IT_Q0("COMMIT");
+    double done_at = 0;
+    char rid[64] = "";
+    const char *answer;
+    long status = pay_collect(p, &done_at, rid, &answer);
+    IT_CHECK(status == 201, "the second create-debtor was answered %ld (%.200s)", status, answer);
+    IT_JSTR(it_json(answer), "CompCode", "RACING2");
+    IT_STREQ(IT_Q("SELECT string_agg(cd.comp_code, ' ' ORDER BY cd.comp_code) FROM client_debtors cd "
+                  "JOIN clients c ON c.id = cd.client_id WHERE c.client_key = $1", ck), "RACING1 RACING2");
+}
+
+/* Two schedules naming one InvoiceIntegrationId at once: the second waits for the first's
+ * invoice, then answers the documented 409 Duplicate InvoiceIntegrationId <id>, nothing stored. */
+static void test_concurrent_sched_same_invoice(void)
+{
+    const char *ck = it_uniq("RS"), *dk = it_uniq("RSD"), *iid = it_uniq("IID");
+    const char *s1 = it_uniq("RSB"), *s2 = it_uniq("RSB");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, "Race Payer");
+    const char *tenant = IT_Q("SELECT tenant_id::text FROM clients WHERE client_key = $1", ck);
+    IT_Q0("BEGIN");
+    IT_Q0("SET LOCAL ROLE fl_api");
+    IT_Q("SELECT posting_create_sched($1::uuid, $2::jsonb) IS NOT NULL", tenant,
+         J("{'ClientKey':'%s','Amount':'10.00','IntegrationBatchId':'%s','PaymentMethod':'A','InvoiceArray':[%s]}",
+           ck, s1, inv(dk, it_uniq("N"), "10.00", iid)));
+    IT_Q0("RESET ROLE");
+    paying p = post_start(A, "/api_factor/create-sched/",
+                          J("{'ClientKey':'%s','Amount':'20.00','IntegrationBatchId':'%s','PaymentMethod':'A',"
+                            "'InvoiceArray':[%s,%s]}", ck, s2, inv(dk, it_uniq("N"), "10.00", it_uniq("IID")),
+                            inv(dk, it_uniq("N"), "10.00", iid)));
+    IT_CHECK(worker_waits_for_lock(), "the second create-sched did not wait: the test proves nothing");
+    IT_Q0("COMMIT");
+    double done_at = 0;
+    char rid[64] = "";
+    const char *answer;
+    long status = pay_collect(p, &done_at, rid, &answer);
+    IT_CHECK(status == 409, "the second create-sched was answered %ld (%.200s)", status, answer);
+    IT_JSTR(it_json(answer), "message", it_fmt("409 Conflict Duplicate InvoiceIntegrationId %s", iid));
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM schedules WHERE integration_batch_id IN ($1, $2)", s1, s2), "1");
+}
+
 static void test_money_exact(void)
 {
     const char *num;
@@ -1700,18 +1800,7 @@ static void worker_stop_graceful(int sig, const char *name)
     IT_Q0("RESET ROLE");
     paying inflight = pay_start(A, batch(it_uniq(name), "20.00", line("20.00", num, NULL, NULL, NULL, NULL)));
     /* in flight: a posting worker's statement waits for the invoice's row lock */
-    double w0 = it_now();
-    const char *waiting;
-    for (;;) {
-        /* pg_stat_activity is read once per transaction unless its snapshot is cleared */
-        IT_Q0("SELECT pg_stat_clear_snapshot()");
-        waiting = IT_Q("SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fl-posting' "
-                       "AND wait_event_type = 'Lock'");
-        if (waiting == NULL || strcmp(waiting, "1") == 0 || it_now() - w0 >= 4.0)
-            break;
-        it_sleep(0.02);
-    }
-    IT_STREQ(waiting, "1");
+    IT_CHECK(worker_waits_for_lock(), "the batch did not wait for the invoice's lock: the test proves nothing");
     double sent_at = it_now();
     for (const char *p = before; *p; ) {
         while (*p == ' ') p++;
@@ -1893,6 +1982,8 @@ static const test t_payments[] = {
     { "post-payments errors store nothing", test_payment_errors },
     { "post-payments replay and 409", test_payment_replay_and_conflict },
     { "concurrent identical retries all get the replay", test_concurrent_retries },
+    { "two debtors of one name at once: two CompCodes, no 409", test_concurrent_debtor_compcodes },
+    { "two schedules naming one invoice at once: the documented 409", test_concurrent_sched_same_invoice },
     { "money is exact", test_money_exact },
     { "post-payments echo: FinancialDocs as sent, \"\" as null", test_payment_echo },
     { "at most 5,000 invoices and 10,000 lines", test_caps }, { NULL, NULL } };
