@@ -1,6 +1,6 @@
 -- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
 BEGIN;
-SELECT plan(32);
+SELECT plan(34);
 
 SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -63,6 +63,19 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedu
           ARRAY['attachment_claim(integer,integer,integer)', 'attachment_record(uuid,bytea,text,text,text,boolean)',
                 'webhook_claim(integer,integer,integer)', 'webhook_record(bigint,integer,integer,text,integer,integer)'],
           'fl_worker may execute the webhook and attachment functions, and no other that acts as the owner');
+-- docs/sql.md, "Roles and tenancy": what fl_api may change
+SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+              AND (has_table_privilege('fl_api', c.oid, 'DELETE') OR has_table_privilege('fl_api', c.oid, 'TRUNCATE'))),
+          NULL, 'fl_api may delete from no table');
+SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                 AND d.objid = c.oid AND d.deptype = 'e')
+              AND has_table_privilege('fl_api', c.oid, 'UPDATE')),
+          ARRAY['client_debtors', 'clients', 'debtor_accounts', 'debtors', 'invoices', 'leads', 'payment_applications',
+                'payment_batches', 'payment_lines', 'schedules', 'webhook_subscriptions'],
+          'fl_api updates the posting tables, leads and webhook subscriptions, no other whole table');
 SELECT ok(NOT has_function_privilege('fl_api', 'webhook_requeue(bigint)', 'EXECUTE')
           AND NOT has_function_privilege('fl_worker', 'webhook_requeue(bigint)', 'EXECUTE')
           AND NOT has_function_privilege('fl_report', 'webhook_requeue(bigint)', 'EXECUTE'),
