@@ -136,7 +136,7 @@ void leads_error(fl_req *r, int status, const char *reason)
         case 401: msg = "Unauthorized"; break;
         case 403: msg = "HTTPS is required"; break;
         case 429: msg = "Rate limit exceeded"; break;
-        case 413: msg = "Attachment too large: the limit is 25 MB"; break;
+        case 413: msg = "Request body too large: the limit is 25 MB"; break;
         default: msg = resp_reason(status);
         }
     }

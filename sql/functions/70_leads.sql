@@ -141,8 +141,19 @@ AS $$ SELECT CASE WHEN p IS NULL THEN 'null'::jsonb
                   ELSE to_jsonb(p) END $$;
 GRANT EXECUTE ON FUNCTION leads_number(numeric) TO fl_api, fl_report;
 
--- GET /deal_status/{lead_id}: the fields the stage has, exactly as documented.
-CREATE OR REPLACE FUNCTION leads_deal_status(p_tenant uuid, p_credential uuid, p_doc jsonb) RETURNS jsonb
+-- GET /deal_status/{lead_id}: the fields the stage has, exactly as documented, in the document's
+-- order: built as compact text and returned as json, which keeps it as built (jsonb would sort
+-- the keys, shortest first). Until the twentieth session it returned jsonb.
+DO $$
+BEGIN
+    IF to_regprocedure('leads_deal_status(uuid,uuid,jsonb)') IS NOT NULL
+       AND (SELECT prorettype FROM pg_proc WHERE oid = to_regprocedure('leads_deal_status(uuid,uuid,jsonb)'))
+           <> 'json'::regtype THEN
+        DROP FUNCTION leads_deal_status(uuid, uuid, jsonb);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION leads_deal_status(p_tenant uuid, p_credential uuid, p_doc jsonb) RETURNS json
     LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -150,21 +161,21 @@ DECLARE
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
     l := leads_find(p_credential, p_doc->>'lead_id');
-    RETURN CASE l.stage
-        WHEN 'Approval Sent' THEN jsonb_build_object(
-            'stage', l.stage,
-            'required_stipulations', coalesce((SELECT jsonb_agg(jsonb_build_object('type', s.type) ORDER BY s.id)
-                                                 FROM lead_stipulations s WHERE s.lead_id = l.id), '[]'::jsonb),
-            'max_approval', leads_number(l.max_approval),
-            'max_payments', l.max_payments,
-            'offer_link', l.offer_link)
-        WHEN 'Declined' THEN jsonb_build_object(
-            'stage', l.stage,
-            'decline_drivers', array_to_string(l.decline_drivers, ';'),
-            'decline_notes', l.decline_notes)
-        WHEN 'File Missing Info' THEN jsonb_build_object('stage', l.stage, 'missing_info', l.missing_info)
-        ELSE jsonb_build_object('stage', l.stage)
-    END;
+    RETURN (CASE l.stage
+        WHEN 'Approval Sent' THEN format(
+            '{"stage":%s,"required_stipulations":%s,"max_approval":%s,"max_payments":%s,"offer_link":%s}',
+            to_json(l.stage),
+            coalesce((SELECT '[' || string_agg(format('{"type":%s}', to_json(s.type)), ',' ORDER BY s.id) || ']'
+                        FROM lead_stipulations s WHERE s.lead_id = l.id), '[]'),
+            leads_number(l.max_approval), coalesce(l.max_payments::text, 'null'),
+            coalesce(to_json(l.offer_link)::text, 'null'))
+        WHEN 'Declined' THEN format('{"stage":%s,"decline_drivers":%s,"decline_notes":%s}',
+            to_json(l.stage), coalesce(to_json(array_to_string(l.decline_drivers, ';'))::text, 'null'),
+            coalesce(to_json(l.decline_notes)::text, 'null'))
+        WHEN 'File Missing Info' THEN format('{"stage":%s,"missing_info":%s}',
+            to_json(l.stage), coalesce(to_json(l.missing_info)::text, 'null'))
+        ELSE format('{"stage":%s}', to_json(l.stage))
+    END)::json;
 END
 $$;
 GRANT EXECUTE ON FUNCTION leads_deal_status(uuid, uuid, jsonb) TO fl_api;

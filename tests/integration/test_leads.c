@@ -100,6 +100,9 @@ static int err_has(const it_resp *r, const char *attr, const char *msg)
     IT_CHECK((r)->json != NULL && json_object_equal((r)->json, it_json(want)), \
              "body %s, expected %s", (r)->body, (want))
 
+/* The body, byte for byte (member order included). */
+#define BODY_IS(r, want) IT_STREQ((r)->body, (want))
+
 static int is_json_ct(const it_resp *r)
 {
     const char *ct = it_header_get(r, "Content-Type");
@@ -457,6 +460,45 @@ static void test_validation_all_at_once(void)
                   "JOIN lead_addresses x ON x.contact_id = c.id "
                   "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.public_id = $1", id ? id : ""),
              "6176781000|6176781000|MA|00112-1234|50000.50|Strong deal.\r\nSee:\tstatements");
+}
+
+/* docs/leads.md, "Member names", "Text fields take numbers", "A byte order mark": names in any
+ * case, members the document does not name ignored, a number for a text field kept as its text,
+ * a BOM refused. */
+static void test_member_names(void)
+{
+    const it_cred *p = new_partner();
+    json_object *d = lead_doc();
+    jset(d, "lead.favourite_color", "\"blue\"");
+    jset(d, "lead.account_attributes.address_attributes", "{\"street1\":\"1 Lost St\"}");
+    jset(d, "lead.application_attributes.reference_id", "42");
+    const char *text = jtext(d);
+    /* the wrapper, an *_attributes and a field in other cases */
+    text = it_fmt("{\"Lead\"%s", strstr(text, ":"));
+    char *k = strstr(text, "\"account_attributes\"");
+    IT_CHECK(k != NULL, "no account_attributes in %s", text);
+    if (k != NULL)
+        memcpy(k, "\"Account_Attributes\"", 20);
+    k = strstr(text, "\"first_name\"");
+    if (k != NULL)
+        memcpy(k, "\"FIRST_NAME\"", 12);
+    it_resp *r = it_post(p, "/lead", text);
+    IT_STATUS(r, 201);
+    const char *id = it_jstr(r->json, "id");
+    IT_STREQ(IT_Q("SELECT l.reference_id || '|' || a.name || '|' || c.first_name FROM leads l "
+                  "JOIN lead_accounts a ON a.lead_id = l.id JOIN lead_contacts c ON c.lead_id = l.id "
+                  "WHERE l.public_id = $1 ORDER BY c.id LIMIT 1", id ? id : ""),
+             it_fmt("42|%s|%s", it_jstr(it_json(EXAMPLE), "lead.account_attributes.name"),
+                    it_jstr(it_json(EXAMPLE), "lead.contacts_attributes[0].first_name")));
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_addresses x JOIN leads l ON l.id = x.lead_id "
+                  "WHERE l.public_id = $1 AND x.street1 = '1 Lost St'", id ? id : ""), "0");
+    /* a byte order mark before the document */
+    d = lead_doc();
+    r = it_post(p, "/lead", it_fmt("\xEF\xBB\xBF%s", jtext(d)));
+    IT_STATUS(r, 422);
+    ERR_HAS(r, "base", "is not valid JSON");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id = $1",
+                  it_jstr(d, "lead.application_attributes.reference_id")), "0");
 }
 
 /* The shapes of a lead document (docs/leads.md, "Errors"): each message as documented, and
@@ -833,34 +875,34 @@ static void test_rate_limit(void)
     IT_CHECK(r6->status == 429 || r7->status == 429, "no 429 after one refilled token: %ld, %ld", r6->status, r7->status);
 }
 
-/* deal_status: the fields by stage, exactly as the document shows them. */
+/* deal_status: the fields by stage, exactly as the document shows them, in its order (compact). */
 static void test_deal_status_by_stage(void)
 {
     const char *id = create_lead(A(), NULL);
     if (id == NULL)
         return;
     const char *path = it_fmt("/v1/deal_status/%s", id);
-    JSON_IS(it_get(A(), path), "{\"stage\":\"Working\"}");
+    BODY_IS(it_get(A(), path), "{\"stage\":\"Working\"}");
 
     stage_ok(id, "File Missing Info", "--missing-info \"We're going to need more recent bank statements please!\"");
-    JSON_IS(it_get(A(), path),
+    BODY_IS(it_get(A(), path),
             "{\"stage\":\"File Missing Info\",\"missing_info\":\"We're going to need more recent bank statements please!\"}");
 
     stage_ok(id, "Waiting on ISO", "");
-    JSON_IS(it_get(A(), path), "{\"stage\":\"Waiting on ISO\"}");
+    BODY_IS(it_get(A(), path), "{\"stage\":\"Waiting on ISO\"}");
 
     stage_ok(id, "Approval Sent", "--max-approval 10000 --max-payments 20 --offer-link offer.com "
                                   "--stipulation 'Voided Check'");
     it_resp *r = it_get(A(), path);
     IT_STATUS(r, 200);
-    JSON_IS(r, "{\"stage\":\"Approval Sent\",\"required_stipulations\":[{\"type\":\"Voided Check\"}],"
+    BODY_IS(r, "{\"stage\":\"Approval Sent\",\"required_stipulations\":[{\"type\":\"Voided Check\"}],"
                "\"max_approval\":10000,\"max_payments\":20,\"offer_link\":\"offer.com\"}");
     IT_CHECK(json_object_is_type(it_jget(r->json, "max_approval"), json_type_int), "max_approval is not a number: %s",
              r->body);
 
     stage_ok(id, "Declined", "--decline-driver 'Default history' --decline-driver 'Excessive liens or judgements' "
                              "--decline-notes 'This merchant does not look credible'");
-    JSON_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
+    BODY_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
                                "judgements\",\"decline_notes\":\"This merchant does not look credible\"}");
 
     /* the optional fields the underwriter left out: present, null */
@@ -868,10 +910,10 @@ static void test_deal_status_by_stage(void)
     if (id2 != NULL) {
         const char *path2 = it_fmt("/deal_status/%s", id2);
         stage_ok(id2, "Approval Sent", "--max-approval 500 --max-payments 5");
-        JSON_IS(it_get(A(), path2), "{\"stage\":\"Approval Sent\",\"required_stipulations\":[],"
+        BODY_IS(it_get(A(), path2), "{\"stage\":\"Approval Sent\",\"required_stipulations\":[],"
                                     "\"max_approval\":500,\"max_payments\":5,\"offer_link\":null}");
         stage_ok(id2, "Declined", "--decline-driver Fraud");
-        JSON_IS(it_get(A(), path2), "{\"stage\":\"Declined\",\"decline_drivers\":\"Fraud\",\"decline_notes\":null}");
+        BODY_IS(it_get(A(), path2), "{\"stage\":\"Declined\",\"decline_drivers\":\"Fraud\",\"decline_notes\":null}");
     }
 
     /* Declined is final */
@@ -881,7 +923,7 @@ static void test_deal_status_by_stage(void)
              "Declined -> Working: exit %d: %s", st, out);
     out = stage(id, "Approval Sent", "--max-approval 1 --max-payments 1", &st);
     IT_CHECK(st != 0, "Declined -> Approval Sent accepted: %s", out);
-    JSON_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
+    BODY_IS(it_get(A(), path), "{\"stage\":\"Declined\",\"decline_drivers\":\"Default history;Excessive liens or "
                                "judgements\",\"decline_notes\":\"This merchant does not look credible\"}");
     IT_STREQ(IT_Q("SELECT string_agg(coalesce(from_stage, '-') || '>' || to_stage, ',' ORDER BY h.id) "
                   "FROM lead_stage_history h JOIN leads l ON l.id = h.lead_id WHERE l.public_id = $1", id),
@@ -1100,8 +1142,12 @@ static void test_attachment_size(void)
     it_resp *r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=big.pdf&lead_id=%s", id), oct, 1, big, max + 1);
     IT_STATUS(r, 413);
     IT_CHECK(is_json_ct(r), "413 Content-Type %s", it_header_get(r, "Content-Type"));
-    JSON_IS(r, "{\"message\":\"Attachment too large: the limit is 25 MB\"}");
+    JSON_IS(r, "{\"message\":\"Request body too large: the limit is 25 MB\"}");
     IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "413 without X-Request-Id");
+    /* the same cap and answer on every path (a lead's JSON included) */
+    r = it_call_ex(A(), "POST", "/lead", NULL, 0, big, max + 1);
+    IT_STATUS(r, 413);
+    JSON_IS(r, "{\"message\":\"Request body too large: the limit is 25 MB\"}");
     /* Base64 counts as sent: the cap is on the request body */
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=big.pdf&lead_id=%s&encoded=true", id), oct, 1, big, max + 1);
     IT_STATUS(r, 413);
@@ -1423,12 +1469,26 @@ static void test_webhook_register(void)
     const it_cred *p = new_partner();
     static const char *const bad[] = { "{\"webhook_url\":\"ftp://example.com/x\"}", "{\"webhook_url\":\"example.com\"}",
                                        "{\"webhook_url\":\"\"}", "{}", "{\"webhook_url\":\"https://\"}",
-                                       "{\"webhook_url\":", "{\"webhook_url\":42}" };
+                                       "{\"webhook_url\":", "{\"webhook_url\":42}",
+                                       /* credentials, a backslash, a space (docs/leads.md) */
+                                       "{\"webhook_url\":\"https://user:pass@example.com/hook\"}",
+                                       "{\"webhook_url\":\"http://example.com\\\\@10.0.0.1/\"}",
+                                       "{\"webhook_url\":\"http://example.com/a b\"}" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         it_resp *r = it_post(p, "/webhook", bad[i]);
         IT_STATUS(r, 422);
         JSON_IS(r, "{\"errors\":{\"webhook_url\":[\"is not a valid URL\"]}}");
     }
+    /* 2,048 characters at most */
+    char longurl[2050];
+    strcpy(longurl, "https://example.com/");
+    memset(longurl + 20, 'a', 2049 - 20);
+    longurl[2049] = '\0';
+    it_resp *lr = it_post(p, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", longurl));
+    IT_STATUS(lr, 422);
+    JSON_IS(lr, "{\"errors\":{\"webhook_url\":[\"is not a valid URL\"]}}");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM webhook_subscriptions s JOIN credentials c ON c.id = s.credential_id "
+                  "WHERE c.public_id = $1", it_leads_public_id(p)), "0");
     it_resp *r = it_post(p, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/some-path\"}");
     IT_STATUS(r, 200);
     JSON_IS(r, "{\"success\":true}");
@@ -1641,6 +1701,8 @@ static void test_trigger_webhook(void)
                  "body %s", body);
         IT_CHECK(it_sig_ok("factorline", secret, it_jstr(line, "fl_sig"), body, NULL),
                  "the trigger's signature does not verify with the secret");
+        /* the header names the outbox event, a test, whatever event_type the partner chose */
+        IT_JSTR(line, "event_type", "trigger_webhook");
     }
     /* only to the given URL: the registered one gets nothing, the stage did not change */
     json_object *lines[4];
@@ -1899,6 +1961,7 @@ int main(void)
     CU_add_test(s, "every invalid field at once", test_validation_all_at_once);
     CU_add_test(s, "dates YYYY-MM-DD only, percentages with 2 decimals, booleans as strings", test_dates_and_percentages);
     CU_add_test(s, "the document's shapes: each message, nothing stored", test_validation_shapes);
+    CU_add_test(s, "member names in any case, unknown ones ignored, numbers as text, a BOM refused", test_member_names);
     CU_add_test(s, "malformed JSON is 422", test_malformed);
     CU_add_test(s, "every endpoint with and without /v1", test_v1_and_plain_paths);
     CU_add_test(s, "401 without a valid api_key", test_auth_401);
