@@ -804,6 +804,20 @@ static void test_debtor_create_get(void)
     IT_JSTR(r->json, "MCNumber", NULL);
     IT_JSTR(r->json, "City", "Reno");
     IT_JSTR(r->json, "CompCode", comp);
+    /* CompCode sent null or "" is kept (docs/sql.md); the other spellings ZipCode and MCNumber */
+    r = it_post(A, "/api_factor/create-debtor/",
+                J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Big Box Stores','CompCode':null,'ZipCode':'89502',"
+                  "'MCNumber':'MC7'}", c1, dk));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "CompCode", comp);
+    IT_JSTR(r->json, "ZipCode", "89502");
+    IT_JSTR(r->json, "MCNumber", "MC7");
+    r = it_post(A, "/api_factor/create-debtor/",
+                J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Big Box Stores','CompCode':''}", c1, dk));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "CompCode", comp);
+    r = it_get(A, it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", dk));
+    IT_JSTR(r->json, "ZipCode", "89502");
 
     /* a requested CompCode already taken at this client is replaced by a generated one */
     const char *d2 = it_uniq("DD"), *d3 = it_uniq("DD");
@@ -820,7 +834,8 @@ static void test_debtor_create_get(void)
                   "coalesce(e.payload->>'Email', '-'), ',' ORDER BY e.id) FROM events e "
                   "JOIN tenants t ON t.id = e.tenant_id WHERE t.name = 'itest-a' AND e.family = 'posting' "
                   "AND e.type = 'debtor.upserted' AND e.payload->>'DebtorKey' = $1", dk),
-             it_fmt("%s debtor ap@bigbox.example,%s debtor ap@bigbox.example,%s debtor -", c1, c2, c1));
+             it_fmt("%s debtor ap@bigbox.example,%s debtor ap@bigbox.example,%s debtor -,%s debtor -,%s debtor -",
+                    c1, c2, c1, c1, c1));
     /* a refused one wrote none */
     const char *d4 = it_uniq("DD");
     IT_STATUS(it_post(A, "/api_factor/create-debtor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'n','Email':'@'}", c1, d4)),
