@@ -1297,32 +1297,40 @@ static void test_concurrent_retries(void)
     }
 }
 
-/* Two debtors of one name created for one client at once: the second waits for the first's
- * link (the client's row lock), then takes the next CompCode (not the same one, and no 409).
- * The first is held open in the test's session. */
-static void test_concurrent_debtor_compcodes(void)
+/* Calls fn (a posting function, as fl_api, for tenant with doc) in the test's own session and
+ * leaves its transaction open; POSTs body to path meanwhile, and once a posting worker waits
+ * for that transaction's locks, commits it. The POST's status; *answer its body. */
+static long post_against_held(const char *fn, const char *tenant, const char *doc, const char *path,
+                              const char *body, const char **answer)
 {
-    const char *ck = it_uniq("RC"), *d1 = it_uniq("RD"), *d2 = it_uniq("RD");
-    mk_client(A, ck);
-    const char *tenant = IT_Q("SELECT tenant_id::text FROM clients WHERE client_key = $1", ck);
     IT_Q0("BEGIN");
     IT_Q0("SET LOCAL ROLE fl_api");
-    IT_STREQ(IT_Q("SELECT posting_create_debtor($1::uuid, $2::jsonb) ->> 'CompCode'", tenant,
-                  J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Racing Freight','Country':'USA'}", ck, d1)),
-             "RACING1");
+    IT_Q(it_fmt("SELECT %s($1::uuid, $2::jsonb) IS NOT NULL", fn), tenant, doc);
     IT_Q0("RESET ROLE");
-    paying p = post_start(A, "/api_factor/create-debtor/",
-                          J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Racing Freight','Country':'USA'}", ck, d2));
-    IT_CHECK(worker_waits_for_lock(), "the second create-debtor did not wait: the test proves nothing");
+    paying p = post_start(A, path, body);
+    IT_CHECK(worker_waits_for_lock(), "%s did not wait for the open %s: the test proves nothing", path, fn);
     IT_Q0("COMMIT");
     double done_at = 0;
     char rid[64] = "";
-    const char *answer;
-    long status = pay_collect(p, &done_at, rid, &answer);
+    return pay_collect(p, &done_at, rid, answer);
+}
+
+/* Two debtors of one name created for one client at once: the second waits for the first's
+ * link (the client's row lock), then takes the next CompCode (not the same one, and no 409). */
+static void test_concurrent_debtor_compcodes(void)
+{
+    const char *ck = it_uniq("RC"), *d1 = it_uniq("RD"), *d2 = it_uniq("RD"), *answer;
+    mk_client(A, ck);
+    long status = post_against_held(
+        "posting_create_debtor", IT_Q("SELECT tenant_id::text FROM clients WHERE client_key = $1", ck),
+        J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Racing Freight','Country':'USA'}", ck, d1),
+        "/api_factor/create-debtor/", J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Racing Freight','Country':'USA'}", ck, d2),
+        &answer);
     IT_CHECK(status == 201, "the second create-debtor was answered %ld (%.200s)", status, answer);
     IT_JSTR(it_json(answer), "CompCode", "RACING2");
-    IT_STREQ(IT_Q("SELECT string_agg(cd.comp_code, ' ' ORDER BY cd.comp_code) FROM client_debtors cd "
-                  "JOIN clients c ON c.id = cd.client_id WHERE c.client_key = $1", ck), "RACING1 RACING2");
+    IT_STREQ(IT_Q("SELECT string_agg(d.debtor_key || ' ' || cd.comp_code, ' ' ORDER BY cd.comp_code) "
+                  "FROM client_debtors cd JOIN clients c ON c.id = cd.client_id JOIN debtors d ON d.id = cd.debtor_id "
+                  "WHERE c.client_key = $1", ck), it_fmt("%s RACING1 %s RACING2", d1, d2));
 }
 
 /* Two schedules naming one InvoiceIntegrationId at once: the second waits for the first's
@@ -1330,26 +1338,17 @@ static void test_concurrent_debtor_compcodes(void)
 static void test_concurrent_sched_same_invoice(void)
 {
     const char *ck = it_uniq("RS"), *dk = it_uniq("RSD"), *iid = it_uniq("IID");
-    const char *s1 = it_uniq("RSB"), *s2 = it_uniq("RSB");
+    const char *s1 = it_uniq("RSB"), *s2 = it_uniq("RSB"), *answer;
     mk_client(A, ck);
     mk_debtor(A, ck, dk, "Race Payer");
-    const char *tenant = IT_Q("SELECT tenant_id::text FROM clients WHERE client_key = $1", ck);
-    IT_Q0("BEGIN");
-    IT_Q0("SET LOCAL ROLE fl_api");
-    IT_Q("SELECT posting_create_sched($1::uuid, $2::jsonb) IS NOT NULL", tenant,
-         J("{'ClientKey':'%s','Amount':'10.00','IntegrationBatchId':'%s','PaymentMethod':'A','InvoiceArray':[%s]}",
-           ck, s1, inv(dk, it_uniq("N"), "10.00", iid)));
-    IT_Q0("RESET ROLE");
-    paying p = post_start(A, "/api_factor/create-sched/",
-                          J("{'ClientKey':'%s','Amount':'20.00','IntegrationBatchId':'%s','PaymentMethod':'A',"
-                            "'InvoiceArray':[%s,%s]}", ck, s2, inv(dk, it_uniq("N"), "10.00", it_uniq("IID")),
-                            inv(dk, it_uniq("N"), "10.00", iid)));
-    IT_CHECK(worker_waits_for_lock(), "the second create-sched did not wait: the test proves nothing");
-    IT_Q0("COMMIT");
-    double done_at = 0;
-    char rid[64] = "";
-    const char *answer;
-    long status = pay_collect(p, &done_at, rid, &answer);
+    long status = post_against_held(
+        "posting_create_sched", IT_Q("SELECT tenant_id::text FROM clients WHERE client_key = $1", ck),
+        J("{'ClientKey':'%s','Amount':'10.00','IntegrationBatchId':'%s','PaymentMethod':'A','InvoiceArray':[%s]}",
+          ck, s1, inv(dk, it_uniq("N"), "10.00", iid)),
+        "/api_factor/create-sched/",
+        J("{'ClientKey':'%s','Amount':'20.00','IntegrationBatchId':'%s','PaymentMethod':'A','InvoiceArray':[%s,%s]}",
+          ck, s2, inv(dk, it_uniq("N"), "10.00", it_uniq("IID")), inv(dk, it_uniq("N"), "10.00", iid)),
+        &answer);
     IT_CHECK(status == 409, "the second create-sched was answered %ld (%.200s)", status, answer);
     IT_JSTR(it_json(answer), "message", it_fmt("409 Conflict Duplicate InvoiceIntegrationId %s", iid));
     IT_STREQ(IT_Q("SELECT count(*)::text FROM schedules WHERE integration_batch_id IN ($1, $2)", s1, s2), "1");
