@@ -255,8 +255,14 @@ static int seal_pii(fl_req *r, json_object *doc)
     char *sealed = crypto_pii_encrypt(r->arena, plain);
     if (sealed == NULL)
         return -1;
-    size_t n = strlen(plain);
-    json_object_object_add(doc, "FedTaxNumLast4", json_object_new_string(n > 4 ? plain + n - 4 : plain));
+    /* the last four characters (UTF-8, checked by the parser), not bytes: a cut inside a
+     * character would be text PostgreSQL refuses */
+    const char *t = plain + strlen(plain);
+    for (int k = 0; k < 4 && t > plain; k++)
+        do
+            t--;
+        while (t > plain && ((unsigned char) *t & 0xC0) == 0x80);
+    json_object_object_add(doc, "FedTaxNumLast4", json_object_new_string(t));
     json_object_object_add(doc, "FedTaxNum", json_object_new_string(sealed));
     return 0;
 }

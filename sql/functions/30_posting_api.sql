@@ -394,7 +394,10 @@ BEGIN
                decode(fl_txt(e, 'DocBase64'), 'base64')
           FROM jsonb_array_elements(v_arr) WITH ORDINALITY x(e, n)
           JOIN debtors d ON d.tenant_id = p_tenant AND d.debtor_key = fl_txt(e, 'DebtorKey')
-          LEFT JOIN debtors v ON v_broker AND v.tenant_id = p_tenant AND v.debtor_key = fl_txt(e, 'VendorKey');
+          LEFT JOIN debtors v ON v_broker AND v.tenant_id = p_tenant AND v.debtor_key = fl_txt(e, 'VendorKey')
+         -- inserted in id order, so that two schedules naming the same ids in other orders wait
+         -- for each other (then 409) instead of deadlocking; seq keeps the array's order
+         ORDER BY fl_txt(e, 'InvoiceIntegrationId');
     EXCEPTION WHEN unique_violation THEN
         -- Another schedule, committed since the check above, took one of these ids: the same
         -- answer as when it was there before (this statement sees it now).

@@ -413,10 +413,11 @@ static void test_down(void)
 
     /* A request in flight when down begins is answered (docs/operations.md: nginx stops
      * gracefully first, then the pools, then PostgreSQL). It is held in flight by a session
-     * that locks clients for 3 s; down starts while the worker waits for that lock. */
+     * that locks clients; down starts while the worker waits for that lock, and the lock is
+     * let go only once nginx is shutting down (it has taken QUIT). */
     const it_cred *p = demo_cred(&own, "posting");
     IT_CHECK(p != NULL, "no posting credential in credentials.json");
-    fl_run(&own, "psql -Xqc \"BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT\"",
+    fl_run(&own, "psql -Xqc \"BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT\"",
            ">/dev/null 2>&1 &", NULL);
     const char *held = "";
     for (int i = 0; i < 50 && strcmp(held, "1\n") != 0; i++) {
@@ -436,9 +437,23 @@ static void test_down(void)
             it_sleep(0.05);
     }
     IT_CHECK(strcmp(waiting, "1\n") == 0, "the get-client did not wait for the lock: the test proves nothing");
-    double down_at = it_now();
-    const char *out = fl(&own, "down", &st);
-    IT_CHECK(st == 0, "down failed (%d): %s", st, out);
+    const char *down_out = it_fmt("%s/down.out", own.var);
+    unlink(down_out);
+    fl_run(&own, "down", it_fmt(">'%s' 2>&1 &", down_out), NULL);
+    /* nginx's workers take the title "worker process is shutting down" on QUIT */
+    pid_t ngx = before[NPIDFILES - 1];
+    int quitting = 0;
+    for (int i = 0; i < 100 && !quitting; i++) {
+        int st2;
+        it_run(it_fmt("pgrep -P %d -f 'worker process is shutting down' >/dev/null", (int) ngx), &st2);
+        quitting = st2 == 0;
+        if (!quitting)
+            it_sleep(0.05);
+    }
+    IT_CHECK(quitting, "nginx (%d) did not begin a graceful stop within 5 s of down", (int) ngx);
+    double quit_at = it_now();
+    fl_out(&own, "psql -XAtc \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()\"", NULL);
     if (child > 0) {
         char msg[128] = "";
         ssize_t k = read(fd, msg, sizeof(msg) - 1);
@@ -449,8 +464,15 @@ static void test_down(void)
         double done_at = 0;
         IT_CHECK(sscanf(msg, "%ld %lf", &status, &done_at) == 2 && status == 200,
                  "the request in flight when down began was answered <%s>, not 200", msg);
-        IT_CHECK(done_at > down_at, "it was answered before down began: the test proves nothing");
+        IT_CHECK(done_at > quit_at, "it was answered before nginx took QUIT: the test proves nothing");
     }
+    const char *out = "";
+    for (int i = 0; i < 300 && strstr(out, "factorline: down") == NULL; i++) {
+        out = file_text(down_out);
+        if (strstr(out, "factorline: down") == NULL)
+            it_sleep(0.1);
+    }
+    IT_CHECK(strstr(out, "factorline: down") != NULL, "down did not finish within 30 s: %s", out);
     for (int i = 0; i < NPIDFILES; i++)
         IT_CHECK(gone(before[i]), "%s: process %d still running after down", pidfiles[i], (int) before[i]);
     IT_CHECK(pgpid > 0 && gone(pgpid), "PostgreSQL (%d) still running after down", (int) pgpid);

@@ -675,6 +675,11 @@ static void test_client_create_get(void)
     IT_STREQ(IT_Q("SELECT (payload ? 'FedTaxNum') || '|' || (payload->>'FedTaxNumLast4') || '|' "
                   "|| (strpos(payload::text, '3456789') = 0) FROM events WHERE type = 'client.upserted' "
                   "AND payload->>'ClientKey' = $1 ORDER BY id DESC LIMIT 1", ck), "false|6789|true");
+    /* four characters, not bytes: a value ending in two-byte characters */
+    const char *ck8 = it_uniq("CU");
+    IT_STATUS(it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Utf','FedTaxNum':'AB\u00e9\u00e9\u00e9\u00e9'}", ck8)),
+              201);
+    IT_STREQ(IT_Q("SELECT fed_tax_num_last4 FROM clients WHERE client_key = $1", ck8), "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
 
     r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
     IT_STATUS(r, 200);

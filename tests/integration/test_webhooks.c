@@ -1077,16 +1077,18 @@ static void test_ssrf_mixed_addresses(void)
     int st;
     const char *out = it_run(it_fmt(
         "D='%s'; unshare --net --mount sh -ec '"
+        /* the receivers stop however the script ends (else they would hold it_run's pipe) */
+        "p1=; p2=; trap \"kill \\$p1 \\$p2 2>/dev/null\" EXIT; "
         "mount --make-rprivate /; mount --bind \"$0/hosts\" /etc/hosts; "
         "ip link set lo up; ip addr add 93.184.216.34/32 dev lo; "
         "getent ahosts mixed.example | head -n 1 | cut -d\" \" -f1 > \"$0/first\"; "
-        "\"$1\" --bind 93.184.216.34 --port 8089 --log \"$0/public.log\" > \"$0/public.port\" & p1=$!; "
-        "\"$1\" --port 8089 --log \"$0/private.log\" > \"$0/private.port\" & p2=$!; "
+        "\"$1\" --bind 93.184.216.34 --port 8089 --log \"$0/public.log\" > \"$0/public.port\" 2>\"$0/public.err\" & p1=$!; "
+        "\"$1\" --port 8089 --log \"$0/private.log\" > \"$0/private.port\" 2>\"$0/private.err\" & p2=$!; "
         "i=0; while ! [ -s \"$0/public.port\" ] || ! [ -s \"$0/private.port\" ]; do "
         "i=$((i+1)); [ $i -lt 100 ] || exit 3; sleep 0.05; done; "
         "rc=0; env -u no_proxy -u NO_PROXY FL_WORKER_DATABASE_URL=\"$2\" FL_DATA_KEY_FILE=\"$3\" "
-        "FL_WEBHOOK_ALLOW_PRIVATE=0 FL_WEBHOOK_RETRY_BASE_MS=60000 \"$4\" --once || rc=$?; "
-        "kill $p1 $p2; exit $rc' \"$D\" '%s' '%s' '%s' '%s' 2>&1",
+        "FL_WEBHOOK_ALLOW_PRIVATE=0 FL_WEBHOOK_RETRY_BASE_MS=60000 timeout 30 \"$4\" --once || rc=$?; "
+        "exit $rc' \"$D\" '%s' '%s' '%s' '%s' 2>&1",
         dir, it_env("FL_TEST_RECEIVER"), it_env("FL_TEST_WORKER_DATABASE_URL"), it_env("FL_TEST_DATA_KEY"),
         it_env("FL_TEST_WORKER")), &st);
     it_signal_supervised("webhooks.pid", SIGCONT);
