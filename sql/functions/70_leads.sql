@@ -142,8 +142,8 @@ AS $$ SELECT CASE WHEN p IS NULL THEN 'null'::jsonb
 GRANT EXECUTE ON FUNCTION leads_number(numeric) TO fl_api, fl_report;
 
 -- GET /deal_status/{lead_id}: the fields the stage has, exactly as documented, in the document's
--- order: built as compact text and returned as json, which keeps it as built (jsonb would sort
--- the keys, shortest first). Until the twentieth session it returned jsonb.
+-- order: built as compact text (fl_jstr, as post-payments' echo) and returned as json, which
+-- keeps it as built (jsonb would sort the keys, shortest first). Until the twentieth session it returned jsonb.
 DO $$
 BEGIN
     IF to_regprocedure('leads_deal_status(uuid,uuid,jsonb)') IS NOT NULL
@@ -164,17 +164,14 @@ BEGIN
     RETURN (CASE l.stage
         WHEN 'Approval Sent' THEN format(
             '{"stage":%s,"required_stipulations":%s,"max_approval":%s,"max_payments":%s,"offer_link":%s}',
-            to_json(l.stage),
-            coalesce((SELECT '[' || string_agg(format('{"type":%s}', to_json(s.type)), ',' ORDER BY s.id) || ']'
+            fl_jstr(l.stage),
+            coalesce((SELECT '[' || string_agg('{"type":' || fl_jstr(s.type) || '}', ',' ORDER BY s.id) || ']'
                         FROM lead_stipulations s WHERE s.lead_id = l.id), '[]'),
-            leads_number(l.max_approval), coalesce(l.max_payments::text, 'null'),
-            coalesce(to_json(l.offer_link)::text, 'null'))
+            leads_number(l.max_approval), coalesce(l.max_payments::text, 'null'), fl_jstr(l.offer_link))
         WHEN 'Declined' THEN format('{"stage":%s,"decline_drivers":%s,"decline_notes":%s}',
-            to_json(l.stage), coalesce(to_json(array_to_string(l.decline_drivers, ';'))::text, 'null'),
-            coalesce(to_json(l.decline_notes)::text, 'null'))
-        WHEN 'File Missing Info' THEN format('{"stage":%s,"missing_info":%s}',
-            to_json(l.stage), coalesce(to_json(l.missing_info)::text, 'null'))
-        ELSE format('{"stage":%s}', to_json(l.stage))
+            fl_jstr(l.stage), fl_jstr(array_to_string(l.decline_drivers, ';')), fl_jstr(l.decline_notes))
+        WHEN 'File Missing Info' THEN format('{"stage":%s,"missing_info":%s}', fl_jstr(l.stage), fl_jstr(l.missing_info))
+        ELSE format('{"stage":%s}', fl_jstr(l.stage))
     END)::json;
 END
 $$;
