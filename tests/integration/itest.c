@@ -412,6 +412,46 @@ it_resp *it_get(const it_cred *c, const char *path)
     return it_call_ex(c, "GET", path, NULL, 0, NULL, 0);
 }
 
+it_async it_async_start(const it_cred *c, const char *method, const char *path, const char *body)
+{
+    int fds[2];
+    it_async a = { -1, -1 };
+    IT_CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    fflush(stderr);
+    a.pid = fork();
+    if (a.pid == 0) {
+        close(fds[0]);
+        it_resp *r = it_call_ex(c, method, path, NULL, 0, body, body ? strlen(body) : 0);
+        const char *rid = it_header_get(r, "X-Request-Id");
+        char *msg = it_fmt("%ld %.6f %s %s", r->status, it_now(), rid ? rid : "-", r->body ? r->body : "");
+        size_t k = strlen(msg);
+        _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
+    }
+    close(fds[1]);
+    a.fd = fds[0];
+    return a;
+}
+
+long it_async_collect(it_async a, double *done_at, char *rid, const char **body)
+{
+    static char msg[65536];
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof(msg) - 1 && (k = read(a.fd, msg + got, sizeof(msg) - 1 - got)) > 0)
+        got += (size_t) k;
+    msg[got] = '\0';
+    close(a.fd);
+    waitpid(a.pid, NULL, 0);
+    long status = 0;
+    int off = 0;
+    *done_at = 0;
+    if (sscanf(msg, "%ld %lf %63s %n", &status, done_at, rid, &off) < 3)
+        status = 0;
+    *body = it_fmt("%s", msg + off);
+    return status;
+}
+
 it_resp *it_post(const it_cred *c, const char *path, const char *body)
 {
     return it_call_ex(c, "POST", path, NULL, 0, body, body ? strlen(body) : 0);

@@ -77,6 +77,13 @@ void it_parallel(it_resp **out, size_t n, const it_cred *c, const char *method, 
                  const char *body);
 it_resp *it_post(const it_cred *c, const char *path, const char *body);
 
+/* A request in a child process, for tests that act while it is in flight (body NULL: none);
+ * it_async_collect waits for it: its status (0 if the child wrote nothing), when it was
+ * answered, its request id (63 characters at most) and its body (pool-owned). */
+typedef struct it_async { pid_t pid; int fd; } it_async;
+it_async it_async_start(const it_cred *c, const char *method, const char *path, const char *body);
+long it_async_collect(it_async a, double *done_at, char *rid, const char **body);
+
 /* A response header by name (case-insensitive), or NULL. */
 const char *it_header_get(const it_resp *r, const char *name);
 

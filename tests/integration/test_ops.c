@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -383,26 +382,6 @@ static void test_migrate(void)
     IT_CHECK(test_post(demo_cred(&own, "posting")) == 201, "the stack stopped answering after migrate");
 }
 
-/* A get-client in a child process: it writes "<status> <time answered>" to the pipe. */
-static pid_t get_client_start(const it_cred *c, const char *key, int *fd)
-{
-    int fds[2];
-    IT_CHECK(pipe(fds) == 0, "pipe");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        it_resp *r = it_get(c, it_fmt("/api_factor/get-client/?clientkey=%s", key));
-        char *msg = it_fmt("%ld %.6f", r->status, it_now());
-        size_t k = strlen(msg);
-        _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
-    }
-    close(fds[1]);
-    *fd = fds[0];
-    return pid;
-}
-
 static void test_down(void)
 {
     pid_t before[NPIDFILES];
@@ -427,10 +406,11 @@ static void test_down(void)
             it_sleep(0.05);
     }
     IT_STREQ(held, "1\n");
-    int fd = -1;
-    pid_t child = p ? get_client_start(p, "DEMO", &fd) : -1;
+    it_async child = { -1, -1 };
+    if (p != NULL)
+        child = it_async_start(p, "GET", "/api_factor/get-client/?clientkey=DEMO", NULL);
     const char *waiting = "";
-    for (int i = 0; child > 0 && i < 40 && strcmp(waiting, "1\n") != 0; i++) {
+    for (int i = 0; child.pid > 0 && i < 40 && strcmp(waiting, "1\n") != 0; i++) {
         waiting = fl_out(&own, "psql -XAtc \"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                                "'fl-posting' AND wait_event_type = 'Lock'\"", NULL);
         if (strcmp(waiting, "1\n") != 0)
@@ -454,16 +434,13 @@ static void test_down(void)
     double quit_at = it_now();
     fl_out(&own, "psql -XAtc \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                  "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()\"", NULL);
-    if (child > 0) {
-        char msg[128] = "";
-        ssize_t k = read(fd, msg, sizeof(msg) - 1);
-        msg[k > 0 ? k : 0] = '\0';
-        close(fd);
-        waitpid(child, NULL, 0);
-        long status = 0;
+    if (child.pid > 0) {
         double done_at = 0;
-        IT_CHECK(sscanf(msg, "%ld %lf", &status, &done_at) == 2 && status == 200,
-                 "the request in flight when down began was answered <%s>, not 200", msg);
+        char rid[64] = "";
+        const char *answer;
+        long status = it_async_collect(child, &done_at, rid, &answer);
+        IT_CHECK(status == 200, "the request in flight when down began was answered %ld <%.200s>, not 200", status,
+                 answer);
         IT_CHECK(done_at > quit_at, "it was answered before nginx took QUIT: the test proves nothing");
     }
     const char *out = "";

@@ -141,35 +141,10 @@ static it_resp *pay(const it_cred *c, const char *body)
     return it_post(c, "/api_factor/post-payments/", body);
 }
 
-/* A POST in a child process, for tests that act while it is in flight; collect the answer
- * with pay_collect. */
-typedef struct paying { pid_t pid; int fd; } paying;
-
-static paying post_start(const it_cred *c, const char *path, const char *body)
+/* post-payments in a child process (it_async_collect waits for it). */
+static it_async pay_start(const it_cred *c, const char *body)
 {
-    int fds[2];
-    paying p = { -1, -1 };
-    IT_CHECK(pipe(fds) == 0, "pipe");
-    fflush(stdout);
-    fflush(stderr);
-    p.pid = fork();
-    if (p.pid == 0) {
-        close(fds[0]);
-        it_resp *r = it_post(c, path, body);
-        const char *rid = it_header_get(r, "X-Request-Id");
-        char *msg = it_fmt("%ld %.6f %s %s", r->status, it_now(), rid ? rid : "-", r->body ? r->body : "");
-        size_t k = strlen(msg);
-        _exit(write(fds[1], msg, k) == (ssize_t) k ? 0 : 1);
-    }
-    close(fds[1]);
-    p.fd = fds[0];
-    return p;
-}
-
-/* post-payments in a child process. */
-static paying pay_start(const it_cred *c, const char *body)
-{
-    return post_start(c, "/api_factor/post-payments/", body);
+    return it_async_start(c, "POST", "/api_factor/post-payments/", body);
 }
 
 /* Waits up to 4 s for one posting worker's statement to wait for a lock (the test's own
@@ -188,26 +163,6 @@ static int worker_waits_for_lock(void)
             return 0;
         it_sleep(0.02);
     }
-}
-
-/* Waits for the child: its status, when it was answered, the request id (63 chars at most) and
- * the answer's body (pool-owned); status 0 if the child wrote nothing. */
-static long pay_collect(paying p, double *done_at, char *rid, const char **body)
-{
-    static char msg[65536];
-    size_t got = 0;
-    ssize_t k;
-    while (got < sizeof(msg) - 1 && (k = read(p.fd, msg + got, sizeof(msg) - 1 - got)) > 0)
-        got += (size_t) k;
-    msg[got] = '\0';
-    close(p.fd);
-    waitpid(p.pid, NULL, 0);
-    long status = 0;
-    int off = 0;
-    if (sscanf(msg, "%ld %lf %63s %n", &status, done_at, rid, &off) < 3)
-        status = 0;
-    *body = it_fmt("%s", msg + off);
-    return status;
 }
 
 /* Every route, with a body that passes validation where one is needed. */
@@ -1312,12 +1267,12 @@ static long post_against_held(const char *fn, const char *tenant, const char *do
     IT_Q0("SET LOCAL ROLE fl_api");
     IT_Q(it_fmt("SELECT %s($1::uuid, $2::jsonb) IS NOT NULL", fn), tenant, doc);
     IT_Q0("RESET ROLE");
-    paying p = post_start(A, path, body);
+    it_async p = it_async_start(A, "POST", path, body);
     IT_CHECK(worker_waits_for_lock(), "%s did not wait for the open %s: the test proves nothing", path, fn);
     IT_Q0("COMMIT");
     double done_at = 0;
     char rid[64] = "";
-    return pay_collect(p, &done_at, rid, answer);
+    return it_async_collect(p, &done_at, rid, answer);
 }
 
 /* Two debtors of one name created for one client at once: the second waits for the first's
@@ -1593,7 +1548,7 @@ static void concurrent_round(double hold)
          batch(it_uniq("RC"), "180.00", J("%s,%s,%s", line("10.00", n1, NULL, NULL, NULL, NULL),
                                            line("70.00", n2, NULL, NULL, NULL, NULL),
                                            line("100.00", n4, NULL, NULL, NULL, NULL))));
-    paying p = pay_start(A, mine);
+    it_async p = pay_start(A, mine);
     it_sleep(hold);
     if (hold >= 0.3)
         IT_CHECK(waitpid(p.pid, NULL, WNOHANG) == 0, "the batch waits for the transaction paying the same invoices");
@@ -1601,7 +1556,7 @@ static void concurrent_round(double hold)
     double done_at = 0;
     char rid[64] = "";
     const char *body;
-    long status = pay_collect(p, &done_at, rid, &body);
+    long status = it_async_collect(p, &done_at, rid, &body);
     IT_CHECK(status == 201, "201 after the other transaction committed: %ld %s", status, body);
     json_object *j = it_json(body);
     IT_JSTR(j, "PaymentDetails[0].Status", "applied");
@@ -1817,7 +1772,7 @@ static void worker_stop_graceful(int sig, const char *name)
     IT_Q("SELECT posting_post_payments($1::uuid, $2::jsonb) IS NOT NULL", tenant,
          batch(it_uniq(name), "10.00", line("10.00", num, NULL, NULL, NULL, NULL)));
     IT_Q0("RESET ROLE");
-    paying inflight = pay_start(A, batch(it_uniq(name), "20.00", line("20.00", num, NULL, NULL, NULL, NULL)));
+    it_async inflight = pay_start(A, batch(it_uniq(name), "20.00", line("20.00", num, NULL, NULL, NULL, NULL)));
     /* in flight: a posting worker's statement waits for the invoice's row lock */
     IT_CHECK(worker_waits_for_lock(), "the batch did not wait for the invoice's lock: the test proves nothing");
     double sent_at = it_now();
@@ -1832,7 +1787,7 @@ static void worker_stop_graceful(int sig, const char *name)
     double done_at = 0;
     char rid[64] = "";
     const char *answer;
-    long status = pay_collect(inflight, &done_at, rid, &answer);
+    long status = it_async_collect(inflight, &done_at, rid, &answer);
     IT_CHECK(status == 201, "the batch in flight was answered %ld (%.200s)", status, answer);
     IT_CHECK(done_at > sent_at, "the answer came before %s was sent: the test proves nothing", name);
     IT_JSTR(it_json(answer), "PaymentDetails[0].AppliedAmount", "20.00");
