@@ -35,8 +35,17 @@ static int v6_private(const unsigned char a[16])
         return v4_private(a + 12);
     if (memcmp(a, zero, 12) == 0)                       /* deprecated ::a.b.c.d */
         return v4_private(a + 12);
-    if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b)  /* 64:ff9b::/96 NAT64 */
+    static const unsigned char translated[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
+    if (memcmp(a, translated, 12) == 0)                 /* ::ffff:0:a.b.c.d, IPv4-translated */
         return v4_private(a + 12);
+    if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b) {
+        if (memcmp(a + 4, zero, 8) == 0)                /* 64:ff9b::/96 NAT64 */
+            return v4_private(a + 12);
+        if (a[4] == 0 && a[5] == 1)                     /* 64:ff9b:1::/48 local-use NAT64 */
+            return 1;
+    }
+    if (a[0] == 0x20 && a[1] == 0x02)                   /* 2002::/16 6to4: the IPv4 in bits 16-47 */
+        return v4_private(a + 2);
     return (a[0] & 0xfe) == 0xfc                        /* fc00::/7 unique-local (and fd00:ec2::254) */
         || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)      /* fe80::/10 link-local */
         || (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)      /* fec0::/10 site-local */

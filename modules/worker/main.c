@@ -25,6 +25,7 @@
  *   fl-worker --once   deliver and fetch what is due now, then exit (tests, cron)
  */
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ typedef struct job {
     enum job_kind kind;
     char id[40];                 /* delivery id or attachment uuid */
     char event_id[24];
+    char attempt[16];            /* deliveries: the claim's attempt number (webhook_record) */
     char *event_type, *url, *body, *secret;   /* malloc'd, freed by job_free */
     const char *signature;       /* "isoamp" or "factorline" */
     CURL *easy;
@@ -77,14 +79,14 @@ static void on_stop(int sig)
 
 static const fl_stmt st_claim = {
     "webhook_claim",
-    "SELECT delivery_id, event_id, url, body, secret_enc, signature, event_type"
+    "SELECT delivery_id, event_id, url, body, secret_enc, signature, event_type, attempts"
     " FROM webhook_claim($1::int, $2::int, $3::int)",
     3, 0
 };
 static const fl_stmt st_record = {
     "webhook_record",
-    "SELECT webhook_record($1::bigint, $2::int, $3::int, $4::text, $5::int, $6::int)",
-    6, 0
+    "SELECT webhook_record($1::bigint, $2::int, $3::int, $4::int, $5::text, $6::int, $7::int)",
+    7, 0
 };
 static const fl_stmt st_att_claim = {
     "attachment_claim", "SELECT attachment_id::text, url FROM attachment_claim($1::int, $2::int, $3::int)", 3, 0
@@ -244,6 +246,7 @@ static int sign(job *j, fl_arena *a)
         crypto_hmac_sha256_hex(secret, strlen(secret), t, ".", j->body, strlen(j->body), sig);
         j->headers = curl_slist_append(j->headers, arena_printf(a, "Factorline-Signature: t=%s,v1=%s", t, sig));
     }
+    OPENSSL_cleanse(secret, strlen(secret));    /* the arena is reused, not cleared */
     j->headers = curl_slist_append(j->headers, arena_printf(a, "Factorline-Event-Id: %s", j->event_id));
     /* event types are ours ([A-Za-z0-9 ._-]), never a partner's text */
     j->headers = curl_slist_append(j->headers, arena_printf(a, "Factorline-Event-Type: %s", j->event_type));
@@ -263,7 +266,8 @@ static int record_delivery(job *j)
     snprintf(lat, sizeof(lat), "%ld", (req_now_us() - j->start_us) / 1000);
     snprintf(base, sizeof(base), "%d", cfg.base_ms);
     snprintf(age, sizeof(age), "%d", cfg.max_age_s);
-    const char *p[6] = { j->id, j->status ? status : NULL, lat, j->error[0] ? j->error : NULL, base, age };
+    const char *p[7] = { j->id, j->attempt, j->status ? status : NULL, lat, j->error[0] ? j->error : NULL, base,
+                         age };
     int rc = db_exec(NULL, &st_record, p, &res);
     if (rc == 0)
         PQclear(res);
@@ -315,6 +319,7 @@ static int claim_deliveries(CURLM *multi, fl_arena *a, int want)
         j->secret = xstrdup(PQgetvalue(res, i, 4));
         j->signature = strcmp(PQgetvalue(res, i, 5), "isoamp") == 0 ? "isoamp" : "factorline";
         j->event_type = xstrdup(PQgetvalue(res, i, 6));
+        snprintf(j->attempt, sizeof(j->attempt), "%s", PQgetvalue(res, i, 7));
         j->start_us = req_now_us();
         if (sign(j, a) < 0 || start_transfer(j, multi, 10000L) < 0) {
             if (record_delivery(j) < 0)
@@ -374,6 +379,10 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
     }
 
     if (j->kind == JOB_DELIVERY) {
+        /* an answer past 64 KiB is cut by on_body: curl's "Failure writing output" is ours,
+         * not the receiver's, and the status stands */
+        if (rc == CURLE_WRITE_ERROR && j->status > 0 && j->received > MAX_RESPONSE)
+            j->error[0] = '\0';
         if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && j->status > 0)) {
             if (j->error[0] == '\0')
                 snprintf(j->error, sizeof(j->error), "%s", curl_easy_strerror(rc));

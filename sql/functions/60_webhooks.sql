@@ -187,8 +187,22 @@ GRANT EXECUTE ON FUNCTION webhook_claim(int, int, int) TO fl_worker;
 
 -- Records one attempt: 2xx is delivered; anything else is retried on the
 -- backoff schedule until p_max_age_s after window_start, then the delivery is
--- dead.  Returns the new state.
-CREATE OR REPLACE FUNCTION webhook_record(p_delivery bigint, p_status int, p_latency_ms int,
+-- dead.  Returns the new state.  p_attempt is the claim's attempt number
+-- (webhook_claim's attempts): a failure changes the delivery only while that
+-- claim is still the current one.  A worker whose lease ran out may record a
+-- failure after another worker claimed the delivery again; it is kept in
+-- webhook_attempts but leaves the new claim alone (until the twenty-first
+-- session it set the delivery back to retrying while the other send was in
+-- flight, and a third worker could then send it beside the second).
+-- The signature without p_attempt (before the twenty-first session) goes.
+DO $$
+BEGIN
+    IF to_regprocedure('webhook_record(bigint, int, int, text, int, int)') IS NOT NULL THEN
+        DROP FUNCTION webhook_record(bigint, int, int, text, int, int);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION webhook_record(p_delivery bigint, p_attempt int, p_status int, p_latency_ms int,
                                           p_error text, p_base_ms int, p_max_age_s int)
 RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -213,8 +227,8 @@ BEGIN
          WHERE id = d.id;
         RETURN v_state;
     END IF;
-    IF d.state <> 'delivering' THEN
-        -- another worker finished it after our lease ran out: keep its outcome
+    IF d.state <> 'delivering' OR d.attempts IS DISTINCT FROM p_attempt THEN
+        -- another worker finished it, or holds it now, after our lease ran out: its outcome
         RETURN d.state;
     END IF;
     v_next := now() + webhook_backoff(d.attempts, p_base_ms, 2 * random() - 1);
@@ -227,8 +241,8 @@ BEGIN
     RETURN v_state;
 END
 $$;
-REVOKE ALL ON FUNCTION webhook_record(bigint, int, int, text, int, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION webhook_record(bigint, int, int, text, int, int) TO fl_worker;
+REVOKE ALL ON FUNCTION webhook_record(bigint, int, int, int, text, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_record(bigint, int, int, int, text, int, int) TO fl_worker;
 
 -- DBA: give a dead (or any undelivered) delivery a fresh 3-day window, due now.
 -- A delivery in flight (delivering, its lease not over) is left alone: made due now, a

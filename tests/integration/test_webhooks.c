@@ -546,8 +546,10 @@ static void test_timeout_and_large_answer(void)
     ev = insert_event(t.id, "financing", "offer.created", "{}");
     d = delivery_of(ev, &s2);
     IT_STREQ(wait_state(d, "delivered", 10), "delivered");
-    IT_STREQ(IT_Q("SELECT string_agg(coalesce(status_code::text, 'null'), ' ') FROM webhook_attempts "
-                  "WHERE delivery_id = $1::bigint", d), "200");
+    /* the answer cut at 64 KiB is no error of the receiver's (until the twenty-first session the
+     * attempt kept curl's "Failure writing output to destination") */
+    IT_STREQ(IT_Q("SELECT string_agg(coalesce(status_code::text, 'null') || ' ' || coalesce(error, '-'), ', ') "
+                  "FROM webhook_attempts WHERE delivery_id = $1::bigint", d), "200 -");
     unsubscribe(&s2);
     it_rcv_stop(&big);
 
@@ -607,7 +609,7 @@ static void test_backoff_schedule(void)
     IT_Q0("COMMIT");
     for (int i = 0; i < 20; i++) {
         IT_Q0("BEGIN");
-        const char *st = IT_Q("SELECT webhook_record($1::bigint, 503, 12, 'HTTP 503', 1000, 259200)", d);
+        const char *st = IT_Q("SELECT webhook_record($1::bigint, 3, 503, 12, 'HTTP 503', 1000, 259200)", d);
         const char *gap = IT_Q("SELECT extract(epoch FROM next_attempt_at - now())::text FROM webhook_deliveries "
                                "WHERE id = $1::bigint", d);
         IT_Q("UPDATE webhook_deliveries SET state = 'delivering', next_attempt_at = now() + interval '1 hour' "

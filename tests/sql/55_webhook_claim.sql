@@ -2,7 +2,7 @@
 -- (migration 0014), the oldest due first, expired leases due again; retries wait as
 -- 'retrying', outside the claim's scan (0017).
 BEGIN;
-SELECT plan(20);
+SELECT plan(28);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
 UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day'
@@ -68,7 +68,7 @@ INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, se
 VALUES (:'t', 'financing', 'r', 'http://127.0.0.1:9/r', ARRAY['r'], 'v1:0000000a:r');
 INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'r', '{}');
 SELECT delivery_id AS dr FROM webhook_claim(32, 60000, 3) WHERE url = 'http://127.0.0.1:9/r' \gset
-SELECT is(webhook_record(:'dr', 503, 10, 'HTTP 503', 30000, 259200), 'retrying',
+SELECT is(webhook_record(:'dr', 1, 503, 10, 'HTTP 503', 30000, 259200), 'retrying',
           'a failed attempt waits for its next one as retrying');
 SELECT is((SELECT count(*)::int FROM webhook_claim(32, 60000, 3) WHERE url = 'http://127.0.0.1:9/r'), 0,
           'a retry is not claimed before its time');
@@ -87,7 +87,7 @@ SELECT :'t', 'financing', 'w' || i, 'http://127.0.0.1:9/w' || i, ARRAY['w'], 'v1
   FROM generate_series(1, 50) i;
 INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'w', '{}');
 -- only these are due now (the earlier subscriptions' work is in flight or at its cap)
-SELECT count(*) FILTER (WHERE webhook_record(c.delivery_id, 503, 10, 'HTTP 503', 30000, 259200) = 'retrying') AS w1
+SELECT count(*) FILTER (WHERE webhook_record(c.delivery_id, c.attempts, 503, 10, 'HTTP 503', 30000, 259200) = 'retrying') AS w1
   FROM webhook_claim(64, 60000, 3) c WHERE c.url LIKE 'http://127.0.0.1:9/w%' \gset
 SELECT coalesce(sum(idx_scan), 0) AS s2, coalesce(sum(idx_tup_fetch), 0) AS f2
   FROM pg_stat_xact_user_tables WHERE relname = 'webhook_deliveries' \gset
@@ -150,6 +150,36 @@ SELECT ok((SELECT l.lanname = 'plpgsql' AND p.proconfig @> ARRAY['enable_seqscan
              FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
             WHERE p.oid = 'webhook_claim(int, int, int)'::regprocedure),
           'webhook_claim keeps its plan (plpgsql) and goes by key whatever the statistics');
+
+-- webhook_record applies a failure only for the claim that is still current (twenty-first
+-- session): a worker whose lease ran out and reports late leaves the new claim alone
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+VALUES (:'t', 'financing', 'late', 'http://127.0.0.1:9/late', ARRAY['late'], 'v1:0000000a:l');
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'late', '{}');
+SELECT delivery_id AS dl, attempts AS a1 FROM webhook_claim(64, 60000, 8) WHERE url = 'http://127.0.0.1:9/late' \gset
+UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 second' WHERE id = :'dl';   -- the lease ran out
+SELECT attempts AS a2 FROM webhook_claim(64, 60000, 8) WHERE delivery_id = :'dl' \gset
+SELECT next_attempt_at AS lease2 FROM webhook_deliveries WHERE id = :'dl' \gset
+SELECT is(ARRAY[:a1, :a2], ARRAY[1, 2], 'claimed again once its lease ran out: attempt 2');
+SELECT is(webhook_record(:'dl', :a1, 503, 10, 'HTTP 503', 30000, 259200), 'delivering',
+          'the first claim''s late failure: the delivery stays with the second claim');
+SELECT is((SELECT state || ' ' || (next_attempt_at = :'lease2') || ' ' || coalesce(last_error, '-')
+             FROM webhook_deliveries WHERE id = :'dl'),
+          'delivering true -', 'its lease and state unchanged');
+SELECT is((SELECT count(*)::int FROM webhook_attempts WHERE delivery_id = :'dl'), 1, 'the late attempt is recorded');
+SELECT is(webhook_record(:'dl', :a2, 503, 10, 'HTTP 503', 30000, 259200), 'retrying',
+          'the current claim''s failure is applied');
+-- a delivery a DBA dropped while it was in flight stays dead when that send fails
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'late', '{}') RETURNING id AS ev2 \gset
+SELECT delivery_id AS dd, attempts AS ad FROM webhook_claim(64, 60000, 8) WHERE url = 'http://127.0.0.1:9/late' \gset
+UPDATE webhook_deliveries SET state = 'dead', last_error = 'dropped' WHERE id = :'dd';
+SELECT is(webhook_record(:'dd', :ad, 503, 10, 'HTTP 503', 30000, 259200), 'dead', 'a dropped delivery''s failed send: dead');
+SELECT is((SELECT last_error FROM webhook_deliveries WHERE id = :'dd'), 'dropped', 'and its reason stays');
+-- a deactivated subscription gets no delivery for events written after that (docs/webhooks.md)
+UPDATE webhook_subscriptions SET active = false WHERE tenant_id = :'t' AND name = 'late';
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'late', '{}') RETURNING id AS ev3 \gset
+SELECT is((SELECT count(*)::int FROM webhook_deliveries WHERE event_id = :'ev3'), 0,
+          'an event after the subscription was deactivated: no delivery');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -722,7 +722,10 @@ static void test_ssrf(void)
     static const char *const named[] = { "192.0.2.1", "198.51.100.200", "203.0.113.255", "2001:db8::1",
                                          "2001:db8:ffff::1", "fec0::1", "feff::1", "240.0.0.1", "255.255.255.255",
                                          "fc00::1", "ff02::1", "::10.1.2.3", "::127.0.0.1", "64:ff9b::a00:1",
-                                         "100.127.255.255", "0.1.2.3", "169.254.0.1", NULL };
+                                         "100.127.255.255", "0.1.2.3", "169.254.0.1",
+                                         /* IPv4 inside IPv6: 6to4, IPv4-translated; local-use NAT64 */
+                                         "2002:a00:1::1", "2002:7f00:1::", "2002:a9fe:a9fe::1", "::ffff:0:10.0.0.1",
+                                         "::ffff:0:127.0.0.1", "64:ff9b:1::8.8.8.8", NULL };
     for (const char *const *p = named; *p; p++) {
         CU_ASSERT(addr_private(*p));
         if (!addr_private(*p))
@@ -733,6 +736,9 @@ static void test_ssrf(void)
     CU_ASSERT(!addr_private("2001:db9::1"));
     CU_ASSERT(!addr_private("100.128.0.1"));
     CU_ASSERT(!addr_private("::ffff:8.8.8.8"));
+    CU_ASSERT(!addr_private("2002:808:808::1"));         /* 6to4 of a public address */
+    CU_ASSERT(!addr_private("::ffff:0:8.8.8.8"));
+    CU_ASSERT(!addr_private("64:ff9b::808:808"));
     /* control characters anywhere, and a bare backslash */
     CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34/a\tb", 1, &u, err, sizeof(err)), -1);
     CU_ASSERT_EQUAL(net_url_check("http://93.184.216.34/a\x7f", 1, &u, err, sizeof(err)), -1);
