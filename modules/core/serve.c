@@ -14,6 +14,7 @@
 #include "log.h"
 
 static volatile sig_atomic_t stopping;
+static size_t body_max;                 /* the family's cap, or FL_BODY_MAX */
 
 static void on_stop(int sig)
 {
@@ -46,7 +47,12 @@ int serve_json_body(fl_req *r, json_object **out)
     return rc < 0 ? -1 : 0;
 }
 
-static void handle(const fl_family *fam, fl_req *r, size_t body_max)
+size_t serve_body_max(void)
+{
+    return body_max;
+}
+
+static void handle(const fl_family *fam, fl_req *r)
 {
     const fl_route *route = NULL;
     char allow[64];
@@ -107,7 +113,7 @@ int serve_main(const fl_family *fam, int argc, char **argv)
     (void) argc;
     (void) argv;
     log_init(fam->name);
-    size_t body_max = (size_t) env_long("FL_BODY_MAX", (long) fam->body_max, 1024, 1L << 30);
+    body_max = (size_t) env_long("FL_BODY_MAX", (long) fam->body_max, 1024, 1L << 30);
     /* Keep freed heap memory between requests instead of giving it back to the kernel
      * after each one and faulting it in again on the next: a post-payments request
      * (20 kB in, 56 kB out) spent ~15 % of its worker time in brk() and page faults
@@ -140,17 +146,27 @@ int serve_main(const fl_family *fam, int argc, char **argv)
     fl_arena *arena = arena_new(64 * 1024);
     if (arena == NULL || FCGX_InitRequest(&fcgi, sock, 0) != 0)
         return 1;
+    /* While a request is served the stop signals wait (blocked): without SA_RESTART (accept
+     * must see EINTR) one arriving during a read of the body or a write of the answer made
+     * libfcgi fail that request (a valid body answered 400). Unblocked after the request, a
+     * pending one is handled at once and the loop ends. */
+    sigset_t stopset;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGUSR1);
+    sigaddset(&stopset, SIGINT);
     log_msg("info", NULL, "worker ready");
     while (!stopping) {
         if (FCGX_Accept_r(&fcgi) < 0)
             break;
+        sigprocmask(SIG_BLOCK, &stopset, NULL);
         fl_req r;
         fl_resp resp;
         req_init(&r, &fcgi, arena);
         r.family = fam;
         r.resp = &resp;
         resp_init(&resp, arena);
-        handle(fam, &r, body_max);
+        handle(fam, &r);
         resp_send(&resp, fcgi.out);
         log_request(&r, resp.status);
         /* libfcgi closes a connection by shutting down its side and waiting for
@@ -163,6 +179,7 @@ int serve_main(const fl_family *fam, int argc, char **argv)
             FCGX_Detach(&fcgi);
         FCGX_Finish_r(&fcgi);
         arena_reset(arena);
+        sigprocmask(SIG_UNBLOCK, &stopset, NULL);
     }
     log_msg("info", NULL, "worker stopping");
     db_close();

@@ -22,6 +22,8 @@ typedef struct fl_family {
 
 /* Runs the worker until SIGTERM/SIGUSR1/SIGINT; returns the exit code. */
 int serve_main(const fl_family *fam, int argc, char **argv);
+/* The body cap in force: the family's body_max, or FL_BODY_MAX (0 before serve_main). */
+size_t serve_body_max(void);
 /* Answers status with the family's error format; reason may be NULL.
  * Returns -status so handlers can `return serve_fail(...)`. */
 int serve_fail(fl_req *r, int status, const char *reason);

@@ -136,7 +136,14 @@ void leads_error(fl_req *r, int status, const char *reason)
         case 401: msg = "Unauthorized"; break;
         case 403: msg = "HTTPS is required"; break;
         case 429: msg = "Rate limit exceeded"; break;
-        case 413: msg = "Request body too large: the limit is 25 MB"; break;
+        case 413: {
+            /* the cap in force: 25 MB, the attachment limit, unless FL_BODY_MAX is set */
+            size_t max = serve_body_max();
+            msg = max % (1024 * 1024) == 0
+                  ? arena_printf(r->arena, "Request body too large: the limit is %zu MB", max / (1024 * 1024))
+                  : arena_printf(r->arena, "Request body too large: the limit is %zu bytes", max);
+            break;
+        }
         default: msg = resp_reason(status);
         }
     }

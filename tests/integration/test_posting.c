@@ -9,7 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1750,6 +1755,43 @@ static void test_worker_killed(void)
     IT_STATUS(it_get(A, "/api_factor/get-client/?clientkey=whatever"), 404);
 }
 
+/* One slot's worker killed five times in a row, each soon after it started: replaced every
+ * time (multiwatch's defaults give a slot up after 3 such deaths; docs/operations.md). */
+static void test_worker_killed_repeatedly(void)
+{
+    pid_t prev[16];
+    int n = it_supervised("posting.pid", prev, 16);
+    IT_CHECK(n >= 1, "the pool has workers");
+    if (n < 1)
+        return;
+    pid_t victim = prev[0];
+    for (int round = 1; round <= 5; round++) {
+        IT_CHECK(kill(victim, SIGKILL) == 0, "round %d: SIGKILL sent to %d", round, (int) victim);
+        pid_t now[16], fresh = 0;
+        int m = 0;
+        for (double t0 = it_now(); fresh == 0 && it_now() - t0 < 5.0;) {
+            m = it_supervised("posting.pid", now, 16);
+            for (int j = 0; m == n && j < m && fresh == 0; j++) {
+                int known = 0;
+                for (int k = 0; k < n; k++)
+                    known |= now[j] == prev[k];
+                if (!known)
+                    fresh = now[j];
+            }
+            if (fresh == 0)
+                it_sleep(0.02);
+        }
+        IT_CHECK(fresh != 0, "round %d: the killed worker %d was not replaced (%d of %d workers)", round,
+                 (int) victim, m, n);
+        if (fresh == 0)
+            return;
+        memcpy(prev, now, sizeof(prev));
+        victim = fresh;
+    }
+    for (int i = 0; i < 5; i++)
+        IT_STATUS(it_post(A, "/api_factor/test-post/", "{\"TestValue\":\"after five kills\"}"), 201);
+}
+
 /* A stop signal (TERM, USR1 or INT) to every worker of the pool while one
  * serves a batch: that request is still answered 201 by the worker that got
  * the signal, which then exits; the supervisor replaces the workers.  The
@@ -1817,6 +1859,136 @@ static void worker_stop_graceful(int sig, const char *name)
     }
     IT_CHECK(m == n && !old_left, "workers replaced: before <%s>, after <%s>", before, after);
     IT_STATUS(it_post(A, "/api_factor/test-post/", it_fmt("{\"TestValue\":\"after %s\"}", name)), 201);
+}
+
+/* ---- a stop signal while the worker reads a body: FastCGI driven by the test itself ---- */
+
+static void fcgi_put(int fd, int type, const void *data, size_t len)
+{
+    unsigned char h[8] = { 1, (unsigned char) type, 0, 1, (unsigned char) (len >> 8), (unsigned char) len, 0, 0 };
+    IT_CHECK(write(fd, h, 8) == 8 && (len == 0 || write(fd, data, len) == (ssize_t) len), "FastCGI record written");
+}
+
+static size_t fcgi_pair(unsigned char *out, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value), k = 0;
+    out[k++] = (unsigned char) nl;                          /* names and values under 128 bytes */
+    out[k++] = (unsigned char) vl;
+    memcpy(out + k, name, nl);
+    memcpy(out + k + nl, value, vl);
+    return k + nl + vl;
+}
+
+/* A worker of the test's own (FL_LISTEN on a TCP port) gets a test-post whose body comes in
+ * two halves; SIGTERM arrives while it waits in read() for the second. The request is still
+ * answered 201, and then the worker exits (docs/operations.md, "Graceful stop"; until the
+ * twenty-first session the interrupted read failed the request: 400). */
+static void test_stop_during_body(void)
+{
+    int port = 21000 + (int) (getpid() % 8000);
+    const char *bin = it_fmt("%s/var/build/asan/modules/posting/fl-posting", it_env("FL_TEST_ROOT"));
+    const char *db = it_fmt("host=%s dbname=factorline user=fl_api", it_env("FL_TEST_RUN"));
+    pid_t w = fork();
+    if (w == 0) {
+        setenv("FL_LISTEN", it_fmt("127.0.0.1:%d", port), 1);
+        setenv("FL_DATABASE_URL", db, 1);
+        setenv("FL_DATA_KEY_FILE", it_env("FL_TEST_DATA_KEY"), 1);
+        setenv("PGAPPNAME", "fl-posting-by-hand", 1);
+        int log = open(it_fmt("%s/posting-by-hand.log", it_logdir()), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (log >= 0) {
+            dup2(log, 1);
+            dup2(log, 2);
+        }
+        execl(bin, bin, (char *) NULL);
+        _exit(127);
+    }
+    IT_CHECK(w > 0, "fork");
+    if (w <= 0)
+        return;
+    int fd = -1;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (double t0 = it_now(); fd < 0 && it_now() - t0 < 10.0;) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+            close(fd);
+            fd = -1;
+            it_sleep(0.05);
+        }
+    }
+    IT_CHECK(fd >= 0, "the worker did not listen on port %d", port);
+    if (fd < 0) {
+        kill(w, SIGKILL);
+        waitpid(w, NULL, 0);
+        return;
+    }
+    char pad[1500];
+    memset(pad, 'h', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    const char *body = it_fmt("{\"TestValue\":\"half\",\"Note\":\"%s\"}", pad);   /* unknown members are ignored */
+    size_t blen = strlen(body), half = blen / 2;
+    unsigned char begin[8] = { 0, 1, 0, 0, 0, 0, 0, 0 }, params[2048];
+    size_t k = 0;
+    k += fcgi_pair(params + k, "REQUEST_METHOD", "POST");
+    k += fcgi_pair(params + k, "FL_PATH", "/api_factor/test-post/");
+    k += fcgi_pair(params + k, "CONTENT_TYPE", "application/json");
+    k += fcgi_pair(params + k, "CONTENT_LENGTH", it_fmt("%zu", blen));
+    k += fcgi_pair(params + k, "REQUEST_ID", "stop-during-body");
+    for (size_t i = 0; i < A->nheaders; i++) {
+        char name[64] = "HTTP_";
+        size_t n = 5;
+        for (const char *c = A->headers[i].name; *c && n < sizeof(name) - 1; c++)
+            name[n++] = *c == '-' ? '_' : (char) toupper((unsigned char) *c);
+        name[n] = '\0';
+        k += fcgi_pair(params + k, name, A->headers[i].value);
+    }
+    fcgi_put(fd, 1, begin, 8);                  /* FCGI_BEGIN_REQUEST, responder */
+    fcgi_put(fd, 4, params, k);                 /* FCGI_PARAMS */
+    fcgi_put(fd, 4, NULL, 0);
+    fcgi_put(fd, 5, body, half);                /* FCGI_STDIN, the first half */
+    /* the worker has authenticated and waits in read() for the rest ("0 " is read's number) */
+    const char *sc = "";
+    for (double t0 = it_now(); it_now() - t0 < 5.0; it_sleep(0.02)) {
+        sc = it_run(it_fmt("cat /proc/%d/syscall 2>/dev/null", (int) w), NULL);
+        if (strncmp(sc, "0 ", 2) == 0)
+            break;
+    }
+    IT_CHECK(strncmp(sc, "0 ", 2) == 0, "the worker is not waiting in read(): <%.40s>", sc);
+    IT_CHECK(kill(w, SIGTERM) == 0, "SIGTERM sent");
+    it_sleep(0.2);
+    fcgi_put(fd, 5, body + half, blen - half);
+    fcgi_put(fd, 5, NULL, 0);
+    /* the answer: STDOUT records up to FCGI_END_REQUEST */
+    char out[65536];
+    size_t got = 0;
+    for (;;) {
+        unsigned char h[8];
+        if (recv(fd, h, 8, MSG_WAITALL) != 8)
+            break;
+        size_t len = ((size_t) h[4] << 8 | h[5]) + h[6];
+        char rec[65536 + 256];
+        if (len > 0 && recv(fd, rec, len, MSG_WAITALL) != (ssize_t) len)
+            break;
+        if (h[1] == 6 && got + len < sizeof(out)) {     /* FCGI_STDOUT */
+            memcpy(out + got, rec, len - h[6]);
+            got += len - h[6];
+        }
+        if (h[1] == 3)                                   /* FCGI_END_REQUEST */
+            break;
+    }
+    out[got] = '\0';
+    close(fd);
+    IT_CHECK(strncmp(out, "Status: 201", 11) == 0, "a test-post interrupted by SIGTERM in mid-body: <%.200s>", out);
+    int st = 0;
+    pid_t done = 0;
+    for (double t0 = it_now(); done == 0 && it_now() - t0 < 5.0; it_sleep(0.05))
+        done = waitpid(w, &st, WNOHANG);
+    IT_CHECK(done == w && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the worker did not exit after the request (%d, %d)",
+             (int) done, st);
+    if (done != w) {
+        kill(w, SIGKILL);
+        waitpid(w, NULL, 0);
+    }
 }
 
 static void test_worker_sigterm_graceful(void) { worker_stop_graceful(SIGTERM, "TERM"); }
@@ -1972,9 +2144,11 @@ static const test t_tenants[] = {
 static const test t_ops[] = {
     { "a revoked key stops within 5 s", test_revoked_key },
     { "a worker killed with SIGKILL is replaced", test_worker_killed },
+    { "a worker killed five times in a row is replaced each time", test_worker_killed_repeatedly },
     { "SIGTERM: the request in flight is answered, then the worker exits", test_worker_sigterm_graceful },
     { "SIGUSR1: the request in flight is answered, then the worker exits", test_worker_sigusr1_graceful },
     { "SIGINT: the request in flight is answered, then the worker exits", test_worker_sigint_graceful },
+    { "SIGTERM while a body is half read: answered 201, then the worker exits", test_stop_during_body },
     { "a statement past statement_timeout: 503, no SQL text", test_statement_timeout },
     /* it stops PostgreSQL */
     { "PostgreSQL down: 503 + Retry-After, then back", test_database_down },
