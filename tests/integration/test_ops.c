@@ -124,6 +124,23 @@ static int gone(pid_t pid)
     return !alive(pid);
 }
 
+/* 1 if /proc/pid/environ holds needle anywhere (names and values) */
+static int environ_has(pid_t pid, const char *needle)
+{
+    char path[64], buf[65536];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = '\n';
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
 static int workers(const stack *s, const char *family)
 {
     pid_t p[16];
@@ -150,6 +167,35 @@ static void stack_stop(const stack *s)
 {
     if (s->var && file_exists(it_fmt("%s/run", s->var)))
         fl(s, "down", NULL);
+}
+
+/* Starts a session that holds clients locked for seconds (then commits), and waits until
+ * it holds the lock; 1 if it does. */
+static int hold_clients(const stack *s, int seconds)
+{
+    fl_run(s, it_fmt("psql -Xqc \"BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT\"",
+                     seconds), ">/dev/null 2>&1 &", NULL);
+    const char *held = "";
+    for (int i = 0; i < 50 && strcmp(held, "1\n") != 0; i++) {
+        held = fl_out(s, "psql -XAtc \"SELECT count(*) FROM pg_locks WHERE relation = 'clients'::regclass "
+                         "AND mode = 'AccessExclusiveLock' AND granted\"", NULL);
+        if (strcmp(held, "1\n") != 0)
+            it_sleep(0.05);
+    }
+    return strcmp(held, "1\n") == 0;
+}
+
+/* Waits up to 10 s for hold_clients' session to end. */
+static void release_clients(const stack *s)
+{
+    const char *n = "";
+    for (int i = 0; i < 100 && strcmp(n, "0\n") != 0; i++) {
+        n = fl_out(s, "psql -XAtc \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE clients%' "
+                      "AND pid <> pg_backend_pid()\"", NULL);
+        if (strcmp(n, "0\n") != 0)
+            it_sleep(0.1);
+    }
+    IT_STREQ(n, "0\n");
 }
 
 /* ------------------------------------------------- own PostgreSQL (default) --- */
@@ -239,6 +285,23 @@ static void test_status_running(void)
     IT_CHECK(workers(&own, "posting") == 1, "posting has %d workers, not 1", workers(&own, "posting"));
     IT_CHECK(workers(&own, "leads") == 2, "leads has %d workers, not 2", workers(&own, "leads"));
     IT_CHECK(workers(&own, "webhooks") == 1, "webhooks has %d workers, not 1", workers(&own, "webhooks"));
+
+    /* a count that is not 1 or more stops up before it stops anything */
+    pid_t before[NPIDFILES];
+    stack_pids(&own, before);
+    static const char *const bad[] = { "FL_WORKERS_POSTING=abc", "FL_WORKERS_LEADS=0", "FL_WEBHOOK_WORKERS=0",
+                                       "FL_WEBHOOK_WORKERS=x1" };
+    for (int i = 0; i < 4; i++) {
+        stack s = own;
+        s.env = it_fmt("%s %s", own.env, bad[i]);
+        out = fl(&s, "up", &st);
+        const char *name = it_fmt("%.*s", (int) (strchr(bad[i], '=') - bad[i]), bad[i]);
+        IT_CHECK(st != 0 && strstr(out, it_fmt("%s: a number of workers (1 or more) expected", name)) != NULL,
+                 "up with %s: %d %s", bad[i], st, out);
+    }
+    for (int i = 0; i < NPIDFILES; i++)
+        IT_CHECK(pid_in(&own, pidfiles[i]) == before[i] && alive(before[i]),
+                 "%s changed or stopped after the refused ups", pidfiles[i]);
 }
 
 /* A second up restarts every process, keeps the data and the credentials. */
@@ -355,6 +418,49 @@ static void test_webhook_commands(void)
     IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "webhooks --bogus: %d %s", st, out);
 }
 
+/* FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS given to up reach every pool's workers (README,
+ * settings); up without them brings the defaults back. */
+static void test_settings(void)
+{
+    stack s = own;
+    s.env = it_fmt("%s FL_BODY_MAX=4096 FL_STATEMENT_TIMEOUT_MS=300", own.env);
+    int st;
+    const char *out = fl(&s, "up", &st);
+    IT_CHECK(st == 0, "up with FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS failed (%d): %s", st, out);
+    const it_cred *p = demo_cred(&own, "posting"), *l = demo_cred(&own, "leads");
+    IT_CHECK(p != NULL && l != NULL, "no posting or leads credential in credentials.json");
+    if (p == NULL || l == NULL)
+        return;
+    char pad[4200];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    /* TestValue takes 255 characters; the rest is a member test-post ignores */
+    const char *over = it_fmt("{\"TestValue\":\"big\",\"Note\":\"%s\"}", pad);         /* 4,229 bytes */
+    const char *under = it_fmt("{\"TestValue\":\"big\",\"Note\":\"%.4000s\"}", pad);   /* 4,030 bytes */
+    it_resp *r = it_post(p, "/api_factor/test-post/", over);
+    IT_STATUS(r, 413);
+    IT_JSTR(r->json, "message", "413 Payload Too Large");
+    IT_STATUS(it_post(p, "/api_factor/test-post/", under), 201);
+    r = it_post(l, "/lead", over);
+    IT_STATUS(r, 413);
+    IT_JSTR(r->json, "message", "Request body too large: the limit is 4096 bytes");
+    /* a statement waiting on a lock is cancelled after 300 ms: 503 while the lock is held 3 s */
+    IT_CHECK(hold_clients(&own, 3), "the session holding clients did not get its lock");
+    r = it_get(p, "/api_factor/get-client/?clientkey=DEMO");
+    IT_STATUS(r, 503);
+    release_clients(&own);
+
+    out = fl(&own, "up", &st);
+    IT_CHECK(st == 0, "up without the settings failed (%d): %s", st, out);
+    IT_STATUS(it_post(p, "/api_factor/test-post/", over), 201);
+    r = it_post(l, "/lead", over);
+    /* the default cap again: the body is read, and refused as a lead, not as too large */
+    IT_CHECK(r->status == 422 || r->status == 400, "leads answered %ld to a 4 kB body that is no lead", r->status);
+    IT_CHECK(hold_clients(&own, 3), "the session holding clients did not get its lock");
+    IT_STATUS(it_get(p, "/api_factor/get-client/?clientkey=DEMO"), 200);      /* waited the 3 s out */
+    release_clients(&own);
+}
+
 /* migrate: idempotent, and a migration changed after it was applied is refused. */
 static void test_migrate(void)
 {
@@ -396,16 +502,7 @@ static void test_down(void)
      * let go only once nginx is shutting down (it has taken QUIT). */
     const it_cred *p = demo_cred(&own, "posting");
     IT_CHECK(p != NULL, "no posting credential in credentials.json");
-    fl_run(&own, "psql -Xqc \"BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT\"",
-           ">/dev/null 2>&1 &", NULL);
-    const char *held = "";
-    for (int i = 0; i < 50 && strcmp(held, "1\n") != 0; i++) {
-        held = fl_out(&own, "psql -XAtc \"SELECT count(*) FROM pg_locks WHERE relation = 'clients'::regclass "
-                            "AND mode = 'AccessExclusiveLock' AND granted\"", NULL);
-        if (strcmp(held, "1\n") != 0)
-            it_sleep(0.05);
-    }
-    IT_STREQ(held, "1\n");
+    IT_CHECK(hold_clients(&own, 60), "the session holding clients did not get its lock");
     it_async child = { -1, -1 };
     if (p != NULL)
         child = it_async_start(p, "GET", "/api_factor/get-client/?clientkey=DEMO", NULL);
@@ -417,6 +514,10 @@ static void test_down(void)
             it_sleep(0.05);
     }
     IT_CHECK(strcmp(waiting, "1\n") == 0, "the get-client did not wait for the lock: the test proves nothing");
+    /* a leads worker that cannot stop (SIGSTOP): down kills it with its supervisor after 10 s */
+    pid_t lw[16];
+    int nlw = it_supervised(it_fmt("%s/run/leads.pid", own.var), lw, 16);
+    IT_CHECK(nlw >= 1 && kill(lw[0], SIGSTOP) == 0, "no leads worker to stop");
     const char *down_out = it_fmt("%s/down.out", own.var);
     unlink(down_out);
     fl_run(&own, "down", it_fmt(">'%s' 2>&1 &", down_out), NULL);
@@ -453,6 +554,7 @@ static void test_down(void)
     for (int i = 0; i < NPIDFILES; i++)
         IT_CHECK(gone(before[i]), "%s: process %d still running after down", pidfiles[i], (int) before[i]);
     IT_CHECK(pgpid > 0 && gone(pgpid), "PostgreSQL (%d) still running after down", (int) pgpid);
+    IT_CHECK(nlw < 1 || gone(lw[0]), "the stopped leads worker %d outlived down", nlw >= 1 ? (int) lw[0] : 0);
     out = fl(&own, "status", &st);
     IT_CHECK(strstr(out, "postgresql  stopped") && strstr(out, "posting  stopped") && strstr(out, "leads  stopped")
              && strstr(out, "webhooks  stopped") && strstr(out, "nginx  stopped"), "status after down: %s", out);
@@ -485,6 +587,23 @@ static void test_external_up_down(void)
     const char *users = IT_Q("SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity "
                              "WHERE datname = $1 AND application_name IN ('fl-posting', 'fl-leads')", ext.db);
     IT_STREQ(users, "fl_api");
+    users = IT_Q("SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity "
+                 "WHERE datname = $1 AND application_name = 'fl-worker'", ext.db);
+    IT_STREQ(users, "fl_worker");
+    /* DATABASE_URL carries the owner's password (and PGPASSWORD is set): no worker's
+     * environment holds it, not even in the URL it connects with (README, DATABASE_URL) */
+    static const char *const pools[] = { "posting", "leads", "webhooks" };
+    for (int i = 0; i < 3; i++) {
+        pid_t w[16];
+        int nw = it_supervised(it_fmt("%s/run/%s.pid", ext.var, pools[i]), w, 16);
+        IT_CHECK(nw >= 1, "no %s worker on the DATABASE_URL stack", pools[i]);
+        for (int j = 0; j < nw; j++) {
+            IT_CHECK(environ_has(w[j], "ownersecret") == 0, "the %s worker %d has the owner's password in its "
+                     "environment", pools[i], (int) w[j]);
+            IT_CHECK(environ_has(w[j], "FL_ADMIN_DATABASE_URL=") == 0, "the %s worker %d has FL_ADMIN_DATABASE_URL",
+                     pools[i], (int) w[j]);
+        }
+    }
 
     out = fl(&ext, "down", &st);
     IT_CHECK(st == 0, "down with DATABASE_URL failed (%d): %s", st, out);
@@ -595,7 +714,8 @@ int main(void)
     own = (stack) { "own", ops_var("own"), "", NULL };
     const char *db = it_fmt("fl_ops_%d", (int) getpid());
     ext = (stack) { "ext", ops_var("ext"),
-                    it_fmt("DATABASE_URL='%s dbname=%s'", it_env("FL_ADMIN_DATABASE_URL"), db), db };
+                    it_fmt("DATABASE_URL='%s dbname=%s password=ownersecret1' PGPASSWORD=ownersecret2",
+                           it_env("FL_ADMIN_DATABASE_URL"), db), db };
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 2;
     CU_pSuite s = CU_add_suite("factorline script, own PostgreSQL", NULL, NULL);
@@ -604,6 +724,7 @@ int main(void)
     CU_add_test(s, "up again: every process restarted, credentials kept", test_up_again);
     CU_add_test(s, "tenant add, key add", test_tenant_and_key);
     CU_add_test(s, "webhook add, webhooks", test_webhook_commands);
+    CU_add_test(s, "FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS reach the workers", test_settings);
     CU_add_test(s, "migrate: idempotent, a changed migration refused", test_migrate);
     CU_add_test(s, "down: a request in flight answered, everything stopped, twice", test_down);
     s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);
