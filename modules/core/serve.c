@@ -101,6 +101,15 @@ static void handle(const fl_family *fam, fl_req *r)
         serve_fail(r, 500, NULL);
 }
 
+/* A worker that cannot start waits a second before it exits: its supervisor restarts it
+ * however often it dies (multiwatch -r 1000000 -t 1000), and a death after 1 s resets the
+ * count, so a worker that cannot start is retried once a second, not in a fork loop. */
+static int start_failed(void)
+{
+    sleep(1);
+    return 1;
+}
+
 int serve_main(const fl_family *fam, int argc, char **argv)
 {
     FCGX_Request fcgi;
@@ -122,12 +131,12 @@ int serve_main(const fl_family *fam, int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     if (FCGX_Init() != 0)
-        return 1;
+        return start_failed();
     if (listen != NULL && *listen) {
         sock = FCGX_OpenSocket(listen, 128);
         if (sock < 0) {
             log_msg("error", NULL, "cannot listen on %s", listen);
-            return 1;
+            return start_failed();
         }
     }
     memset(&sa, 0, sizeof(sa));
@@ -145,7 +154,7 @@ int serve_main(const fl_family *fam, int argc, char **argv)
 
     fl_arena *arena = arena_new(64 * 1024);
     if (arena == NULL || FCGX_InitRequest(&fcgi, sock, 0) != 0)
-        return 1;
+        return start_failed();
     /* While a request is served the stop signals wait (blocked): without SA_RESTART (accept
      * must see EINTR) one arriving during a read of the body or a write of the answer made
      * libfcgi fail that request (a valid body answered 400). Unblocked after the request, a

@@ -482,6 +482,7 @@ int main(int argc, char **argv)
 
     if (keyfile == NULL || crypto_pii_load(keyfile) < 0) {
         log_msg("error", NULL, "data key not loaded (FL_DATA_KEY_FILE): secrets cannot be read");
+        sleep(1);               /* restarted once a second, not in a fork loop (multiwatch -t 1000) */
         return 1;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -194,14 +194,6 @@ GRANT EXECUTE ON FUNCTION webhook_claim(int, int, int) TO fl_worker;
 -- webhook_attempts but leaves the new claim alone (until the twenty-first
 -- session it set the delivery back to retrying while the other send was in
 -- flight, and a third worker could then send it beside the second).
--- The signature without p_attempt (before the twenty-first session) goes.
-DO $$
-BEGIN
-    IF to_regprocedure('webhook_record(bigint, int, int, text, int, int)') IS NOT NULL THEN
-        DROP FUNCTION webhook_record(bigint, int, int, text, int, int);
-    END IF;
-END
-$$;
 CREATE OR REPLACE FUNCTION webhook_record(p_delivery bigint, p_attempt int, p_status int, p_latency_ms int,
                                           p_error text, p_base_ms int, p_max_age_s int)
 RETURNS text
@@ -243,6 +235,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION webhook_record(bigint, int, int, int, text, int, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhook_record(bigint, int, int, int, text, int, int) TO fl_worker;
+
+-- The signature of workers built before the twenty-first session (no attempt number): kept so
+-- that a worker still on the old build records its attempts while the hosts are upgraded (were
+-- it gone, such a worker would send every delivery and record none, and send it again at each
+-- lease). It records against the delivery's current claim, as before. Drop it once every
+-- fl-worker runs the new build.
+CREATE OR REPLACE FUNCTION webhook_record(p_delivery bigint, p_status int, p_latency_ms int,
+                                          p_error text, p_base_ms int, p_max_age_s int)
+RETURNS text
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+    SELECT webhook_record(p_delivery, (SELECT attempts FROM webhook_deliveries WHERE id = p_delivery),
+                          p_status, p_latency_ms, p_error, p_base_ms, p_max_age_s)
+$$;
+REVOKE ALL ON FUNCTION webhook_record(bigint, int, int, text, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_record(bigint, int, int, text, int, int) TO fl_worker;
 
 -- DBA: give a dead (or any undelivered) delivery a fresh 3-day window, due now.
 -- A delivery in flight (delivering, its lease not over) is left alone: made due now, a

@@ -2,7 +2,7 @@
 -- (migration 0014), the oldest due first, expired leases due again; retries wait as
 -- 'retrying', outside the claim's scan (0017).
 BEGIN;
-SELECT plan(28);
+SELECT plan(29);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
 UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day'
@@ -169,6 +169,11 @@ SELECT is((SELECT state || ' ' || (next_attempt_at = :'lease2') || ' ' || coales
 SELECT is((SELECT count(*)::int FROM webhook_attempts WHERE delivery_id = :'dl'), 1, 'the late attempt is recorded');
 SELECT is(webhook_record(:'dl', :a2, 503, 10, 'HTTP 503', 30000, 259200), 'retrying',
           'the current claim''s failure is applied');
+-- a worker of the old build (webhook_record without the attempt) records against the current claim
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'late', '{}');
+SELECT delivery_id AS dold FROM webhook_claim(64, 60000, 8) WHERE url = 'http://127.0.0.1:9/late' \gset
+SELECT is(webhook_record(:'dold', 503, 10, 'HTTP 503', 30000, 259200), 'retrying',
+          'the old signature still records a failure');
 -- a delivery a DBA dropped while it was in flight stays dead when that send fails
 INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'late', '{}') RETURNING id AS ev2 \gset
 SELECT delivery_id AS dd, attempts AS ad FROM webhook_claim(64, 60000, 8) WHERE url = 'http://127.0.0.1:9/late' \gset
