@@ -169,33 +169,35 @@ static void stack_stop(const stack *s)
         fl(s, "down", NULL);
 }
 
+/* Asks the stack's database sql (one value) every 50 ms for up to timeout s, until it
+ * answers want; 1 if it did. */
+static int psql_until(const stack *s, const char *sql, const char *want, double timeout)
+{
+    for (double t0 = it_now();; it_sleep(0.05)) {
+        const char *got = fl_out(s, it_fmt("psql -XAtc \"%s\"", sql), NULL);
+        if (strcmp(got, it_fmt("%s\n", want)) == 0)
+            return 1;
+        if (it_now() - t0 >= timeout)
+            return 0;
+    }
+}
+
 /* Starts a session that holds clients locked for seconds (then commits), and waits until
  * it holds the lock; 1 if it does. */
 static int hold_clients(const stack *s, int seconds)
 {
     fl_run(s, it_fmt("psql -Xqc \"BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT\"",
                      seconds), ">/dev/null 2>&1 &", NULL);
-    const char *held = "";
-    for (int i = 0; i < 50 && strcmp(held, "1\n") != 0; i++) {
-        held = fl_out(s, "psql -XAtc \"SELECT count(*) FROM pg_locks WHERE relation = 'clients'::regclass "
-                         "AND mode = 'AccessExclusiveLock' AND granted\"", NULL);
-        if (strcmp(held, "1\n") != 0)
-            it_sleep(0.05);
-    }
-    return strcmp(held, "1\n") == 0;
+    return psql_until(s, "SELECT count(*) FROM pg_locks WHERE relation = 'clients'::regclass "
+                         "AND mode = 'AccessExclusiveLock' AND granted", "1", 2.5);
 }
 
 /* Waits up to 10 s for hold_clients' session to end. */
 static void release_clients(const stack *s)
 {
-    const char *n = "";
-    for (int i = 0; i < 100 && strcmp(n, "0\n") != 0; i++) {
-        n = fl_out(s, "psql -XAtc \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE clients%' "
-                      "AND pid <> pg_backend_pid()\"", NULL);
-        if (strcmp(n, "0\n") != 0)
-            it_sleep(0.1);
-    }
-    IT_STREQ(n, "0\n");
+    IT_CHECK(psql_until(s, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE clients%' "
+                           "AND pid <> pg_backend_pid()", "0", 10.0),
+             "the session holding clients did not end");
 }
 
 /* ------------------------------------------------- own PostgreSQL (default) --- */
@@ -506,14 +508,9 @@ static void test_down(void)
     it_async child = { -1, -1 };
     if (p != NULL)
         child = it_async_start(p, "GET", "/api_factor/get-client/?clientkey=DEMO", NULL);
-    const char *waiting = "";
-    for (int i = 0; child.pid > 0 && i < 40 && strcmp(waiting, "1\n") != 0; i++) {
-        waiting = fl_out(&own, "psql -XAtc \"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                               "'fl-posting' AND wait_event_type = 'Lock'\"", NULL);
-        if (strcmp(waiting, "1\n") != 0)
-            it_sleep(0.05);
-    }
-    IT_CHECK(strcmp(waiting, "1\n") == 0, "the get-client did not wait for the lock: the test proves nothing");
+    IT_CHECK(child.pid > 0 && psql_until(&own, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                               "'fl-posting' AND wait_event_type = 'Lock'", "1", 2.0),
+             "the get-client did not wait for the lock: the test proves nothing");
     /* a leads worker that cannot stop (SIGSTOP): down kills it with its supervisor after 10 s */
     pid_t lw[16];
     int nlw = it_supervised(it_fmt("%s/run/leads.pid", own.var), lw, 16);
