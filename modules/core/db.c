@@ -13,6 +13,14 @@ static char *conninfo_saved;
 static const fl_stmt *prepared[DB_MAX_STMTS];
 static size_t nprepared;
 
+/* A limit is always set: a value that is not one (a typo, 0) is the default, not "none".  At
+ * most 50 s: nginx gives up on a FastCGI answer after 60 s (fastcgi_read_timeout) and answers
+ * 504, and a statement that ran on would commit what the client was told had failed. */
+long db_statement_timeout_ms(void)
+{
+    return env_long("FL_STATEMENT_TIMEOUT_MS", 5000, 100, DB_STATEMENT_TIMEOUT_MAX_MS);
+}
+
 PGconn *db_conn(void)
 {
     return conn;
@@ -30,10 +38,9 @@ static int connect_now(void)
         conn = NULL;
         return -1;
     }
-    /* a limit is always set: a value that is not one (a typo, 0) is the default, not "none" */
     static long timeout_ms = -1;
     if (timeout_ms < 0)
-        timeout_ms = env_long("FL_STATEMENT_TIMEOUT_MS", 5000, 100, 3600000);
+        timeout_ms = db_statement_timeout_ms();
     char ms[24];
     snprintf(ms, sizeof(ms), "%ld", timeout_ms);
     const char *p[1] = { ms };

@@ -40,6 +40,9 @@ int db_tenant_exec(fl_req *r, const fl_stmt *st, const char *const *params, PGre
 int db_call(fl_req *r, const fl_stmt *st, const char *doc, char **out);
 /* Maps a SQLSTATE to an HTTP status (0 when it is not a client error). */
 int db_sqlstate_http(const char *sqlstate);
+/* FL_STATEMENT_TIMEOUT_MS, 100..DB_STATEMENT_TIMEOUT_MAX_MS, else 5000 and a warning. */
+#define DB_STATEMENT_TIMEOUT_MAX_MS 50000
+long db_statement_timeout_ms(void);
 PGconn *db_conn(void);
 
 #endif

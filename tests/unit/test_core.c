@@ -503,7 +503,7 @@ static void test_env_long(void)
     static const struct { const char *v; long want; } cases[] = {
         { NULL, 7 }, { "", 7 }, { "3", 3 }, { "1", 1 }, { "10", 10 }, { "0", 7 }, { "11", 7 }, { "-3", 7 },
         { "abc", 7 }, { "5x", 7 }, { "5 ", 7 }, { "0x5", 7 }, { "5.0", 7 }, { "99999999999999999999", 7 },
-        { "+4", 4 }, { "007", 7 }, { "008", 8 },
+        { "+4", 4 }, { "007", 7 }, { "008", 8 }, { " 3", 7 }, { "\t3", 7 }, { "\n3", 7 },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (cases[i].v == NULL)
@@ -517,6 +517,24 @@ static void test_env_long(void)
                     cases[i].want);
     }
     unsetenv("FL_TEST_ENV_LONG");
+
+    /* the statement timeout stays under nginx's fastcgi_read_timeout of 60 s (db.c) */
+    static const struct { const char *v; long want; } st[] = {
+        { NULL, 5000 }, { "100", 100 }, { "50000", 50000 }, { "50001", 5000 }, { "60000", 5000 },
+        { "3600000", 5000 }, { "99", 5000 }, { "0", 5000 }, { "30s", 5000 },
+    };
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+        if (st[i].v == NULL)
+            unsetenv("FL_STATEMENT_TIMEOUT_MS");
+        else
+            setenv("FL_STATEMENT_TIMEOUT_MS", st[i].v, 1);
+        long got = db_statement_timeout_ms();
+        CU_ASSERT_EQUAL(got, st[i].want);
+        if (got != st[i].want)
+            fprintf(stderr, "FL_STATEMENT_TIMEOUT_MS=%s: %ld, expected %ld\n", st[i].v ? st[i].v : "(unset)", got,
+                    st[i].want);
+    }
+    unsetenv("FL_STATEMENT_TIMEOUT_MS");
 }
 
 static void test_sqlstate(void)
