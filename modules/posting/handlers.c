@@ -275,7 +275,13 @@ static const char *reveal_pii(fl_req *r, const char *text)
     if (json_parse_strict(text, strlen(text), &o) < 0)
         return text;
     if (json_object_object_get_ex(o, "FedTaxNum", &v) && json_object_is_type(v, json_type_string)) {
-        char *plain = crypto_pii_decrypt(r->arena, json_object_get_string(v));
+        const char *sealed = json_object_get_string(v);
+        char *plain = crypto_pii_decrypt(r->arena, sealed);
+        /* the rest of the client stays readable; the operator learns which key is missing */
+        if (plain == NULL)
+            log_msg("error", r->request_id, "FedTaxNum cannot be decrypted with the data keys loaded "
+                    "(sealed with key %.8s; FL_DATA_KEY_FILE, FL_DATA_KEY_OLD_FILES): answered null",
+                    strncmp(sealed, "v1:", 3) == 0 && strlen(sealed) >= 11 ? sealed + 3 : "?");
         json_object_object_add(o, "FedTaxNum", plain ? json_object_new_string(plain) : NULL);
     }
     /* the last four digits are for DBA views, not part of the FactorCloud shape */

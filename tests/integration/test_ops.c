@@ -420,6 +420,157 @@ static void test_webhook_commands(void)
     IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "webhooks --bogus: %d %s", st, out);
 }
 
+/* Polls (every 0.1 s, up to timeout s) until req answers want; 1 if it did. */
+static int status_until(const it_cred *c, const char *method, const char *path, const char *body, long want,
+                        double timeout)
+{
+    for (double t0 = it_now();; it_sleep(0.1)) {
+        it_resp *r = strcmp(method, "GET") == 0 ? it_get(c, path) : it_post(c, path, body);
+        if (r->status == want)
+            return 1;
+        if (it_now() - t0 >= timeout)
+            return 0;
+    }
+}
+
+/* The script's key rotate, limit and revoke (README, commands): what fl-admin does, through
+ * the stack's own ports and database; the workers follow within their 5 s cache. */
+static void test_key_commands(void)
+{
+    int st;
+    const char *name = it_uniq("opsK");
+    const char *out = fl_out(&own, it_fmt("tenant add %s", name), &st);
+    IT_CHECK(st == 0, "tenant add failed (%d): %s", st, out);
+    const it_cred *old = it_cred_parse(fl_out(&own, it_fmt("key add --tenant %s --family posting", name), &st));
+    IT_CHECK(old != NULL && test_post(old) == 201, "key add for %s failed", name);
+    if (old == NULL)
+        return;
+    const char *sys = it_cred_header(old, "Auth-SystemKey");
+    out = fl_out(&own, it_fmt("key rotate --family posting --public-id '%s'", sys), &st);
+    const it_cred *c = it_cred_parse(out);
+    IT_CHECK(st == 0 && c != NULL, "key rotate: %d %s", st, out);
+    if (c != NULL) {
+        IT_STREQ(c->base_url, it_fmt("%s/posting", https_base()));
+        IT_STREQ(it_cred_header(c, "Auth-SystemKey"), sys);            /* the same credential */
+        IT_STREQ(it_cred_header(c, "Auth-FactorID"), it_cred_header(old, "Auth-FactorID"));
+        IT_CHECK(strcmp(it_cred_header(c, "Auth-APIKey"), it_cred_header(old, "Auth-APIKey")) != 0,
+                 "key rotate printed the old secret");
+        IT_CHECK(test_post(c) == 201, "the rotated secret does not authenticate");
+        IT_CHECK(status_until(old, "POST", "/api_factor/test-post/", "{\"TestValue\":\"ops\"}", 401, 6.0),
+                 "the old secret still authenticates 6 s after key rotate");
+    }
+    out = fl(&own, "key rotate --family posting", &st);
+    IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "key rotate without --public-id: %d %s", st, out);
+    out = fl(&own, "key rotate --family posting --public-id no-such-key", &st);
+    IT_CHECK(st != 0 && strstr(out, "no such active key") != NULL, "key rotate of an unknown key: %d %s", st, out);
+
+    /* a leads partner: limited to 1 request/s with no burst, then unlimited, then revoked */
+    const it_cred *l = it_cred_parse(fl_out(&own, it_fmt("key add --tenant %s --family leads", name), &st));
+    IT_CHECK(l != NULL, "key add --family leads for %s failed", name);
+    if (l == NULL)
+        return;
+    const char *pub = it_leads_public_id(l);
+    out = fl(&own, it_fmt("key limit --family leads --public-id '%s' --rate 1 --burst 1", pub), &st);
+    IT_CHECK(st == 0 && strcmp(out, "limited\n") == 0, "key limit --rate 1 --burst 1: %d %s", st, out);
+    IT_CHECK(status_until(l, "GET", "/deal_status/none", NULL, 429, 8.0), "no 429 within 8 s of key limit");
+    out = fl(&own, it_fmt("key limit --family leads --public-id '%s' --unlimited", pub), &st);
+    IT_CHECK(st == 0 && strcmp(out, "limited\n") == 0, "key limit --unlimited: %d %s", st, out);
+    int free_run = 0;           /* ten requests in a row, none refused */
+    for (double t0 = it_now(); free_run < 10 && it_now() - t0 < 8.0;)
+        free_run = it_get(l, "/deal_status/none")->status == 404 ? free_run + 1 : 0;
+    IT_CHECK(free_run == 10, "still limited 8 s after key limit --unlimited");
+    out = fl(&own, "key limit --family leads --public-id nope --unlimited", &st);
+    IT_CHECK(st != 0, "key limit of an unknown key: %d %s", st, out);
+    out = fl(&own, it_fmt("key revoke --family leads --public-id '%s'", pub), &st);
+    IT_CHECK(st == 0 && strcmp(out, "revoked\n") == 0, "key revoke: %d %s", st, out);
+    IT_CHECK(status_until(l, "GET", "/deal_status/none", NULL, 401, 6.0), "the revoked key works 6 s after key revoke");
+    out = fl(&own, it_fmt("key revoke --family leads --public-id '%s'", pub), &st);
+    IT_CHECK(st != 0, "a second key revoke of the same key: %d %s", st, out);
+}
+
+/* What became of the delivery of the client.upserted event for client key ck to url:
+ * "connect" (refused connection), "secret" (the signing secret did not open), else its error. */
+static const char *delivery_error_sql(const char *url, const char *ck)
+{
+    return it_fmt("SELECT CASE WHEN d.last_error ILIKE '%%connect%%' THEN 'connect' "
+                  "WHEN d.last_error LIKE '%%secret cannot be decrypted%%' THEN 'secret' "
+                  "ELSE coalesce(d.last_error, '(none)') END FROM webhook_deliveries d JOIN events e "
+                  "ON e.id = d.event_id WHERE d.url = '%s' AND e.payload->>'ClientKey' = '%s'", url, ck);
+}
+
+/* The id of the key client ck's FedTaxNum is sealed with, as psql prints it. */
+static const char *sealed_key_id(const char *ck)
+{
+    return fl_out(&own, it_fmt("psql -XAtc \"SELECT split_part(fed_tax_num_enc, ':', 2) FROM clients "
+                               "WHERE client_key = '%s'\"", ck), NULL);
+}
+
+/* Rotating the data key through the running stack (docs/operations.md, Security): the old key
+ * file listed in FL_DATA_KEY_OLD_FILES opens what it sealed, in the posting workers
+ * (FedTaxNum) and in the webhook worker (signing secrets); new values take the new key. Without
+ * the old file, an old FedTaxNum is answered null and the worker logs which key it lacks, and
+ * the old subscription's deliveries fail with the reason. */
+static void test_data_key_rotation(void)
+{
+    int st;
+    const char *name = it_uniq("opsD"), *hook = it_fmt("http://127.0.0.1:9/%s", it_uniq("rot"));
+    fl_out(&own, it_fmt("tenant add %s", name), &st);
+    const it_cred *c = it_cred_parse(fl_out(&own, it_fmt("key add --tenant %s --family posting", name), &st));
+    IT_CHECK(c != NULL, "key add for %s failed", name);
+    if (c == NULL)
+        return;
+    fl_out(&own, it_fmt("webhook add --tenant %s --family posting --url %s --events client.upserted", name, hook), &st);
+    IT_CHECK(st == 0, "webhook add failed");
+    const char *ck1 = it_uniq("ROT1"), *ck2 = it_uniq("ROT2"), *ck3 = it_uniq("ROT3");
+    IT_STATUS(it_post(c, "/api_factor/create-client/",
+                      it_fmt("{\"ClientKey\":\"%s\",\"Name\":\"n\",\"FedTaxNum\":\"11-1111111\"}", ck1)), 201);
+    /* the subscription's secret opens: the delivery fails on the refused connection */
+    IT_CHECK(psql_until(&own, delivery_error_sql(hook, ck1), "connect", 10.0),
+             "the delivery for %s did not fail on the connection", ck1);
+    const char *k1 = sealed_key_id(ck1);
+
+    /* rotate: the old key file aside and listed, a new data.key made by up */
+    const char *oldkey = it_fmt("%s/keys/data-rotated.key", own.var);
+    it_run(it_fmt("mv '%s/keys/data.key' '%s'", own.var, oldkey), &st);
+    IT_CHECK(st == 0, "moving the data key aside failed");
+    /* the key id as docs/operations.md computes it from the file */
+    const char *fid = it_run(it_fmt("perl -ne 'print pack(\"H*\", $1) if /([0-9a-f]{64})/' '%s' | sha256sum | cut -c1-8",
+                                    oldkey), NULL);
+    IT_STREQ(fid, k1);
+    stack rot = own;
+    rot.env = it_fmt("%s FL_DATA_KEY_OLD_FILES='%s'", own.env, oldkey);
+    const char *out = fl(&rot, "up", &st);
+    IT_CHECK(st == 0 && file_exists(it_fmt("%s/keys/data.key", own.var)), "up with the old key listed: %d %s", st, out);
+    it_resp *r = it_get(c, it_fmt("/api_factor/get-client/?clientkey=%s", ck1));
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "FedTaxNum", "11-1111111");
+    IT_STATUS(it_post(c, "/api_factor/create-client/",
+                      it_fmt("{\"ClientKey\":\"%s\",\"Name\":\"n\",\"FedTaxNum\":\"22-2222222\"}", ck2)), 201);
+    const char *k2 = sealed_key_id(ck2);
+    IT_CHECK(strlen(k1) == 9 && strlen(k2) == 9 && strcmp(k1, k2) != 0,
+             "key ids before and after the rotation: '%s' '%s'", k1, k2);
+    IT_JSTR(it_get(c, it_fmt("/api_factor/get-client/?clientkey=%s", ck2))->json, "FedTaxNum", "22-2222222");
+    IT_CHECK(psql_until(&own, delivery_error_sql(hook, ck2), "connect", 10.0),
+             "the delivery for %s did not fail on the connection (old key listed)", ck2);
+
+    /* the old file no longer listed: answered null, logged; the secret cannot be opened */
+    out = fl(&own, "up", &st);
+    IT_CHECK(st == 0, "up without the old key: %d %s", st, out);
+    r = it_get(c, it_fmt("/api_factor/get-client/?clientkey=%s", ck1));
+    IT_STATUS(r, 200);
+    IT_CHECK(it_jhas(r->json, "FedTaxNum") && it_jstr(r->json, "FedTaxNum") == NULL,
+             "FedTaxNum sealed with a key not loaded: %s", r->body);
+    IT_JSTR(r->json, "Name", "n");
+    const char *rid = it_header_get(r, "X-Request-Id");
+    it_run(it_fmt("grep -F '\"request_id\":\"%s\"' '%s/log/posting.log' | grep -F 'FedTaxNum cannot be decrypted' "
+                  "| grep -qF 'key %.8s'", rid ? rid : "-", own.var, k1), &st);
+    IT_CHECK(st == 0, "no log line names key %.8s for request %s", k1, rid ? rid : "(none)");
+    IT_JSTR(it_get(c, it_fmt("/api_factor/get-client/?clientkey=%s", ck2))->json, "FedTaxNum", "22-2222222");
+    IT_STATUS(it_post(c, "/api_factor/create-client/", it_fmt("{\"ClientKey\":\"%s\",\"Name\":\"n\"}", ck3)), 201);
+    IT_CHECK(psql_until(&own, delivery_error_sql(hook, ck3), "secret", 10.0),
+             "the delivery for %s did not fail on its secret", ck3);
+}
+
 /* FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS given to up reach every pool's workers (README,
  * settings); up without them brings the defaults back. */
 static void test_settings(void)
@@ -721,7 +872,9 @@ int main(void)
     CU_add_test(s, "up again: every process restarted, credentials kept", test_up_again);
     CU_add_test(s, "tenant add, key add", test_tenant_and_key);
     CU_add_test(s, "webhook add, webhooks", test_webhook_commands);
+    CU_add_test(s, "key rotate, limit, revoke", test_key_commands);
     CU_add_test(s, "FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS reach the workers", test_settings);
+    CU_add_test(s, "the data key rotated through running workers", test_data_key_rotation);
     CU_add_test(s, "migrate: idempotent, a changed migration refused", test_migrate);
     CU_add_test(s, "down: a request in flight answered, everything stopped, twice", test_down);
     s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);
