@@ -22,6 +22,7 @@ CREATE OR REPLACE FUNCTION fl_tenant_add(p_name text, p_factor_id text) RETURNS 
 AS $$
 DECLARE
     v_id uuid;
+    v_con text;
 BEGIN
     IF p_name IS NULL OR btrim(p_name) = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid tenant name';
@@ -37,7 +38,18 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'FactorID exists',
             DETAIL = format('FactorID %s is used by another tenant.', p_factor_id);
     END IF;
-    INSERT INTO tenants (name, factor_id) VALUES (p_name, p_factor_id) RETURNING id INTO v_id;
+    -- the checks above, and a concurrent add of the same name that commits in between
+    BEGIN
+        INSERT INTO tenants (name, factor_id) VALUES (p_name, p_factor_id) RETURNING id INTO v_id;
+    EXCEPTION WHEN unique_violation THEN
+        GET STACKED DIAGNOSTICS v_con = CONSTRAINT_NAME;
+        IF v_con = 'tenants_name_key' THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Tenant exists',
+                DETAIL = format('A tenant named %s already exists.', p_name);
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'FactorID exists',
+            DETAIL = format('FactorID %s is used by another tenant.', p_factor_id);
+    END;
     RETURN v_id;
 END
 $$;
@@ -81,9 +93,14 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Key exists',
             DETAIL = format('Family %s already has a key %s.', p_family, p_public_id);
     END IF;
-    INSERT INTO credentials (tenant_id, family, public_id, secret_hash, label)
-    VALUES (v_tenant, p_family, p_public_id, p_secret_hash, nullif(btrim(p_label), ''))
-    RETURNING id INTO v_id;
+    BEGIN
+        INSERT INTO credentials (tenant_id, family, public_id, secret_hash, label)
+        VALUES (v_tenant, p_family, p_public_id, p_secret_hash, nullif(btrim(p_label), ''))
+        RETURNING id INTO v_id;
+    EXCEPTION WHEN unique_violation THEN        -- the same key added at the same moment
+        RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Key exists',
+            DETAIL = format('Family %s already has a key %s.', p_family, p_public_id);
+    END;
     RETURN v_id;
 END
 $$;

@@ -638,6 +638,17 @@ static void test_migrate(void)
                                       it_env("FL_TEST_ROOT")), NULL)), &st);
     out = fl(&own, "migrate", &st);
     IT_CHECK(st == 0, "migrate after the checksum was put back: %d %s", st, out);
+
+    /* a database migrated by a newer tree: refused before anything is applied */
+    fl_out(&own, "psql -XAtc \"INSERT INTO schema_migrations (filename, checksum) VALUES ('9999_future.sql', 'x')\"",
+           &st);
+    IT_CHECK(st == 0, "could not record a future migration");
+    out = fl(&own, "migrate", &st);
+    IT_CHECK(st != 0 && strstr(out, "applied migrations not in sql/migrations: 9999_future.sql") != NULL,
+             "migrate on a database of a newer tree: %d %s", st, out);
+    fl_out(&own, "psql -XAtc \"DELETE FROM schema_migrations WHERE filename = '9999_future.sql'\"", &st);
+    out = fl(&own, "migrate", &st);
+    IT_CHECK(st == 0, "migrate after the future migration was taken out: %d %s", st, out);
     IT_CHECK(test_post(demo_cred(&own, "posting")) == 201, "the stack stopped answering after migrate");
 }
 
@@ -752,6 +763,17 @@ static void test_external_up_down(void)
                      pools[i], (int) w[j]);
         }
     }
+
+    /* an owner that row-level security would blind (no superuser, no BYPASSRLS): refused,
+     * with the reason, and the error's DETAIL is not filtered out */
+    const char *weak = it_fmt("fl_ops_weak_%d", (int) getpid());
+    IT_Q0(it_fmt("CREATE ROLE %s LOGIN", weak));
+    stack w = ext;
+    w.env = it_fmt("DATABASE_URL='%s dbname=%s user=%s'", it_env("FL_ADMIN_DATABASE_URL"), ext.db, weak);
+    out = fl(&w, "migrate", &st);
+    IT_CHECK(st != 0 && strstr(out, it_fmt("the schema owner %s must be a superuser or have BYPASSRLS", weak)) != NULL,
+             "migrate as %s: %d %s", weak, st, out);
+    IT_Q0(it_fmt("DROP ROLE %s", weak));
 
     out = fl(&ext, "down", &st);
     IT_CHECK(st == 0, "down with DATABASE_URL failed (%d): %s", st, out);
