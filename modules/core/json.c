@@ -256,6 +256,15 @@ static int is_edge_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* s without the blanks and line ends at its ends (a copy in a); NULL when out of memory. */
+const char *json_trim(fl_arena *a, const char *s)
+{
+    while (is_edge_space(*s)) s++;
+    size_t n = strlen(s);
+    while (n > 0 && is_edge_space(s[n - 1])) n--;
+    return arena_strndup(a, s, n);
+}
+
 /* Characters (code points) of a UTF-8 string whose encoding has been checked
  * (by the JSON parser, or req_utf8_valid for a query): every byte that is not a
  * continuation byte starts one. */
@@ -394,11 +403,8 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is out of range");
                 continue;
             }
-            while (is_edge_space(*txt)) txt++;
-            size_t tl = strlen(txt);
-            while (tl > 0 && is_edge_space(txt[tl - 1])) tl--;
-            txt = arena_strndup(a, txt, tl);
-            empty = tl == 0;
+            txt = json_trim(a, txt);
+            empty = txt == NULL || *txt == '\0';
         }
         if (empty) {
             if (f->flags & F_REQ)

@@ -86,6 +86,8 @@ int json_money_norm(const char *s, int allow_zero, char *out, size_t outsz);
 int json_date_norm(const char *s, char out[11]);
 /* Characters (code points) of valid UTF-8 text. */
 size_t json_utf8_chars(const char *s);
+/* s without the blanks, tabs and line ends at its ends, copied into a; NULL when out of memory. */
+const char *json_trim(fl_arena *a, const char *s);
 int json_base64_valid(const char *s, size_t *decoded_len);
 int json_email_valid(const char *s);
 

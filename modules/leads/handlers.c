@@ -374,7 +374,9 @@ int leads_attachment(fl_req *r, const fl_route *route)
         return serve_fail(r, 400, "Invalid filename");
     if (base64) {
         size_t dlen;
-        if (len == 0 || json_base64_valid(r->body, &dlen) < 0 || strlen(r->body) != len)
+        if (len == 0)                     /* nothing to decode: empty, as a raw upload is */
+            return serve_fail(r, 400, "The attachment is empty");
+        if (json_base64_valid(r->body, &dlen) < 0 || strlen(r->body) != len)
             return serve_fail(r, 400, "The attachment is not valid strict Base64");
         content = arena_alloc(r->arena, len / 4 * 3 + 1);
         if (content == NULL || EVP_DecodeBlock(content, (const unsigned char *) r->body, (int) len) < 0)

@@ -376,7 +376,10 @@ int posting_get(fl_req *r, const fl_route *route)
 
     r->resp->status = 400;
     for (const posting_qparam *q = op->params; q->query != NULL && n < POSTING_MAX_QPARAMS; q++) {
+        /* trimmed as a body's text is: every read finds "C1 " as "C1", and " " is missing */
         const char *v = req_query(r, q->query);
+        if (v != NULL && (v = json_trim(r->arena, v)) == NULL)
+            return serve_fail(r, 500, NULL);
         if (v == NULL || *v == '\0')
             return serve_fail(r, 400, arena_printf(r->arena, "Missing %s", q->query));
         if (json_utf8_chars(v) > 100)         /* characters, as the body's limits */

@@ -374,6 +374,10 @@ static int finished(job *j, CURLM *multi, CURLcode rc)
         snprintf(j->error, sizeof(j->error), "refused: %s",
                  j->refused ? NET_REFUSED_PRIVATE : "the host does not resolve");
         j->status = 0;
+        /* a lookup that fails may work in a minute (a DNS outage, a record not yet published):
+         * a fetch is tried again, as a delivery is; a private address is no passing state
+         * (until the twenty-second session a fetch failed for good on its first lookup) */
+        j->retry = !j->refused;
         free(redirect);
         return j->kind == JOB_DELIVERY ? record_delivery(j) : record_fetch(j);
     }

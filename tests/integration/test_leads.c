@@ -1034,13 +1034,14 @@ static void test_attachment_upload(void)
                       "WHERE l.public_id = $1 AND a.filename = $2", id, enc[i].name), enc[i].want);
     }
 
-    /* not strict Base64: line breaks, bad characters, bad padding, empty */
+    /* not strict Base64: line breaks, bad characters, bad padding, only padding; empty */
     static const char *const bad[] = { "aGVs\nbG8=", "aGVsbG8", "aGVs*G8=", "aGVsbG8=\n", "====", "" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=b%zu.txt&lead_id=%s&encoded=true", i, id), NULL, 0,
                        bad[i], strlen(bad[i]));
         IT_CHECK(r->status == 400, "Base64 %zu (%s): %ld %s", i, bad[i], r->status, r->body);
-        IT_CHECK(is_json_ct(r) && it_jstr(r->json, "message") != NULL, "400 body %s", r->body);
+        IT_CHECK(is_json_ct(r), "400 body %s", r->body);
+        IT_JSTR(r->json, "message", *bad[i] ? "The attachment is not valid strict Base64" : "The attachment is empty");
     }
     r = it_call_ex(A(), "POST", it_fmt("/attachment?filename=b.txt&lead_id=%s&encoded=true", id), NULL, 0, "aGVs\nbG8=", 9);
     JSON_IS(r, "{\"message\":\"The attachment is not valid strict Base64\"}");
@@ -1317,7 +1318,7 @@ static const char *three_fetches(const char *id, const it_rcv *rc, const char *f
 
 /* A fetch answered 5xx or 429 is tried again, 30 s × attempts later (the test moves the time
  * forward), and succeeds when the server recovers; three such answers end failed. Nothing is
- * stored until a fetch succeeds. */
+ * stored until a fetch succeeds. A host name that does not resolve is tried again as well. */
 static void test_attachment_url_retried(void)
 {
     const char *id = create_lead(A(), NULL);
@@ -1337,6 +1338,11 @@ static void test_attachment_url_retried(void)
                   "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1 AND a.filename = 'down.pdf'", id),
              "3|HTTP 502|true");
     it_rcv_stop(&down);
+
+    /* a name that does not resolve (now) is tried again too, as a webhook delivery is */
+    IT_STATUS(it_post(A(), "/attachment", it_fmt("{\"attachment_url\":\"http://nowhere.invalid/x.pdf\","
+                                                 "\"filename\":\"nodns.pdf\",\"lead_id\":\"%s\"}", id)), 202);
+    check_attempt(wait_attempts(id, "nodns.pdf", 1, 15), "pending|1|refused: the host does not resolve", 25, 30);
 }
 
 /* The SSRF guard: a private address ends failed when the worker runs with

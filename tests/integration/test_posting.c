@@ -1134,6 +1134,17 @@ static void test_get_invoice(void)
     r = it_get(A, "/api_factor/get-invoice/");
     IT_STATUS(r, 400);
     IT_MESSAGE(r, "400 Bad Request Missing invoiceintegrationid");
+    /* the value is trimmed as every read's is: blanks around it are no part of the id, and
+     * blanks alone are a missing value (until the twenty-second session 404 for both) */
+    r = it_get(A, it_fmt("/api_factor/get-invoice/?invoiceintegrationid=%%20%s%%09", iid));
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "InvoiceIntegrationId", iid);
+    r = it_get(A, "/api_factor/get-invoice/?invoiceintegrationid=%20%20");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing invoiceintegrationid");
+    r = it_get(A, "/api_factor/get-client/?clientkey=%20");
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, "400 Bad Request Missing clientkey");
 }
 
 /* -------------------------------------------------------------- payments --- */
