@@ -571,12 +571,12 @@ static void test_data_key_rotation(void)
              "the delivery for %s did not fail on its secret", ck3);
 }
 
-/* FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS given to up reach every pool's workers (README,
- * settings); up without them brings the defaults back. */
+/* FL_BODY_MAX, FL_STATEMENT_TIMEOUT_MS and FL_WEBHOOK_ALLOW_PRIVATE=0 given to up reach every
+ * pool's workers (README, settings); up without them brings the defaults back. */
 static void test_settings(void)
 {
     stack s = own;
-    s.env = it_fmt("%s FL_BODY_MAX=4096 FL_STATEMENT_TIMEOUT_MS=300", own.env);
+    s.env = it_fmt("%s FL_BODY_MAX=4096 FL_STATEMENT_TIMEOUT_MS=300 FL_WEBHOOK_ALLOW_PRIVATE=0", own.env);
     int st;
     const char *out = fl(&s, "up", &st);
     IT_CHECK(st == 0, "up with FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS failed (%d): %s", st, out);
@@ -597,6 +597,16 @@ static void test_settings(void)
     r = it_post(l, "/lead", over);
     IT_STATUS(r, 413);
     IT_JSTR(r->json, "message", "Request body too large: the limit is 4096 bytes");
+    /* the SSRF guard on in the leads pool: a partner's private URL refused at registration */
+    static const char *const hooks[] = { "http://127.0.0.1:9/x", "http://10.1.2.3/x", "http://[::1]/x" };
+    for (int i = 0; i < 3; i++) {
+        r = it_post(l, "/webhook", it_fmt("{\"webhook_url\":\"%s\"}", hooks[i]));
+        IT_STATUS(r, 422);
+        IT_BODY(r, "{\"errors\":{\"webhook_url\":[\"is not a valid URL\"]}}");
+    }
+    r = it_post(l, "/trigger_webhook", "{\"lead_id\":\"x\",\"webhook_url\":\"http://127.0.0.1:9/t\",\"event_type\":\"t\"}");
+    IT_STATUS(r, 422);
+    IT_BODY(r, "{\"errors\":{\"webhook_url\":[\"is not a valid URL\"]}}");
     /* a statement waiting on a lock is cancelled after 300 ms: 503 while the lock is held 3 s */
     IT_CHECK(hold_clients(&own, 3), "the session holding clients did not get its lock");
     r = it_get(p, "/api_factor/get-client/?clientkey=DEMO");
@@ -609,6 +619,7 @@ static void test_settings(void)
     r = it_post(l, "/lead", over);
     /* the default cap again: the body is read, and refused as a lead, not as too large */
     IT_CHECK(r->status == 422 || r->status == 400, "leads answered %ld to a 4 kB body that is no lead", r->status);
+    IT_STATUS(it_post(l, "/webhook", "{\"webhook_url\":\"http://127.0.0.1:9/x\"}"), 200);   /* up's default: allowed */
     IT_CHECK(hold_clients(&own, 3), "the session holding clients did not get its lock");
     IT_STATUS(it_get(p, "/api_factor/get-client/?clientkey=DEMO"), 200);      /* waited the 3 s out */
     release_clients(&own);
