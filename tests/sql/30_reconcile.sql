@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(82);
+SELECT plan(85);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -240,6 +240,7 @@ SELECT is((SELECT count(*) FROM payment_lines l WHERE tenant_id = :'t' AND (l.ap
 -- Integrity of payment rows (migration 0005: checked per statement, parents guarded).
 SELECT fl_tenant_add('Recon T2', 'RECON-T2') AS t2 \gset
 SELECT id AS b1 FROM payment_batches WHERE batch_reference = 'B1' AND tenant_id = :'t' \gset
+SELECT id AS i100 FROM invoices WHERE invoice_integration_id = 'I100' AND tenant_id = :'t' \gset
 SELECT min(l.id) AS l1 FROM payment_lines l JOIN payment_applications a ON a.line_id = l.id WHERE l.batch_id = :'b1' \gset
 SET LOCAL ROLE fl_api;
 SELECT fl_set_tenant(:'t') IS NOT NULL AS x \gset
@@ -260,6 +261,18 @@ SELECT fl_set_tenant(:'t2') IS NOT NULL AS x \gset
 SELECT throws_ok(format($$INSERT INTO payment_lines (tenant_id, batch_id, line_no, payment_date, payment_type, amount, unapplied_amount)
                           VALUES (%L, %L, 99, '2024-03-01', 'ACH', 1, 1)$$, :'t2', :'b1'),
                  '23503', NULL, 'another tenant''s batch is a missing batch');
+-- an application of T2 names neither T's invoice nor T's line (they are missing to it)
+SELECT lives_ok($$WITH b AS (INSERT INTO payment_batches (tenant_id, batch_reference, batch_total)
+                              VALUES (fl_current_tenant(), 'T2-B', 1) RETURNING id)
+                  INSERT INTO payment_lines (tenant_id, batch_id, line_no, payment_date, payment_type, amount, unapplied_amount)
+                  SELECT fl_current_tenant(), id, 1, '2024-03-01', 'ACH', 1, 1 FROM b$$,
+                'T2 posts a batch and a line of its own');
+SELECT throws_ok(format($$INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
+                          SELECT %L, (SELECT id FROM payment_lines WHERE line_no = 1), %L, 1$$, :'t2', :'i100'),
+                 '23503', NULL, 'another tenant''s invoice is a missing invoice');
+SELECT throws_ok(format($$INSERT INTO payment_applications (tenant_id, line_id, invoice_id, amount)
+                          VALUES (%L, %s, %L, 1)$$, :'t2', :'l1', :'i100'),
+                 '23503', NULL, 'another tenant''s line is a missing line');
 RESET ROLE;
 SELECT throws_ok(format($$DELETE FROM invoices WHERE tenant_id = %L AND invoice_integration_id = 'I100'$$, :'t'),
                  '23503', NULL, 'an invoice with applications cannot be deleted');
