@@ -883,6 +883,13 @@ static void test_production_example(void)
     r = it_request("GET", it_fmt("%s/nope", hs), NULL, 0, NULL, 0);
     IT_STATUS(r, 404);
     IT_MESSAGE(r, "404 Not Found");
+    /* nginx's own refusals: JSON */
+    char *longq = it_alloc(9001);
+    memset(longq, 'q', 9000);
+    longq[9000] = '\0';
+    r = it_request("GET", it_fmt("%s/posting/api_factor/get-client/?clientkey=%s", hs, longq), NULL, 0, NULL, 0);
+    IT_STATUS(r, 414);
+    IT_MESSAGE(r, "414 Request-URI Too Large");
 
     it_run(it_fmt("%s -s quit 2>&1", nginx), &st);
     IT_CHECK(st == 0, "nginx -s quit failed");
@@ -913,7 +920,7 @@ int main(void)
     s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);
     CU_add_test(s, "up, status, down on an existing server", test_external_up_down);
     s = CU_add_suite("nginx/production.conf.example", NULL, NULL);
-    CU_add_test(s, "run for real: 403 on port 80, posting over HTTPS, 413, 503, 404", test_production_example);
+    CU_add_test(s, "run for real: 403 on port 80, posting over HTTPS, 413, 503, 404, 414", test_production_example);
     CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

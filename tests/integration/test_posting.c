@@ -556,6 +556,25 @@ static void test_payload_too_large(void)
     IT_MESSAGE(r, "400 Bad Request Invalid TestValue");
 }
 
+/* nginx's own refusals, before any family's location: JSON with the request id, not nginx's
+ * HTML page (a request line over 8 kB, a header over 8 kB) */
+static void test_nginx_refusals(void)
+{
+    char *longq = it_alloc(9001);
+    memset(longq, 'q', 9000);
+    longq[9000] = '\0';
+    it_resp *r = it_request("GET", it_fmt("%s/posting/api_factor/get-client/?clientkey=%s", it_env("FL_TEST_HTTPS"),
+                                          longq), NULL, 0, NULL, 0);
+    IT_STATUS(r, 414);
+    IT_BODY(r, "{\"message\":\"414 Request-URI Too Large\"}");
+    const char *ct = it_header_get(r, "Content-Type");
+    IT_CHECK(ct && strstr(ct, "application/json") != NULL, "414 Content-Type %s", ct ? ct : "(none)");
+    it_header big = { "X-Big", longq };
+    r = it_request("GET", it_fmt("%s/leads/v1/deal_status/x", it_env("FL_TEST_HTTPS")), &big, 1, NULL, 0);
+    IT_STATUS(r, 400);
+    IT_BODY(r, "{\"message\":\"400 Bad Request\"}");
+}
+
 static void test_request_id_everywhere(void)
 {
     it_resp *rs[] = {
@@ -2140,6 +2159,7 @@ static const test t_protocol[] = {
     { "400 bad query: too long, malformed; 401 first", test_bad_query },
     { "text/plain with a JSON body", test_text_plain_accepted },
     { "413 over the 10 MB cap", test_payload_too_large },
+    { "nginx's own 414 and 400: JSON", test_nginx_refusals },
     { "an answer before the body is read, and after it", test_answer_before_body },
     { "X-Request-Id on every kind of answer", test_request_id_everywhere }, { NULL, NULL } };
 static const test t_endpoints[] = {
