@@ -241,7 +241,11 @@ out:
     return rc;
 }
 
-/* FedTaxNum is PII: encrypted before it reaches the database. */
+/* FedTaxNum is PII: encrypted before it reaches the database. Its last four characters are
+ * kept in clear for DBA views (and the client.upserted event) only when at least as many
+ * characters stay hidden; migration 0019 applied the same rule to the rows stored before. */
+enum { PII_LAST4_MIN_CHARS = 8 };
+
 static int seal_pii(fl_req *r, json_object *doc)
 {
     json_object *v;
@@ -255,14 +259,22 @@ static int seal_pii(fl_req *r, json_object *doc)
     char *sealed = crypto_pii_encrypt(r->arena, plain);
     if (sealed == NULL)
         return -1;
-    /* the last four characters (UTF-8, checked by the parser), not bytes: a cut inside a
-     * character would be text PostgreSQL refuses */
-    const char *t = plain + strlen(plain);
-    for (int k = 0; k < 4 && t > plain; k++)
-        do
-            t--;
-        while (t > plain && ((unsigned char) *t & 0xC0) == 0x80);
-    json_object_object_add(doc, "FedTaxNumLast4", json_object_new_string(t));
+    /* The last four characters (UTF-8, checked by the parser), not bytes: a cut inside a
+     * character would be text PostgreSQL refuses. Only of a value of at least
+     * PII_LAST4_MIN_CHARS characters: of a shorter one they would be most of it, or all. */
+    size_t nchars = 0;
+    for (const char *p = plain; *p; p++)
+        nchars += ((unsigned char) *p & 0xC0) != 0x80;
+    if (nchars < PII_LAST4_MIN_CHARS) {
+        json_object_object_add(doc, "FedTaxNumLast4", NULL);
+    } else {
+        const char *t = plain + strlen(plain);
+        for (int k = 0; k < 4 && t > plain; k++)
+            do
+                t--;
+            while (t > plain && ((unsigned char) *t & 0xC0) == 0x80);
+        json_object_object_add(doc, "FedTaxNumLast4", json_object_new_string(t));
+    }
     json_object_object_add(doc, "FedTaxNum", json_object_new_string(sealed));
     return 0;
 }

@@ -656,9 +656,25 @@ static void test_client_create_get(void)
                   "AND payload->>'ClientKey' = $1 ORDER BY id DESC LIMIT 1", ck), "false|6789|true");
     /* four characters, not bytes: a value ending in two-byte characters */
     const char *ck8 = it_uniq("CU");
-    IT_STATUS(it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Utf','FedTaxNum':'AB\u00e9\u00e9\u00e9\u00e9'}", ck8)),
+    IT_STATUS(it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Utf','FedTaxNum':'ABCD\u00e9\u00e9\u00e9\u00e9'}", ck8)),
               201);
     IT_STREQ(IT_Q("SELECT fed_tax_num_last4 FROM clients WHERE client_key = $1", ck8), "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+    /* a value under eight characters (seven here, in eleven bytes) keeps no last four: they
+     * would be most of it; a value replaced by a short one loses the old last four */
+    IT_STATUS(it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Utf','FedTaxNum':'ABC\u00e9\u00e9\u00e9\u00e9'}", ck8)),
+              201);
+    IT_STREQ(IT_Q("SELECT coalesce(fed_tax_num_last4, 'null') || '|' || (fed_tax_num_enc ~ '^v1:') "
+                  "FROM clients WHERE client_key = $1", ck8), "null|true");
+    const char *ck4 = it_uniq("CS");
+    r = it_post(A, "/api_factor/create-client/", J("{'ClientKey':'%s','Name':'Short','FedTaxNum':'Q9Zq'}", ck4));
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "FedTaxNum", "Q9Zq");
+    IT_JSTR(it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck4))->json, "FedTaxNum", "Q9Zq");
+    IT_STREQ(IT_Q("SELECT coalesce(fed_tax_num_last4, 'null') || '|' || (strpos(fed_tax_num_enc, 'Q9Zq') = 0) "
+                  "FROM clients WHERE client_key = $1", ck4), "null|true");
+    IT_STREQ(IT_Q("SELECT jsonb_typeof(payload->'FedTaxNumLast4') || '|' || (strpos(payload::text, 'Q9Zq') = 0) "
+                  "FROM events WHERE type = 'client.upserted' AND payload->>'ClientKey' = $1 "
+                  "ORDER BY id DESC LIMIT 1", ck4), "null|true");
 
     r = it_get(A, it_fmt("/api_factor/get-client/?clientkey=%s", ck));
     IT_STATUS(r, 200);
