@@ -106,6 +106,9 @@ int db_sqlstate_http(const char *s)
         { "40P01", 503 },        /* deadlock_detected */
         { "55P03", 503 },        /* lock_not_available */
         { "57P01", 503 },        /* admin_shutdown */
+        { "57P02", 503 },        /* crash_shutdown */
+        { "57P03", 503 },        /* cannot_connect_now: starting up, or shutting down */
+        { "25006", 503 },        /* read_only_sql_transaction: a standby (after a failover) */
         { "42501", 500 },        /* insufficient_privilege: our bug, not the client's */
     };
     if (s == NULL || strlen(s) != 5)
@@ -122,6 +125,9 @@ int db_sqlstate_http(const char *s)
         return 503;
     if (strncmp(s, "22", 2) == 0)        /* data exceptions: bad input reached SQL */
         return 400;
+    if (strncmp(s, "53", 2) == 0)        /* insufficient resources: disk full, out of memory,
+                                          * too many connections */
+        return 503;
     return 500;
 }
 
@@ -178,7 +184,15 @@ static int result_fail(fl_req *r, const fl_stmt *st, PGresult *pr)
         log_msg("error", r ? r->request_id : NULL, "%s failed (%s): %s", st->name,
                 state ? state : "?", PQresultErrorMessage(pr));
     }
+    /* A read-only session: the connection went to a standby (a failover, or a host list in the
+     * URL). Dropped, so that the next statement connects again and, with
+     * target_session_attrs=read-write in the URL, finds the primary. */
+    int standby = state != NULL && strcmp(state, "25006") == 0;
     PQclear(pr);
+    if (standby) {
+        PQfinish(conn);
+        conn = NULL;
+    }
     return fail(r, http, reason);
 }
 

@@ -690,6 +690,38 @@ static void test_migrate(void)
     IT_CHECK(strcmp(out, "null/null 6789/6789\n") == 0, "after 0019: %s", out);
 }
 
+/* A worker whose session is read-only (a standby after a failover; here fl_api's sessions made
+ * read-only, and the posting worker's connection cut so that it opens one): a write is 503
+ * with Retry-After, not 500, and the session is dropped, so that once the database takes
+ * writes again the next request connects anew and succeeds (docs/operations.md). Until the
+ * twenty-third session it answered 500 for as long as that connection lived. */
+static void test_read_only_session(void)
+{
+    const it_cred *c = demo_cred(&own, "posting");
+    int st;
+    IT_CHECK(c != NULL, "no posting credential");
+    if (c == NULL)
+        return;
+    fl_out(&own, "psql -XAtc \"ALTER ROLE fl_api SET default_transaction_read_only = on\"", &st);
+    IT_CHECK(st == 0, "could not make fl_api's sessions read-only");
+    fl_out(&own, "psql -XAtc \"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                 "WHERE application_name = 'fl-posting'\"", &st);
+    const char *ck = it_uniq("RO");
+    const char *body = it_fmt("{\"ClientKey\":\"%s\",\"Name\":\"n\"}", ck);
+    for (int i = 0; i < 3; i++) {
+        it_resp *r = it_post(c, "/api_factor/create-client/", body);
+        IT_STATUS(r, 503);
+        IT_STREQ(it_header_get(r, "Retry-After"), "5");
+    }
+    const char *log = it_run(it_fmt("grep -c 'create.*25006' '%s/log/posting.log'", own.var), NULL);
+    IT_CHECK(atoi(log) >= 2, "the read-only refusals are not in the log: %s", log);
+    fl_out(&own, "psql -XAtc \"ALTER ROLE fl_api RESET default_transaction_read_only\"", &st);
+    IT_CHECK(st == 0, "could not reset fl_api's sessions");
+    IT_STATUS(it_post(c, "/api_factor/create-client/", body), 201);
+    IT_STREQ(fl_out(&own, it_fmt("psql -XAtc \"SELECT count(*) FROM clients WHERE client_key = '%s'\"", ck), &st),
+             "1\n");
+}
+
 static void test_down(void)
 {
     pid_t before[NPIDFILES];
@@ -943,6 +975,7 @@ int main(void)
     CU_add_test(s, "FL_BODY_MAX and FL_STATEMENT_TIMEOUT_MS reach the workers", test_settings);
     CU_add_test(s, "the data key rotated through running workers", test_data_key_rotation);
     CU_add_test(s, "migrate: idempotent, a changed migration refused", test_migrate);
+    CU_add_test(s, "a read-only session (a standby): 503, then connected anew", test_read_only_session);
     CU_add_test(s, "down: a request in flight answered, everything stopped, twice", test_down);
     s = CU_add_suite("factorline script, DATABASE_URL", NULL, NULL);
     CU_add_test(s, "up, status, down on an existing server", test_external_up_down);

@@ -547,6 +547,11 @@ static void test_sqlstate(void)
     CU_ASSERT_EQUAL(db_sqlstate_http("08006"), 503);
     CU_ASSERT_EQUAL(db_sqlstate_http("57014"), 503);
     CU_ASSERT_EQUAL(db_sqlstate_http("22P02"), 400);
+    CU_ASSERT_EQUAL(db_sqlstate_http("25006"), 503);   /* a standby after a failover */
+    CU_ASSERT_EQUAL(db_sqlstate_http("53100"), 503);   /* disk full */
+    CU_ASSERT_EQUAL(db_sqlstate_http("53300"), 503);   /* too many connections */
+    CU_ASSERT_EQUAL(db_sqlstate_http("57P03"), 503);
+    CU_ASSERT_EQUAL(db_sqlstate_http("42501"), 500);
     CU_ASSERT_EQUAL(db_sqlstate_http("XX000"), 500);
     CU_ASSERT_EQUAL(db_sqlstate_http(NULL), 500);
     /* every row of the table (docs/operations.md) */
