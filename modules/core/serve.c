@@ -1,6 +1,9 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/signalfd.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,15 +16,7 @@
 #include "json.h"
 #include "log.h"
 
-static volatile sig_atomic_t stopping;
 static size_t body_max;                 /* the family's cap, or FL_BODY_MAX */
-
-static void on_stop(int sig)
-{
-    (void) sig;
-    stopping = 1;
-    FCGX_ShutdownPending();
-}
 
 int serve_fail(fl_req *r, int status, const char *reason)
 {
@@ -113,7 +108,6 @@ static int start_failed(void)
 int serve_main(const fl_family *fam, int argc, char **argv)
 {
     FCGX_Request fcgi;
-    struct sigaction sa;
     const char *listen = getenv("FL_LISTEN");
     const char *dburl = getenv("FL_DATABASE_URL");
     const char *keyfile = getenv("FL_DATA_KEY_FILE");
@@ -139,13 +133,29 @@ int serve_main(const fl_family *fam, int argc, char **argv)
             return start_failed();
         }
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;            /* no SA_RESTART: accept() must see EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* The stop signals are blocked all the time and read from a signalfd that the worker
+     * polls with the listening socket while it waits for a connection: a stop then ends the
+     * wait at once, and one that comes later waits until the request is answered. (libfcgi
+     * reads with plain read()s that take an interrupted read for a broken stream: a signal
+     * handled while it read the request's header and parameters, between accept() and the
+     * return of FCGX_Accept_r, or its body, or while the answer was written, dropped that
+     * request.) Polled, not ppoll(): ppoll() leaves a signal pending when a connection is
+     * ready too, so under steady load a stop would never be seen. The listening socket is
+     * non-blocking, so a worker woken for a connection another worker took goes back to
+     * waiting. */
+    sigset_t stopset;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGUSR1);
+    sigaddset(&stopset, SIGINT);
     signal(SIGPIPE, SIG_IGN);
+    int sigfd = -1, fl = -1;
+    if (sigprocmask(SIG_BLOCK, &stopset, NULL) != 0
+        || (sigfd = signalfd(-1, &stopset, SFD_CLOEXEC)) < 0
+        || (fl = fcntl(sock, F_GETFL)) < 0 || fcntl(sock, F_SETFL, fl | O_NONBLOCK) < 0) {
+        log_msg("error", NULL, "cannot set up the stop signals and the listening socket: %s", strerror(errno));
+        return start_failed();
+    }
 
     if (keyfile != NULL && *keyfile && crypto_pii_load(keyfile) < 0)
         log_msg("warn", NULL, "data key %s not loaded: PII endpoints will fail", keyfile);
@@ -155,20 +165,24 @@ int serve_main(const fl_family *fam, int argc, char **argv)
     fl_arena *arena = arena_new(64 * 1024);
     if (arena == NULL || FCGX_InitRequest(&fcgi, sock, 0) != 0)
         return start_failed();
-    /* While a request is served the stop signals wait (blocked): without SA_RESTART (accept
-     * must see EINTR) one arriving during a read of the body or a write of the answer made
-     * libfcgi fail that request (a valid body answered 400). Unblocked after the request, a
-     * pending one is handled at once and the loop ends. */
-    sigset_t stopset;
-    sigemptyset(&stopset);
-    sigaddset(&stopset, SIGTERM);
-    sigaddset(&stopset, SIGUSR1);
-    sigaddset(&stopset, SIGINT);
     log_msg("info", NULL, "worker ready");
-    while (!stopping) {
-        if (FCGX_Accept_r(&fcgi) < 0)
+    for (;;) {
+        struct pollfd pfd[2] = { { .fd = sock, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_msg("error", NULL, "waiting for a connection: %s", strerror(errno));
             break;
-        sigprocmask(SIG_BLOCK, &stopset, NULL);
+        }
+        if (pfd[1].revents != 0)
+            break;                      /* a stop signal (left pending: the worker exits) */
+        int rc = FCGX_Accept_r(&fcgi);
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -ECONNABORTED)
+            continue;                   /* another worker took it, or nginx gave up on it */
+        if (rc < 0) {
+            log_msg("error", NULL, "FastCGI accept failed (%d)", rc);
+            break;
+        }
         fl_req r;
         fl_resp resp;
         req_init(&r, &fcgi, arena);
@@ -188,7 +202,6 @@ int serve_main(const fl_family *fam, int argc, char **argv)
             FCGX_Detach(&fcgi);
         FCGX_Finish_r(&fcgi);
         arena_reset(arena);
-        sigprocmask(SIG_UNBLOCK, &stopset, NULL);
     }
     log_msg("info", NULL, "worker stopping");
     db_close();

@@ -1925,11 +1925,14 @@ static size_t fcgi_pair(unsigned char *out, const char *name, const char *value)
     return k + nl + vl;
 }
 
-/* A worker of the test's own (FL_LISTEN on a TCP port) gets a test-post whose body comes in
- * two halves; SIGTERM arrives while it waits in read() for the second. The request is still
- * answered 201, and then the worker exits (docs/operations.md, "Graceful stop"; until the
- * twenty-first session the interrupted read failed the request: 400). */
-static void test_stop_during_body(void)
+/* A worker of the test's own (FL_LISTEN on a TCP port) gets a test-post, and SIGTERM arrives
+ * while it waits in read(): with before_params, right after it accepted the connection and
+ * before anything was sent (it waits for the request's header); otherwise when half the body
+ * was sent. The request is still answered 201, and then the worker exits (docs/operations.md,
+ * "Graceful stop"). Until the twenty-first session the interrupted body read failed the
+ * request (400); until the twenty-third an interrupted read of the header or parameters
+ * dropped it (the connection closed without an answer). */
+static void worker_stop_in_read(int before_params)
 {
     /* a free port: bound to port 0, the kernel's choice read back, then let go for the worker */
     int port = 0, probe = socket(AF_INET, SOCK_STREAM, 0);
@@ -2000,12 +2003,16 @@ static void test_stop_during_body(void)
         name[n] = '\0';
         k += fcgi_pair(params + k, name, A->headers[i].value);
     }
-    fcgi_put(fd, 1, begin, 8);                  /* FCGI_BEGIN_REQUEST, responder */
-    fcgi_put(fd, 4, params, k);                 /* FCGI_PARAMS */
-    fcgi_put(fd, 4, NULL, 0);
-    fcgi_put(fd, 5, body, half);                /* FCGI_STDIN, the first half */
-    /* the worker has authenticated and waits in read() for the rest (/proc/PID/syscall
-     * begins with the number of the call it waits in) */
+    if (before_params)
+        half = 0;
+    else {
+        fcgi_put(fd, 1, begin, 8);              /* FCGI_BEGIN_REQUEST, responder */
+        fcgi_put(fd, 4, params, k);             /* FCGI_PARAMS */
+        fcgi_put(fd, 4, NULL, 0);
+        fcgi_put(fd, 5, body, half);            /* FCGI_STDIN, the first half */
+    }
+    /* the worker waits in read(): for the header, or (authenticated) for the rest of the body
+     * (/proc/PID/syscall begins with the number of the call it waits in) */
 #if defined(__aarch64__)
     const char *nr_read = "63 ";
 #else
@@ -2020,6 +2027,11 @@ static void test_stop_during_body(void)
     IT_CHECK(strncmp(sc, nr_read, strlen(nr_read)) == 0, "the worker is not waiting in read(): <%.40s>", sc);
     IT_CHECK(kill(w, SIGTERM) == 0, "SIGTERM sent");
     it_sleep(0.2);
+    if (before_params) {
+        fcgi_put(fd, 1, begin, 8);
+        fcgi_put(fd, 4, params, k);
+        fcgi_put(fd, 4, NULL, 0);
+    }
     fcgi_put(fd, 5, body + half, blen - half);
     fcgi_put(fd, 5, NULL, 0);
     /* the answer: STDOUT records up to FCGI_END_REQUEST */
@@ -2042,7 +2054,8 @@ static void test_stop_during_body(void)
     }
     out[got] = '\0';
     close(fd);
-    IT_CHECK(strncmp(out, "Status: 201", 11) == 0, "a test-post interrupted by SIGTERM in mid-body: <%.200s>", out);
+    IT_CHECK(strncmp(out, "Status: 201", 11) == 0, "a test-post interrupted by SIGTERM %s: <%.200s>",
+             before_params ? "before its header" : "in mid-body", out);
     int st = 0;
     pid_t done = 0;
     for (double t0 = it_now(); done == 0 && it_now() - t0 < 5.0; it_sleep(0.05))
@@ -2055,6 +2068,8 @@ static void test_stop_during_body(void)
     }
 }
 
+static void test_stop_during_body(void) { worker_stop_in_read(0); }
+static void test_stop_before_params(void) { worker_stop_in_read(1); }
 static void test_worker_sigterm_graceful(void) { worker_stop_graceful(SIGTERM, "TERM"); }
 static void test_worker_sigusr1_graceful(void) { worker_stop_graceful(SIGUSR1, "USR1"); }
 static void test_worker_sigint_graceful(void) { worker_stop_graceful(SIGINT, "INT"); }
@@ -2214,6 +2229,8 @@ static const test t_ops[] = {
     { "SIGUSR1: the request in flight is answered, then the worker exits", test_worker_sigusr1_graceful },
     { "SIGINT: the request in flight is answered, then the worker exits", test_worker_sigint_graceful },
     { "SIGTERM while a body is half read: answered 201, then the worker exits", test_stop_during_body },
+    { "SIGTERM just after accept, before the request is sent: answered 201, then the worker exits",
+      test_stop_before_params },
     { "a statement past statement_timeout: 503, no SQL text", test_statement_timeout },
     /* it stops PostgreSQL */
     { "PostgreSQL down: 503 + Retry-After, then back", test_database_down },
