@@ -48,7 +48,7 @@ typedef struct job {
     enum job_kind kind;
     char id[40];                 /* delivery id or attachment uuid */
     char event_id[24];
-    char attempt[16];            /* deliveries: the claim's attempt number (webhook_record) */
+    char attempt[16];            /* the claim's attempt number (webhook_record, attachment_record) */
     char *event_type, *url, *body, *secret;   /* malloc'd, freed by job_free */
     const char *signature;       /* "isoamp" or "factorline" */
     CURL *easy;
@@ -89,11 +89,12 @@ static const fl_stmt st_record = {
     7, 0
 };
 static const fl_stmt st_att_claim = {
-    "attachment_claim", "SELECT attachment_id::text, url FROM attachment_claim($1::int, $2::int, $3::int)", 3, 0
+    "attachment_claim", "SELECT attachment_id::text, url, attempts FROM attachment_claim($1::int, $2::int, $3::int)",
+    3, 0
 };
 static const fl_stmt st_att_record = {
     "attachment_record",
-    "SELECT attachment_record($1::uuid, $2::bytea, $3, $4, $5, $6::boolean)", 6, 0
+    "SELECT attachment_record($1::uuid, $2::int, $3::bytea, $4, $5, $6, $7::boolean)", 7, 0
 };
 
 static char *xstrdup(const char *s)
@@ -284,10 +285,11 @@ static int record_fetch(job *j)
         crypto_sha256_hex(j->data, j->len, sha);
     else if (j->error[0] == '\0')
         snprintf(j->error, sizeof(j->error), "empty document");
-    const char *p[6] = { j->id, ok ? (const char *) j->data : NULL, ok ? sha : NULL,
+    /* the attempt: an error recorded after the lease ran out leaves the current claim alone */
+    const char *p[7] = { j->id, j->attempt, ok ? (const char *) j->data : NULL, ok ? sha : NULL,
                          ok ? mime_sniff(j->data, j->len) : NULL, ok ? NULL : j->error, j->retry ? "t" : "f" };
-    int lengths[6] = { 0, ok ? (int) j->len : 0, 0, 0, 0, 0 };
-    int formats[6] = { 0, 1, 0, 0, 0, 0 };
+    int lengths[7] = { 0, 0, ok ? (int) j->len : 0, 0, 0, 0, 0 };
+    int formats[7] = { 0, 0, 1, 0, 0, 0, 0 };
     if (!ok)
         log_msg("warn", NULL, "attachment %s: %s", j->id, j->error);
     int rc = db_exec_bin(NULL, &st_att_record, p, lengths, formats, &res);
@@ -348,6 +350,7 @@ static int claim_fetches(CURLM *multi, int want)
         j->kind = JOB_FETCH;
         snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(res, i, 0));
         j->url = xstrdup(PQgetvalue(res, i, 1));
+        snprintf(j->attempt, sizeof(j->attempt), "%s", PQgetvalue(res, i, 2));
         j->start_us = req_now_us();
         if (start_transfer(j, multi, cfg.fetch_timeout_ms) < 0 && record_fetch(j) < 0)
             rc = -1;

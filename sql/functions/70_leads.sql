@@ -444,19 +444,34 @@ BEGIN
          LIMIT p_limit
            FOR UPDATE OF a SKIP LOCKED
     )
-    UPDATE lead_attachments a
-       SET state = 'fetching', attempts = a.attempts + 1,
-           next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
-     WHERE a.id = ANY (ARRAY(SELECT id FROM due))
-    RETURNING a.id, a.source_url, a.attempts;
+    , claimed AS (
+        -- A fetch whose lease ran out on its third attempt (the worker that held it recorded
+        -- no outcome: it died, or could not reach the database) fails here: a fetch is tried
+        -- 3 times, whatever kept the outcomes from being recorded.
+        UPDATE lead_attachments a
+           SET state = CASE WHEN a.state = 'fetching' AND a.attempts >= 3 THEN 'failed' ELSE 'fetching' END,
+               attempts = CASE WHEN a.state = 'fetching' AND a.attempts >= 3 THEN a.attempts
+                               ELSE a.attempts + 1 END,
+               error = CASE WHEN a.state = 'fetching' AND a.attempts >= 3
+                            THEN 'no outcome recorded within the lease of attempt ' || a.attempts
+                            ELSE a.error END,
+               next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
+         WHERE a.id = ANY (ARRAY(SELECT id FROM due))
+        RETURNING a.id, a.source_url, a.attempts, a.state
+    )
+    SELECT c.id, c.source_url, c.attempts FROM claimed c WHERE c.state = 'fetching';
 END
 $$;
 REVOKE ALL ON FUNCTION attachment_claim(int, int, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION attachment_claim(int, int, int) TO fl_worker;
 
--- Worker: the outcome of a fetch.  Content: received.  An error: failed
--- (after 3 attempts for errors worth retrying; at once otherwise).
-CREATE OR REPLACE FUNCTION attachment_record(p_id uuid, p_content bytea, p_sha256 text,
+-- Worker: the outcome of a fetch, attempt p_attempt (attachment_claim's attempts).  Content:
+-- received, while the attachment is not received or failed already (a late success of an
+-- attempt whose lease ran out is still the document).  An error: failed (after 3 attempts for
+-- errors worth retrying; at once otherwise), or pending for another attempt; only from the
+-- attempt that holds the attachment now: an attempt whose lease ran out while another worker
+-- took the attachment up leaves that one's outcome alone (it returns the current state).
+CREATE OR REPLACE FUNCTION attachment_record(p_id uuid, p_attempt int, p_content bytea, p_sha256 text,
                                              p_content_type text, p_error text, p_retry boolean)
 RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -466,15 +481,18 @@ DECLARE
     a lead_attachments;
 BEGIN
     SELECT * INTO a FROM lead_attachments WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND OR a.state <> 'fetching' THEN
-        RETURN coalesce(a.state, 'missing');
+    IF NOT FOUND THEN
+        RETURN 'missing';
     END IF;
-    IF p_content IS NOT NULL THEN
+    IF p_content IS NOT NULL AND a.state IN ('fetching', 'pending') THEN
         UPDATE lead_attachments
            SET state = 'received', content = p_content, size = octet_length(p_content), sha256 = p_sha256,
                content_type = p_content_type, error = NULL, received_at = now()
          WHERE id = p_id;
         RETURN 'received';
+    END IF;
+    IF p_content IS NOT NULL OR a.state <> 'fetching' OR a.attempts IS DISTINCT FROM p_attempt THEN
+        RETURN a.state;
     END IF;
     IF p_retry AND a.attempts < 3 THEN
         UPDATE lead_attachments SET state = 'pending', error = left(p_error, 500),
@@ -485,6 +503,22 @@ BEGIN
     UPDATE lead_attachments SET state = 'failed', error = left(p_error, 500) WHERE id = p_id;
     RETURN 'failed';
 END
+$$;
+REVOKE ALL ON FUNCTION attachment_record(uuid, int, bytea, text, text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attachment_record(uuid, int, bytea, text, text, text, boolean) TO fl_worker;
+
+-- The signature of workers built before the twenty-third session (no attempt number): kept so
+-- that a worker still on the old build records its fetches while the hosts are upgraded. It
+-- records against the attachment's current claim, as before. Drop it once every fl-worker runs
+-- the new build.
+CREATE OR REPLACE FUNCTION attachment_record(p_id uuid, p_content bytea, p_sha256 text,
+                                             p_content_type text, p_error text, p_retry boolean)
+RETURNS text
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+    SELECT attachment_record(p_id, (SELECT attempts FROM lead_attachments WHERE id = p_id), p_content, p_sha256,
+                             p_content_type, p_error, p_retry)
 $$;
 REVOKE ALL ON FUNCTION attachment_record(uuid, bytea, text, text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION attachment_record(uuid, bytea, text, text, text, boolean) TO fl_worker;

@@ -61,6 +61,7 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedu
             WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
               AND has_function_privilege('fl_worker', p.oid, 'EXECUTE')),
           ARRAY['attachment_claim(integer,integer,integer)', 'attachment_record(uuid,bytea,text,text,text,boolean)',
+                'attachment_record(uuid,integer,bytea,text,text,text,boolean)',
                 'webhook_claim(integer,integer,integer)', 'webhook_record(bigint,integer,integer,integer,text,integer,integer)',
                 'webhook_record(bigint,integer,integer,text,integer,integer)'],
           'fl_worker may execute the webhook and attachment functions, and no other that acts as the owner');

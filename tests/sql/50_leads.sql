@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(92);
+SELECT plan(101);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -214,18 +214,55 @@ UPDATE lead_attachments SET next_attempt_at = now() - interval '1 hour' WHERE st
 SELECT count(*) AS x FROM attachment_claim(100, 60000) \gset
 SELECT is((SELECT state || ' ' || attempts FROM lead_attachments WHERE filename = 'a.pdf' AND source_url = 'http://x/a'),
           'fetching 1', 'claimed: fetching, one attempt');
-SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), NULL, NULL, NULL,
+SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), 1, NULL, NULL, NULL,
                             'HTTP 503', true), 'pending', 'a retryable error: pending again');
 UPDATE lead_attachments SET attempts = 3, state = 'fetching' WHERE source_url = 'http://x/a';
-SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), NULL, NULL, NULL,
+SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), 3, NULL, NULL, NULL,
                             'HTTP 503', true), 'failed', 'after 3 attempts: failed');
 UPDATE lead_attachments SET state = 'fetching' WHERE source_url = 'http://x/a';
-SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), '\x25504446'::bytea,
+SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/a'), 3, '\x25504446'::bytea,
                             encode(sha256('\x25504446'::bytea), 'hex'), 'application/pdf', NULL, false),
           'received', 'content: received');
 SELECT is((SELECT size || ' ' || content_type || ' ' || (error IS NULL) || ' ' || (received_at IS NOT NULL)
              FROM lead_attachments WHERE source_url = 'http://x/a'),
           '4 application/pdf true true', 'received with size and type, error cleared');
+
+-- An attempt whose lease ran out while another worker took the attachment up (twenty-third
+-- session): its late error leaves the new claim alone, a late success is still the document;
+-- a lease that runs out on the third attempt fails the fetch at the next claim.
+SET LOCAL ROLE fl_api;
+SELECT fl_set_tenant(:'ta');
+SELECT leads_attachment_url(:'ta', :'p1', '{"lead_id":"pt-lead-3","filename":"s.pdf","attachment_url":"http://x/s"}')
+       IS NOT NULL AS x \gset
+SELECT leads_attachment_url(:'ta', :'p1', '{"lead_id":"pt-lead-3","filename":"t.pdf","attachment_url":"http://x/t"}')
+       IS NOT NULL AS x \gset
+RESET ROLE;
+SELECT id AS att_s FROM lead_attachments WHERE source_url = 'http://x/s' \gset
+UPDATE lead_attachments SET next_attempt_at = now() - interval '1 hour' WHERE id = :'att_s';
+SELECT count(*) AS x FROM attachment_claim(100, 60000, 100) \gset
+UPDATE lead_attachments SET next_attempt_at = now() - interval '1 minute' WHERE id = :'att_s';
+SELECT is((SELECT string_agg(c.url || ' ' || c.attempts, ',') FROM attachment_claim(100, 60000, 100) c
+            WHERE c.attachment_id = :'att_s'), 'http://x/s 2', 'a lease run out: claimed again, attempt 2');
+SELECT is(attachment_record(:'att_s', 1, NULL, NULL, NULL, 'HTTP 404', false), 'fetching',
+          'a late error of attempt 1 answers the current state');
+SELECT is((SELECT state || ' ' || attempts || ' ' || coalesce(error, 'null') FROM lead_attachments WHERE id = :'att_s'),
+          'fetching 2 null', 'and leaves attempt 2''s claim alone');
+SELECT is(attachment_record(:'att_s', 2, NULL, NULL, NULL, 'HTTP 503', true), 'pending',
+          'attempt 2''s own error is recorded');
+SELECT is(attachment_record(:'att_s', 1, '\x25504446'::bytea, encode(sha256('\x25504446'::bytea), 'hex'),
+                            'application/pdf', NULL, false), 'received', 'a late success of attempt 1 is kept');
+SELECT is(attachment_record(:'att_s', 2, NULL, NULL, NULL, 'HTTP 500', false), 'received',
+          'an error after it changes nothing');
+UPDATE lead_attachments SET state = 'fetching', attempts = 3, next_attempt_at = now() - interval '1 minute'
+ WHERE source_url = 'http://x/t';
+SELECT is((SELECT count(*)::int FROM attachment_claim(100, 60000, 100) c WHERE c.url = 'http://x/t'), 0,
+          'a lease run out on attempt 3: not claimed again');
+SELECT is((SELECT state || ' ' || attempts || ' ' || error FROM lead_attachments WHERE source_url = 'http://x/t'),
+          'failed 3 no outcome recorded within the lease of attempt 3', 'but failed, with the reason');
+-- the signature of workers built before (no attempt): records against the current claim
+UPDATE lead_attachments SET state = 'fetching', attempts = 1 WHERE source_url = 'http://x/t';
+SELECT is(attachment_record((SELECT id FROM lead_attachments WHERE source_url = 'http://x/t'), NULL, NULL, NULL,
+                            'HTTP 503', true), 'pending', 'the old six-argument attachment_record still records');
 
 -- Fetches per partner: at most p_per_partner in flight (0016).
 UPDATE lead_attachments SET next_attempt_at = now() + interval '1 day' WHERE state IN ('pending','fetching');
