@@ -12,6 +12,7 @@ static PGconn *conn;
 static char *conninfo_saved;
 static const fl_stmt *prepared[DB_MAX_STMTS];
 static size_t nprepared;
+static unsigned long generation;        /* connections opened: db_generation() */
 
 /* A limit is always set: a value that is not one (a typo, 0) is the default, not "none".  At
  * most 50 s: nginx gives up on a FastCGI answer after 60 s (fastcgi_read_timeout) and answers
@@ -19,6 +20,11 @@ static size_t nprepared;
 long db_statement_timeout_ms(void)
 {
     return env_long("FL_STATEMENT_TIMEOUT_MS", 5000, 100, DB_STATEMENT_TIMEOUT_MAX_MS);
+}
+
+unsigned long db_generation(void)
+{
+    return generation;
 }
 
 PGconn *db_conn(void)
@@ -31,6 +37,7 @@ static int connect_now(void)
     if (conn != NULL)
         PQfinish(conn);
     nprepared = 0;
+    generation++;
     conn = PQconnectdb(conninfo_saved);
     if (PQstatus(conn) != CONNECTION_OK) {
         log_msg("error", NULL, "database connection failed: %s", PQerrorMessage(conn));

@@ -43,6 +43,10 @@ int db_sqlstate_http(const char *sqlstate);
 /* FL_STATEMENT_TIMEOUT_MS, 100..DB_STATEMENT_TIMEOUT_MAX_MS, else 5000 and a warning. */
 #define DB_STATEMENT_TIMEOUT_MAX_MS 50000
 long db_statement_timeout_ms(void);
+/* Counts the connections opened (db_open, and every reconnect, including the silent one
+ * inside db_exec): a caller that keeps session state (LISTEN) compares it to know when that
+ * state was lost. */
+unsigned long db_generation(void);
 PGconn *db_conn(void);
 
 #endif

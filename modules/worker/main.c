@@ -499,9 +499,11 @@ int main(int argc, char **argv)
     fl_arena *arena = arena_new(16 * 1024);
 
     int listening = 0, want = 1, wantf = 1, dbdown = 0, status = 0;
+    unsigned long listen_gen = 0;       /* the connection LISTEN was sent on */
     long last_claim = 0;
     if (db_open(getenv("FL_WORKER_DATABASE_URL")) == 0)
         listening = listen_now() == 0;
+    listen_gen = db_generation();
     log_msg("info", NULL, "webhook worker ready (batch %d, %d a subscription, lease %d ms, attachment fetches %g s, "
             "%d a partner)", cfg.batch, cfg.per_subscription, cfg.lease_ms, cfg.fetch_timeout_ms / 1000.0,
             cfg.per_partner);
@@ -510,6 +512,10 @@ int main(int argc, char **argv)
         int inflight = count(JOB_DELIVERY) + count(JOB_FETCH);
         if (stopping && inflight == 0)
             break;
+        /* a statement that found the connection broken reconnected on its own (db_exec):
+         * the new session does not listen */
+        if (listening && db_generation() != listen_gen)
+            listening = 0;
         if (!stopping && (!db_ok() || !listening || dbdown)) {
             /* PostgreSQL restarted or is down: reconnect, listen again, sweep */
             db_close();
@@ -524,6 +530,7 @@ int main(int argc, char **argv)
                 }
             } else {
                 listening = 1;
+                listen_gen = db_generation();
                 dbdown = 0;
                 want = wantf = 1;
                 log_msg("info", NULL, "webhook worker (re)connected");
