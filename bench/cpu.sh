@@ -29,14 +29,18 @@ cpu_sample() {
     set +e
     sleep "$2"
     local g p out="" s0 s1 map
-    map=$(for g in $CPU_GROUPS; do for p in $(cpu_group_pids "$g"); do echo "$p $g"; done; done)
+    cpu_group_map() { for g in $CPU_GROUPS; do for p in $(cpu_group_pids "$g"); do echo "$p $g"; done; done; }
+    map=$(cpu_group_map)
     s0=$(cpu_snap); sleep 1; s1=$(cpu_snap)
+    # a process of a group that started during the second (an autovacuum worker, a
+    # PostgreSQL backend) counts with its group, all its time being inside the second
+    map=$( { echo "$map"; cpu_group_map; } | sort -u)
     # percentages of one core over the real interval (total jiffies / cores)
     out=$(awk -v ncpu="$(nproc)" -v order="$CPU_GROUPS" '
         FNR == 1 { fi++ }
         fi == 1 { grp[$1] = $2; next }
         fi == 2 { if ($1 == "cpu") { b0 = $2; t0 = $3 } else j0[$1] = $2; next }
-        { if ($1 == "cpu") { b1 = $2; t1 = $3 } else if ($1 in j0) d[$1] = $2 - j0[$1] }
+        { if ($1 == "cpu") { b1 = $2; t1 = $3 } else d[$1] = $2 - ($1 in j0 ? j0[$1] : 0) }
         END {
             span = (t1 - t0) / ncpu; if (span <= 0) exit
             for (p in d) if (p in grp) { g[grp[p]] += d[p]; ours += d[p] }
