@@ -32,13 +32,27 @@ PGconn *db_conn(void)
     return conn;
 }
 
+/* A TCP connection whose peer vanished without a reset (a failover, a network partition) would
+ * hold a worker in libpq until the kernel gives up, ~15 minutes, with its stop signals blocked
+ * by the request: keep-alive probes after 10 s of silence (5 s apart, 3 of them) and a 30 s
+ * limit on unacknowledged data end it within about half a minute. These are defaults: the same
+ * keywords in the conninfo win (they come first here, and PQconnectdbParams lets the expanded
+ * conninfo override what comes before it). libpq ignores them on a Unix socket. */
+PGconn *db_connect(const char *conninfo, int start_only)
+{
+    static const char *const kw[] = { "keepalives", "keepalives_idle", "keepalives_interval",
+                                      "keepalives_count", "tcp_user_timeout", "dbname", NULL };
+    const char *val[] = { "1", "10", "5", "3", "30000", conninfo ? conninfo : "", NULL };
+    return start_only ? PQconnectStartParams(kw, val, 1) : PQconnectdbParams(kw, val, 1);
+}
+
 static int connect_now(void)
 {
     if (conn != NULL)
         PQfinish(conn);
     nprepared = 0;
     generation++;
-    conn = PQconnectdb(conninfo_saved);
+    conn = db_connect(conninfo_saved, 0);
     if (PQstatus(conn) != CONNECTION_OK) {
         log_msg("error", NULL, "database connection failed: %s", PQerrorMessage(conn));
         PQfinish(conn);

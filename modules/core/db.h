@@ -47,6 +47,10 @@ long db_statement_timeout_ms(void);
  * inside db_exec): a caller that keeps session state (LISTEN) compares it to know when that
  * state was lost. */
 unsigned long db_generation(void);
+/* A connection with Factorline's defaults for a remote server (TCP keep-alives, a limit on
+ * unacknowledged data; the conninfo's own settings win); start_only: PQconnectStartParams, for
+ * tests that read the settings back without a server. */
+PGconn *db_connect(const char *conninfo, int start_only);
 PGconn *db_conn(void);
 
 #endif
