@@ -6,6 +6,7 @@
 #include <time.h>
 #include "crypto.h"
 #include "db.h"
+#include "log.h"
 
 #define AUTH_CACHE_SIZE 256
 
@@ -100,6 +101,14 @@ int auth_check(fl_req *r, const char *family, const char *public_id, const char 
         if (db_exec(r, &st_lookup, params, &res) < 0)
             return r->err_status == 503 ? -503 : -500;
         if (PQntuples(res) != 1 || unhex32(PQgetvalue(res, 0, 3), e->hash) < 0) {
+            PQclear(res);
+            return -401;
+        }
+        /* a FactorID longer than the cache holds (fl_tenant_add refuses one; a DBA's row may
+         * have it) would be compared cut short: its first 64 characters would pass */
+        if ((size_t) PQgetlength(res, 0, 2) >= sizeof(e->cred.factor_id)) {
+            log_msg("error", r->request_id, "the tenant of %s key %s has a FactorID over %zu characters: refused",
+                    family, public_id, sizeof(e->cred.factor_id) - 1);
             PQclear(res);
             return -401;
         }

@@ -27,8 +27,9 @@ BEGIN
     IF p_name IS NULL OR btrim(p_name) = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid tenant name';
     END IF;
-    IF p_factor_id IS NULL OR btrim(p_factor_id) = '' THEN
-        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid FactorID';
+    IF p_factor_id IS NULL OR btrim(p_factor_id) = '' OR length(p_factor_id) > 64 THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid FactorID',
+            DETAIL = 'A FactorID is 1 to 64 characters (the Auth-FactorID header).';
     END IF;
     IF EXISTS (SELECT 1 FROM tenants WHERE name = p_name) THEN
         RAISE EXCEPTION USING ERRCODE = 'FL409', MESSAGE = 'Tenant exists',

@@ -1704,6 +1704,40 @@ static void test_tenant_isolation(void)
 
 /* ------------------------------------------------------------ operations --- */
 
+/* A tenant whose FactorID is longer than the 64 characters the workers compare (fl_tenant_add
+ * refuses one; a DBA's INSERT can make it): refused whatever the header, and logged. Until the
+ * twenty-third session the workers kept its first 64 characters, and a header of those passed. */
+static void test_long_factor_id(void)
+{
+    const char *name = it_uniq("itest-long");
+    char fid[71];
+    memset(fid, 'L', 70);
+    fid[70] = '\0';
+    memcpy(fid, name, strlen(name) < 20 ? strlen(name) : 20);   /* unique among test runs */
+    IT_Q("INSERT INTO tenants (name, factor_id) VALUES ($1, $2) RETURNING id::text", name, fid);
+    int st;
+    const char *out = it_run(it_fmt("'%s' key add --tenant '%s' --family posting --base-url x 2>&1",
+                                    it_env("FL_TEST_ADMIN"), name), &st);
+    const it_cred *k = st == 0 ? it_cred_parse(out) : NULL;
+    IT_CHECK(k != NULL, "key add for the tenant: %d %s", st, out);
+    if (k == NULL)
+        return;
+    it_cred *c = (it_cred *) it_alloc(sizeof(*c));
+    *c = *k;
+    c->base_url = A->base_url;
+    char cut[65];
+    memcpy(cut, fid, 64);
+    cut[64] = '\0';
+    for (int i = 0; i < 4; i++) {   /* both workers */
+        it_resp *r = it_post(it_cred_with(c, "Auth-FactorID", cut), "/api_factor/test-post/", "{\"TestValue\":\"x\"}");
+        IT_STATUS(r, 401);
+        IT_BODY(r, E401);
+        IT_STATUS(it_post(it_cred_with(c, "Auth-FactorID", fid), "/api_factor/test-post/", "{\"TestValue\":\"x\"}"), 401);
+    }
+    const char *log = it_run(it_fmt("grep -c 'has a FactorID over 64 characters' '%s/../log/posting.log'", it_logdir()), NULL);
+    IT_CHECK(atoi(log) >= 1, "the refusal is not in the log: %s", log);
+}
+
 static void test_revoked_key(void)
 {
     int st;
@@ -2223,6 +2257,7 @@ static const test t_tenants[] = {
     { "tenant b sees and touches nothing of a", test_tenant_isolation }, { NULL, NULL } };
 static const test t_ops[] = {
     { "a revoked key stops within 5 s", test_revoked_key },
+    { "a tenant whose FactorID is over 64 characters: refused, logged", test_long_factor_id },
     { "a worker killed with SIGKILL is replaced", test_worker_killed },
     { "a worker killed five times in a row is replaced each time", test_worker_killed_repeatedly },
     { "SIGTERM: the request in flight is answered, then the worker exits", test_worker_sigterm_graceful },

@@ -1,6 +1,6 @@
 -- Schema guarantees: RLS on every tenant table, roles own nothing, privileges, auth lookup.
 BEGIN;
-SELECT plan(34);
+SELECT plan(36);
 
 SELECT ok((SELECT count(*) >= 11 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
@@ -114,6 +114,9 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
 SELECT fl_tenant_add('Schema Test Factor', 'SCHEMA-T1') IS NOT NULL AS t \gset
 SELECT throws_ok($$SELECT fl_tenant_add('Schema Test Factor', 'SCHEMA-T2')$$, 'FL409', 'Tenant exists',
                  'fl_tenant_add refuses an existing name');
+SELECT throws_ok($$SELECT fl_tenant_add('Schema Long Factor', repeat('F', 65))$$, 'FL400', 'Invalid FactorID',
+                 'fl_tenant_add refuses a FactorID over 64 characters (the workers compare 64 at most)');
+SELECT ok(fl_tenant_add('Schema Long Factor', repeat('F', 64)) IS NOT NULL, 'a FactorID of 64 characters is taken');
 SELECT ok(fl_key_add('Schema Test Factor', 'posting', 'SYS-1', sha256('secret'), 'test key') IS NOT NULL,
           'fl_key_add adds a key');
 SET LOCAL ROLE fl_api;
