@@ -47,6 +47,8 @@ fl_arena *arena_new(size_t block_size)
 void *arena_alloc(fl_arena *a, size_t n)
 {
     const size_t align = sizeof(max_align_t);
+    if (n > SIZE_MAX / 2)               /* no caller asks this much; the rounding would wrap */
+        return NULL;
     size_t need = (n + align - 1) & ~(align - 1);
     block *b = a->head;
 

@@ -192,9 +192,9 @@ static void answer(fl_req *r, int status, const char *obj_json)
     buf_init(&b, r->arena, n + 64);
     buf_printf(&b, "{\"message\":\"%d %s - " POSTING_VERSION "\"", status, resp_reason(status));
     /* splice the object's members after ours: obj_json is "{...}" */
-    const char *p = obj_json + 1;
+    const char *p = n >= 2 && obj_json[0] == '{' ? obj_json + 1 : "}";
     while (*p == ' ' || *p == '\n') p++;
-    if (n >= 2 && obj_json[0] == '{' && *p != '}') {
+    if (*p != '}') {
         buf_puts(&b, ",");
         buf_puts(&b, p);
     } else {

@@ -26,6 +26,10 @@ static void test_arena(void)
     CU_ASSERT(arena_reserved(a) > 100000);
     arena_reset(a);
     CU_ASSERT_EQUAL(arena_reserved(a), 1024);
+    /* a size whose rounding would wrap to a small block is refused, not served short */
+    CU_ASSERT_PTR_NULL(arena_alloc(a, SIZE_MAX - 3));
+    CU_ASSERT_PTR_NULL(arena_alloc(a, SIZE_MAX / 2 + 1));
+    CU_ASSERT_EQUAL(arena_reserved(a), 1024);
     CU_ASSERT_STRING_EQUAL(arena_printf(a, "%d-%s", 7, "x"), "7-x");
     fl_buf b;
     buf_init(&b, a, 4);
