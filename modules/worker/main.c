@@ -196,6 +196,12 @@ static int start_transfer(job *j, CURLM *multi, long timeout_ms)
     }
     j->refused = j->allowed = 0;
     j->easy = curl_easy_init();
+    if (j->easy == NULL) {
+        /* recorded as an error worth retrying: nothing was sent */
+        snprintf(j->error, sizeof(j->error), "out of memory (curl_easy_init)");
+        j->retry = 1;
+        return -1;
+    }
     curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
     curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETFUNCTION, open_checked);
     curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETDATA, j);
@@ -225,7 +231,13 @@ static int start_transfer(job *j, CURLM *multi, long timeout_ms)
         curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_fetch);
     }
     curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
-    curl_multi_add_handle(multi, j->easy);
+    if (curl_multi_add_handle(multi, j->easy) != CURLM_OK) {
+        curl_easy_cleanup(j->easy);
+        j->easy = NULL;
+        snprintf(j->error, sizeof(j->error), "out of memory (curl_multi_add_handle)");
+        j->retry = 1;
+        return -1;
+    }
     return 0;
 }
 
@@ -500,7 +512,7 @@ int main(int argc, char **argv)
 
     int listening = 0, want = 1, wantf = 1, dbdown = 0, status = 0;
     unsigned long listen_gen = 0;       /* the connection LISTEN was sent on */
-    long last_claim = 0;
+    long last_claim = 0, last_reconnect = 0;
     if (db_open(getenv("FL_WORKER_DATABASE_URL")) == 0)
         listening = listen_now() == 0;
     listen_gen = db_generation();
@@ -516,8 +528,11 @@ int main(int argc, char **argv)
          * the new session does not listen */
         if (listening && db_generation() != listen_gen)
             listening = 0;
-        if (!stopping && (!db_ok() || !listening || dbdown)) {
+        /* while transfers run the loop turns every 100 ms: a database that refuses at once is
+         * tried again once a second, not at every turn (nor logged at every turn) */
+        if (!stopping && (!db_ok() || !listening || dbdown) && req_now_us() - last_reconnect >= 1000000L) {
             /* PostgreSQL restarted or is down: reconnect, listen again, sweep */
+            last_reconnect = req_now_us();
             db_close();
             if (db_open(getenv("FL_WORKER_DATABASE_URL")) < 0 || listen_now() < 0) {
                 if (once) {             /* cron learns that nothing was delivered */
