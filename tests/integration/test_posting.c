@@ -573,6 +573,35 @@ static void test_nginx_refusals(void)
     r = it_request("GET", it_fmt("%s/leads/v1/deal_status/x", it_env("FL_TEST_HTTPS")), &big, 1, NULL, 0);
     IT_STATUS(r, 400);
     IT_BODY(r, "{\"message\":\"400 Bad Request\"}");
+    /* a 400 found inside a family's location, while nginx reads the body (a chunk size that
+     * is not hexadecimal): JSON too (until the twenty-third session nginx's HTML page, the
+     * family locations having error pages of their own). Raw, as no client library sends it. */
+    int port = atoi(strrchr(it_env("FL_TEST_HTTP"), ':') + 1);
+    static const char *const paths[] = { "/posting/api_factor/test-post/", "/leads/v1/lead" };
+    for (size_t i = 0; i < 2; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        char out[4096];
+        size_t got = 0;
+        if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
+            const char *req = it_fmt("POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                                     "Connection: close\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n", paths[i]);
+            if (send(fd, req, strlen(req), 0) == (ssize_t) strlen(req)) {
+                ssize_t k;
+                while (got < sizeof(out) - 1 && (k = recv(fd, out + got, sizeof(out) - 1 - got, 0)) > 0)
+                    got += (size_t) k;
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+        out[got] = '\0';
+        const char *body = strstr(out, "\r\n\r\n");
+        IT_CHECK(strncmp(out, "HTTP/1.1 400 ", 13) == 0 && strstr(out, "Content-Type: application/json") != NULL
+                     && strstr(out, "X-Request-Id: ") != NULL && body != NULL
+                     && strcmp(body + 4, "{\"message\":\"400 Bad Request\"}") == 0,
+                 "a malformed chunked body to %s: <%.400s>", paths[i], out);
+    }
 }
 
 static void test_request_id_everywhere(void)
@@ -2224,7 +2253,7 @@ static const test t_protocol[] = {
     { "400 bad query: too long, malformed; 401 first", test_bad_query },
     { "text/plain with a JSON body", test_text_plain_accepted },
     { "413 over the 10 MB cap", test_payload_too_large },
-    { "nginx's own 414 and 400: JSON", test_nginx_refusals },
+    { "nginx's own 414 and 400 (also inside a family's location): JSON", test_nginx_refusals },
     { "an answer before the body is read, and after it", test_answer_before_body },
     { "X-Request-Id on every kind of answer", test_request_id_everywhere }, { NULL, NULL } };
 static const test t_endpoints[] = {
