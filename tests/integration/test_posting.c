@@ -1662,6 +1662,57 @@ static void concurrent_round(double hold)
                   "WHERE a.invoice_id = i.id)", it_fmt("{%s,%s,%s,%s}", i1, i2, i3, i4)), "0");
 }
 
+/* A deadlock between a batch and a DBA's transaction: the batch waits (locked path) for the
+ * second of its invoices, which the DBA holds, and the DBA then updates the first. PostgreSQL
+ * cancels the batch's statement (40P01; its wait came first, so its check finds the cycle):
+ * the client gets 503, nothing of the batch is stored, and the same batch sent again once the
+ * DBA's transaction has ended is applied (docs/operations.md, SQLSTATE table). */
+static void test_reconcile_deadlock(void)
+{
+    const char *ck = it_uniq("DL"), *dk = it_uniq("DLD"), *n1 = it_uniq("D"), *n2 = it_uniq("D");
+    const char *i1 = it_uniq("IID"), *i2 = it_uniq("IID"), *ref = it_uniq("DLB");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, it_fmt("Payer %s", dk));
+    IT_STATUS(sched(A, ck, it_uniq("SB"), "300.00",
+                    J("%s,%s", inv(dk, n1, "100.00", i1), inv(dk, n2, "200.00", i2))), 201);
+    /* the batch locks its invoices in id order */
+    const char *first = IT_Q("SELECT id::text FROM invoices WHERE invoice_integration_id = ANY ($1::text[]) "
+                             "ORDER BY id LIMIT 1", it_fmt("{%s,%s}", i1, i2));
+    const char *second = IT_Q("SELECT id::text FROM invoices WHERE invoice_integration_id = ANY ($1::text[]) "
+                              "ORDER BY id DESC LIMIT 1", it_fmt("{%s,%s}", i1, i2));
+    const char *body = batch(ref, "30.00", J("%s,%s", line("10.00", n1, NULL, NULL, NULL, NULL),
+                                              line("20.00", n2, NULL, NULL, NULL, NULL)));
+    IT_Q0("BEGIN");
+    IT_Q("UPDATE invoices SET open_balance = open_balance WHERE id = $1::uuid RETURNING 1", second);
+    it_async p = pay_start(A, body);
+    /* past the unlocked attempt (it gives up a lock after 50 ms) and waiting in the locked one */
+    int waits = worker_waits_for_lock();
+    it_sleep(0.3);
+    waits = waits && worker_waits_for_lock();
+    IT_CHECK(waits, "the batch does not wait for the held invoice: the test proves nothing");
+    /* the DBA's side of the cycle: returns once PostgreSQL has cancelled the batch */
+    IT_Q("UPDATE invoices SET open_balance = open_balance WHERE id = $1::uuid RETURNING 1", first);
+    IT_Q0("ROLLBACK");
+    double done_at = 0;
+    char rid[64] = "";
+    const char *answer;
+    long status = it_async_collect(p, &done_at, rid, &answer);
+    IT_CHECK(status == 503, "the batch cancelled by the deadlock check: %ld %s", status, answer);
+    IT_CHECK(strcmp(answer, "{\"message\":\"503 Service Unavailable\"}") == 0, "503 body: %s", answer);
+    const char *logged = it_run(it_fmt("grep -h '\"request_id\":\"%s\"' '%s/../log/posting.log' | grep -c 40P01",
+                                       rid, it_logdir()), NULL);
+    IT_CHECK(atoi(logged) >= 1, "40P01 not logged for request %s: %s", rid, logged);
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM payment_batches WHERE batch_reference = $1", ref), "0");
+    IT_STREQ(balance(A, i1), "100.00");
+    IT_STREQ(balance(A, i2), "200.00");
+    it_resp *r = pay(A, body);
+    IT_STATUS(r, 201);
+    IT_JSTR(r->json, "PaymentDetails[0].Status", "applied");
+    IT_JSTR(r->json, "PaymentDetails[1].Status", "applied");
+    IT_STREQ(balance(A, i1), "90.00");
+    IT_STREQ(balance(A, i2), "180.00");
+}
+
 static void test_reconcile_concurrent(void)
 {
     concurrent_round(0.5);
@@ -2281,7 +2332,8 @@ static const test t_reconcile[] = {
     { "overpayment leaves an unapplied remainder", test_reconcile_overpayment },
     { "memo line naming two invoices", test_reconcile_memo_two_invoices },
     { "ambiguous invoice number, resolved by ClientCode", test_reconcile_ambiguous },
-    { "a batch paying invoices another transaction is paying", test_reconcile_concurrent }, { NULL, NULL } };
+    { "a batch paying invoices another transaction is paying", test_reconcile_concurrent },
+    { "a batch in a deadlock with a DBA's transaction: 503, nothing stored, then applied", test_reconcile_deadlock }, { NULL, NULL } };
 static const test t_tenants[] = {
     { "tenant b sees and touches nothing of a", test_tenant_isolation }, { NULL, NULL } };
 static const test t_ops[] = {
