@@ -834,6 +834,18 @@ static void test_external_up_down(void)
         }
     }
 
+    /* nor does any process's command line: psql as the owner gets the URL without the
+     * password, and the password in its environment (until the twenty-third session the whole
+     * URL was psql's argument, readable by every local user) */
+    fl_run(&ext, "psql -XAtc 'SELECT pg_sleep(2)' >/dev/null", "2>&1 &", &st);
+    const char *seen = "";
+    for (double t0 = it_now(); it_now() - t0 < 3.0 && !*seen; it_sleep(0.05))
+        seen = it_run("ps -eo args | grep '/[p]sql .*pg_sleep(2)' | head -n 1", NULL);
+    IT_CHECK(*seen != '\0', "the owner's psql was not seen running: the check proves nothing");
+    IT_CHECK(strstr(seen, "ownersecret") == NULL && strstr(seen, ext.db) != NULL, "psql's arguments: %s", seen);
+    const char *leak = it_run("ps -eo args | grep -c '[o]wnersecret1'", NULL);
+    IT_CHECK(atoi(leak) == 0, "a process has the owner's password in its arguments (%s)", leak);
+
     /* an owner that row-level security would blind (no superuser, no BYPASSRLS): refused,
      * with the reason, and the error's DETAIL is not filtered out */
     const char *weak = it_fmt("fl_ops_weak_%d", (int) getpid());
