@@ -283,6 +283,16 @@ static void test_status_running(void)
     IT_CHECK(strstr(out, "leads  running: supervisor ") != NULL, "status: %s", out);
     IT_CHECK(strstr(out, "webhooks  running: supervisor ") != NULL, "status: %s", out);
     IT_CHECK(strstr(out, it_fmt("nginx  running: %s %s", http_base(), https_base())) != NULL, "status: %s", out);
+    /* the pools' sockets are nginx's alone: root's and nogroup's (nginx's workers run as
+     * nobody:nogroup) 0660 as root, else the caller's 0600; no other local user speaks FastCGI
+     * to the workers past nginx */
+    const char *want = getuid() == 0 ? "660 root nogroup\n" : it_fmt("600 %s", it_run("id -un", NULL));
+    for (int i = 0; i < 2; i++) {
+        const char *sock = it_fmt("%s/run/%s.sock", own.var, i == 0 ? "posting" : "leads");
+        const char *mode = it_run(it_fmt(getuid() == 0 ? "stat -c '%%a %%U %%G' '%s'" : "stat -c '%%a %%U' '%s'", sock),
+                                  NULL);
+        IT_CHECK(strcmp(mode, want) == 0, "%s: %s", sock, mode);
+    }
     /* the pools have the sizes asked for: FL_WORKERS=1, FL_WORKERS_LEADS=2 */
     IT_CHECK(workers(&own, "posting") == 1, "posting has %d workers, not 1", workers(&own, "posting"));
     IT_CHECK(workers(&own, "leads") == 2, "leads has %d workers, not 2", workers(&own, "leads"));
