@@ -342,9 +342,13 @@ BEGIN
     END IF;
 
     IF p_stage = 'Approval Sent' THEN
-        IF coalesce((d->>'max_approval')::numeric, 0) <= 0 OR coalesce((d->>'max_payments')::int, 0) <= 0 THEN
+        -- NaN is above every number in PostgreSQL: refused by name (it reached deal_status,
+        -- which cannot show it: 500); an amount of cents, as every amount (no silent rounding)
+        IF coalesce((d->>'max_approval')::numeric, 0) <= 0 OR (d->>'max_approval')::numeric = 'NaN'
+           OR (d->>'max_approval')::numeric <> round((d->>'max_approval')::numeric, 2)
+           OR coalesce((d->>'max_payments')::int, 0) <= 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'FL400',
-                MESSAGE = 'Approval Sent needs max_approval and max_payments greater than zero';
+                MESSAGE = 'Approval Sent needs max_approval (at most 2 decimals) and max_payments greater than zero';
         END IF;
         UPDATE leads SET max_approval = (d->>'max_approval')::numeric, max_payments = (d->>'max_payments')::int,
                          offer_link = d->>'offer_link'
@@ -356,13 +360,16 @@ BEGIN
         IF jsonb_array_length(coalesce(d->'decline_drivers', '[]')) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Declined needs at least one decline driver';
         END IF;
-        SELECT s INTO v_bad FROM jsonb_array_elements_text(d->'decline_drivers') s
-         WHERE s NOT IN (SELECT driver FROM lead_decline_drivers) LIMIT 1;
+        -- a JSON null is no driver (NOT IN would let it through as unknown)
+        SELECT coalesce(s, 'null') INTO v_bad FROM jsonb_array_elements_text(d->'decline_drivers') s
+         WHERE s IS NULL OR NOT EXISTS (SELECT 1 FROM lead_decline_drivers x WHERE x.driver = s) LIMIT 1;
         IF v_bad IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = format('Unknown decline driver %s', v_bad),
                 HINT = 'SELECT driver FROM lead_decline_drivers lists them.';
         END IF;
-        UPDATE leads SET decline_drivers = ARRAY(SELECT jsonb_array_elements_text(d->'decline_drivers')),
+        UPDATE leads SET decline_drivers = ARRAY(SELECT s FROM jsonb_array_elements_text(d->'decline_drivers')
+                                                      WITH ORDINALITY AS t(s, k)
+                                                  GROUP BY s ORDER BY min(k)),     -- each once, in order
                          decline_notes = d->>'decline_notes'
          WHERE id = l.id;
     ELSIF p_stage = 'File Missing Info' THEN

@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(101);
+SELECT plan(104);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -129,11 +129,19 @@ SELECT is((SELECT url || ' ' || secret_enc || ' ' || active FROM webhook_subscri
 SELECT throws_ok($$SELECT set_stage('no-such', 'Working')$$, 'FL404', 'Lead not found', 'set_stage: unknown lead');
 SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Funded')$$, 'FL400', 'Unknown stage Funded', 'set_stage: unknown stage');
 SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Approval Sent', '{"max_payments":20}')$$, 'FL400',
-                 'Approval Sent needs max_approval and max_payments greater than zero',
+                 'Approval Sent needs max_approval (at most 2 decimals) and max_payments greater than zero',
                  'set_stage: Approval Sent without max_approval');
 SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Approval Sent', '{"max_approval":"10000","max_payments":0}')$$, 'FL400',
-                 'Approval Sent needs max_approval and max_payments greater than zero',
+                 'Approval Sent needs max_approval (at most 2 decimals) and max_payments greater than zero',
                  'set_stage: Approval Sent with zero payments');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Approval Sent', '{"max_approval":"NaN","max_payments":20}')$$, 'FL400',
+                 'Approval Sent needs max_approval (at most 2 decimals) and max_payments greater than zero',
+                 'set_stage: Approval Sent with max_approval NaN (above every number to PostgreSQL)');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Approval Sent', '{"max_approval":"10000.005","max_payments":20}')$$,
+                 'FL400', 'Approval Sent needs max_approval (at most 2 decimals) and max_payments greater than zero',
+                 'set_stage: Approval Sent with a max_approval of 3 decimals (not rounded in silence)');
+SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Declined', '{"decline_drivers":[null]}')$$, 'FL400',
+                 'Unknown decline driver null', 'set_stage: a null decline driver');
 SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Declined', '{}')$$, 'FL400',
                  'Declined needs at least one decline driver', 'set_stage: Declined without a driver');
 SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Declined', '{"decline_drivers":["Fraud","Bad vibes"]}')$$, 'FL400',
@@ -166,11 +174,11 @@ SELECT is(leads_deal_status(:'ta', :'p1', '{"lead_id":"pt-lead-1"}')::text,
           'deal_status of an approved deal, in the document''s order');
 SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'File Missing Info', '{"missing_info":"x"}')$$, 'FL409',
                  'A deal cannot move from Approval Sent to File Missing Info', 'Approval Sent -> File Missing Info is refused');
-SELECT is(set_stage('pt-lead-1', 'Declined', '{"decline_drivers":["Default history","Excessive liens or judgements"],
+SELECT is(set_stage('pt-lead-1', 'Declined', '{"decline_drivers":["Default history","Excessive liens or judgements","Default history"],
                      "decline_notes":"not credible"}') ->> 'event', 'Declined', 'Declined writes the Declined event');
 SELECT is(leads_deal_status(:'ta', :'p1', '{"lead_id":"pt-lead-1"}')::text,
           '{"stage":"Declined","decline_drivers":"Default history;Excessive liens or judgements",'
-          '"decline_notes":"not credible"}', 'deal_status of a declined deal: drivers joined with ;');
+          '"decline_notes":"not credible"}', 'deal_status of a declined deal: drivers joined with ;, each once');
 SELECT throws_ok($$SELECT set_stage('pt-lead-1', 'Working')$$, 'FL409', 'A deal cannot move from Declined to Working',
                  'FL409 on a refused transition: Declined is final');
 SELECT is(set_stage('pt-lead-3', 'Waiting on ISO') ->> 'event', 'Waiting on ISO', 'Waiting on ISO writes its event');
