@@ -201,6 +201,15 @@ int json_base64_valid(const char *s, size_t *decoded_len)
     }
     if (n % 4 != 0 || pad > 2)
         return -1;
+    if (pad > 0) {
+        /* strict, as Ruby's strict_decode64: the bits of the last character that no byte
+         * uses are zero ("QR==" is not another spelling of "QQ==") */
+        unsigned char c = (unsigned char) s[n - pad - 1];
+        int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+              : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : 63;
+        if ((v & (pad == 2 ? 0x0F : 0x03)) != 0)
+            return -1;
+    }
     if (decoded_len)
         *decoded_len = n / 4 * 3 - pad;
     return 0;

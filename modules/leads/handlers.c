@@ -320,6 +320,13 @@ static int attachment_url(fl_req *r)
                         ? "attachment_url must be an http or https URL" : need);
         goto out;
     }
+    /* credentials in the URL (user:password@host) would be stored in clear, where reporting
+     * reads source_url: refused, as /webhook refuses them */
+    const char *au = str_field(doc, "attachment_url"), *auth = strstr(au, "://") + 3;
+    if (memchr(auth, '@', strcspn(auth, "/?#")) != NULL) {
+        rc = serve_fail(r, 400, "attachment_url must be an http or https URL without credentials");
+        goto out;
+    }
     char *name = mime_filename(r->arena, str_field(doc, "filename"));
     if (name == NULL) {
         rc = serve_fail(r, 400, "Invalid filename");

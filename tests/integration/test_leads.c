@@ -1120,13 +1120,25 @@ static void test_attachment_errors(void)
     r = it_post(A(), "/attachment",
                 it_fmt("{\"attachment_url\":\"file:///etc/passwd\",\"filename\":\"x\",\"lead_id\":\"%s\"}", id));
     IT_STATUS(r, 400);
+    /* credentials in the URL would be stored in clear (source_url, which reporting reads) */
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"https://user:s3cret@files.example/x.pdf\",\"filename\":\"x\","
+                       "\"lead_id\":\"%s\"}", id));
+    IT_STATUS(r, 400);
+    JSON_IS(r, "{\"message\":\"attachment_url must be an http or https URL without credentials\"}");
+    /* an @ after the host (in the path or the query) is no credential */
+    r = it_post(A(), "/attachment",
+                it_fmt("{\"attachment_url\":\"http://127.0.0.1:9/files/a@b.pdf?by=x@y\",\"filename\":\"x\","
+                       "\"lead_id\":\"%s\"}", id));
+    IT_STATUS(r, 202);
     r = it_post(A(), "/attachment", "{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"nope\"}");
     IT_STATUS(r, 404);
     /* longer than any lead's id: unknown, as in the raw upload */
     r = it_post(A(), "/attachment", it_fmt("{\"attachment_url\":\"http://127.0.0.1:9/x\",\"filename\":\"x\",\"lead_id\":\"%0200d\"}", 7));
     IT_STATUS(r, 404);
     IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments a JOIN leads l ON l.id = a.lead_id WHERE l.public_id = $1",
-                  id), "0");
+                  id), "1");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_attachments WHERE source_url LIKE '%s3cret%'"), "0");
 }
 
 /* Up to 25 MB is accepted; one byte more is 413 in the family's JSON. */

@@ -460,6 +460,13 @@ static void test_base64_email(void)
     CU_ASSERT_EQUAL(json_base64_valid("aGVsbG8", &n), -1);
     CU_ASSERT_EQUAL(json_base64_valid("aGV=sbG8", &n), -1);
     CU_ASSERT_EQUAL(json_base64_valid("a!==", &n), -1);
+    /* the unused bits before the padding are zero */
+    CU_ASSERT_EQUAL(json_base64_valid("QQ==", &n), 0);
+    CU_ASSERT_EQUAL(json_base64_valid("QR==", &n), -1);
+    CU_ASSERT_EQUAL(json_base64_valid("QUE=", &n), 0);
+    CU_ASSERT_EQUAL(json_base64_valid("QUF=", &n), -1);
+    CU_ASSERT_EQUAL(json_base64_valid("aGVsbG8=", &n), 0);
+    CU_ASSERT_EQUAL(json_base64_valid("aGVsbG9=", &n), -1);
     CU_ASSERT(json_email_valid("ap@example.com"));
     CU_ASSERT(!json_email_valid("ap@example"));
     CU_ASSERT(!json_email_valid("a p@example.com"));
