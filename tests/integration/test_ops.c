@@ -867,6 +867,15 @@ static void test_external_up_down(void)
              "migrate as %s: %d %s", weak, st, out);
     IT_Q0(it_fmt("DROP ROLE %s", weak));
 
+    /* a webhook worker that cannot connect: up fails, naming it and its log, instead of
+     * reporting a stack that sends no webhook as up (until the twenty-third session it did) */
+    stack bad = ext;
+    bad.env = it_fmt("%s FL_WORKER_DATABASE_URL='host=/nonexistent-fl-dir dbname=x user=fl_worker'", ext.env);
+    out = fl(&bad, "up", &st);
+    IT_CHECK(st != 0 && strstr(out, "workers that did not connect to PostgreSQL within 20 s: webhooks (0 of 1 "
+                                    "connected; see ") != NULL,
+             "up with a webhook worker that cannot connect: %d %s", st, out);
+
     out = fl(&ext, "down", &st);
     IT_CHECK(st == 0, "down with DATABASE_URL failed (%d): %s", st, out);
     out = fl(&ext, "status", &st);
