@@ -122,8 +122,16 @@ int leads_auth(fl_req *r)
     if (rc < 0)
         return rc;
     rc = auth_rate_take(r, &cred);
-    if (rc == -429)
-        resp_header(r->resp, "Retry-After", "1");
+    if (rc == -429) {
+        /* when the next token comes: 1 s at the default rate, longer for a slower one (a
+         * partner that waits the header out then finds a token) */
+        long wait = 1;
+        if (cred.rate_per_sec > 0 && cred.rate_per_sec < 1) {
+            double w = 1.0 / cred.rate_per_sec;
+            wait = w > 3600 ? 3600 : (long) w + ((double) (long) w < w);
+        }
+        resp_header(r->resp, "Retry-After", arena_printf(r->arena, "%ld", wait));
+    }
     return rc;
 }
 

@@ -1842,6 +1842,23 @@ static void test_pii_at_rest(void)
                   "has_column_privilege('fl_report', 'lead_accounts', 'fein_enc', 'SELECT'))::text"), "false");
 }
 
+/* A partner limited below 1 request/s is told when its next token comes: Retry-After is
+ * ceil(1 / rate) (until the twenty-third session always 1, so a partner that followed it was
+ * refused again nine times in ten at 0.1/s). */
+static void test_retry_after_rate(void)
+{
+    const it_cred *c = new_partner();
+    const char *pub = it_leads_public_id(c);
+    int st;
+    const char *out = it_run(it_fmt("'%s' key limit --family leads --public-id '%s' --rate 0.15 --burst 1 2>&1",
+                                    it_env("FL_TEST_ADMIN"), pub), &st);
+    IT_CHECK(st == 0, "key limit --rate 0.15: %d %s", st, out);
+    IT_STATUS(it_get(c, "/deal_status/no-such-lead"), 404);
+    it_resp *r = it_get(c, "/deal_status/no-such-lead");
+    IT_STATUS(r, 429);
+    IT_STREQ(it_header_get(r, "Retry-After"), "7");
+}
+
 /* `key limit` on a partner's key: 0 and "limited", whether the key was used yet or not. */
 static void test_key_limit(void)
 {
@@ -2007,6 +2024,7 @@ int main(void)
     CU_add_test(s, "PII encrypted at rest", test_pii_at_rest);
     CU_add_test(s, "DBA views", test_views);
     CU_add_test(s, "key limit exit status", test_key_limit);
+    CU_add_test(s, "429 under a rate below 1/s: Retry-After until the next token", test_retry_after_rate);
     /* it stops PostgreSQL */
     CU_add_test(s, "PostgreSQL down: 503 + Retry-After, then back", test_database_down);
     CU_add_test(s, "every response carried X-Request-Id", it_test_request_ids);
