@@ -220,13 +220,27 @@ int json_email_valid(const char *s)
     const char *at = strchr(s, '@');
     if (at == NULL || at == s || strchr(at + 1, '@') != NULL)
         return 0;
-    const char *dot = strrchr(at, '.');
-    if (dot == NULL || dot == at + 1 || dot[1] == '\0')
-        return 0;
-    for (const char *p = s; *p; p++)
+    for (const char *p = s; p < at; p++)
         if (isspace((unsigned char) *p) || iscntrl((unsigned char) *p))
             return 0;
-    return 1;
+    /* the domain: two labels or more, each of letters, digits and inner hyphens (or UTF-8, an
+     * internationalised name), none empty: not "a@.b.c", "a@b..c" or "a@b_c,d.e" */
+    int labels = 0;
+    for (const char *p = at + 1;; p++) {
+        const char *start = p;
+        while (*p && *p != '.') {
+            unsigned char c = (unsigned char) *p;
+            if (!(isalnum(c) || c >= 0x80 || (c == '-' && p != start && p[1] != '.' && p[1] != '\0')))
+                return 0;
+            p++;
+        }
+        if (p == start)
+            return 0;
+        labels++;
+        if (*p == '\0')
+            break;
+    }
+    return labels >= 2;
 }
 
 /* Today as YYYY-MM-DD (UTC), for dates that must not be in the future. */

@@ -471,6 +471,17 @@ static void test_base64_email(void)
     CU_ASSERT(!json_email_valid("ap@example"));
     CU_ASSERT(!json_email_valid("a p@example.com"));
     CU_ASSERT(!json_email_valid("@example.com"));
+    /* the domain's labels */
+    CU_ASSERT(json_email_valid("first.last+tag@mail.example-one.co.uk"));
+    CU_ASSERT(json_email_valid("a@b-c.de"));
+    CU_ASSERT(!json_email_valid("a@.b.c"));
+    CU_ASSERT(!json_email_valid("a@b..c"));
+    CU_ASSERT(!json_email_valid("a@b_c,d.e"));
+    CU_ASSERT(!json_email_valid("a@b.c."));
+    CU_ASSERT(!json_email_valid("a@-b.c"));
+    CU_ASSERT(!json_email_valid("a@b-.c"));
+    CU_ASSERT(!json_email_valid("a@b c.d"));
+    CU_ASSERT(!json_email_valid("a@b@c.d"));
 }
 
 /* A server that accepts the connection and never says a word: db_open gives up after the
