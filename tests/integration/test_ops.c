@@ -698,6 +698,23 @@ static void test_migrate(void)
     IT_CHECK(strcmp(out, "1\n") == 0, "0019 not recorded again: %s", out);
     out = fl_out(&own, q, &st);
     IT_CHECK(strcmp(out, "null/null 6789/6789\n") == 0, "after 0019: %s", out);
+
+    /* 0020: an attachment URL stored with credentials (accepted until the twenty-third
+     * session) loses them; one without keeps its @ in the path */
+    const char *ref = it_uniq("M20");
+    fl_out(&own, it_fmt("psql -XAtc \"WITH c AS (SELECT id, tenant_id FROM credentials WHERE family = 'leads' LIMIT 1), "
+                        "l AS (INSERT INTO leads (tenant_id, credential_id, public_id, reference_id) "
+                        "SELECT tenant_id, id, '%s', '%s' FROM c RETURNING id, tenant_id, credential_id) "
+                        "INSERT INTO lead_attachments (tenant_id, lead_id, credential_id, filename, source_url, state, error) "
+                        "SELECT tenant_id, id, credential_id, 'a.pdf', u, 'failed', 'refused' FROM l, "
+                        "unnest(ARRAY['https://user:s3cret@files.example/a.pdf', 'http://files.example/p@q.pdf']) u; "
+                        "DELETE FROM schema_migrations WHERE filename LIKE '0020_%%'\"", ref, ref), &st);
+    IT_CHECK(st == 0, "could not store the attachments of before 0020");
+    out = fl(&own, "migrate", &st);
+    IT_CHECK(st == 0, "migrate to apply 0020 again: %d %s", st, out);
+    out = fl_out(&own, it_fmt("psql -XAtc \"SELECT string_agg(a.source_url, ' ' ORDER BY a.source_url) FROM lead_attachments a "
+                              "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = '%s'\"", ref), &st);
+    IT_CHECK(strcmp(out, "http://files.example/p@q.pdf https://files.example/a.pdf\n") == 0, "after 0020: %s", out);
 }
 
 /* A worker whose session is read-only (a standby after a failover; here fl_api's sessions made
