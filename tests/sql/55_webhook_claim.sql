@@ -2,7 +2,7 @@
 -- (migration 0014), the oldest due first, expired leases due again; retries wait as
 -- 'retrying', outside the claim's scan (0017).
 BEGIN;
-SELECT plan(29);
+SELECT plan(32);
 
 -- this test's deliveries only: whatever else is due waits until the rollback
 UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 day'
@@ -185,6 +185,21 @@ UPDATE webhook_subscriptions SET active = false WHERE tenant_id = :'t' AND name 
 INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'late', '{}') RETURNING id AS ev3 \gset
 SELECT is((SELECT count(*)::int FROM webhook_deliveries WHERE event_id = :'ev3'), 0,
           'an event after the subscription was deactivated: no delivery');
+
+-- a lease that ran out on the 50th attempt (a delivery whose worker dies on it every time):
+-- dead at the next claim, not sent again
+INSERT INTO webhook_subscriptions (tenant_id, family, name, url, event_types, secret_enc)
+VALUES (:'t', 'financing', 'z', 'http://127.0.0.1:9/z', ARRAY['z'], 'v1:0000000a:z');
+INSERT INTO events (tenant_id, family, type, payload) VALUES (:'t', 'financing', 'z', '{}');
+SELECT delivery_id AS dz FROM webhook_claim(64, 60000, 3) WHERE url = 'http://127.0.0.1:9/z' \gset
+UPDATE webhook_deliveries SET attempts = 49, next_attempt_at = now() - interval '2 minutes' WHERE id = :'dz';
+SELECT is((SELECT string_agg(c.attempts::text, ',') FROM webhook_claim(64, 60000, 3) c WHERE c.delivery_id = :'dz'),
+          '50', 'a lease run out on attempt 49: claimed again, attempt 50');
+UPDATE webhook_deliveries SET next_attempt_at = now() - interval '2 minutes' WHERE id = :'dz';
+SELECT is((SELECT count(*)::int FROM webhook_claim(64, 60000, 3) c WHERE c.delivery_id = :'dz'), 0,
+          'a lease run out on attempt 50: not claimed again');
+SELECT is((SELECT state || ' ' || attempts || ' ' || last_error FROM webhook_deliveries WHERE id = :'dz'),
+          'dead 50 no outcome recorded within the lease of attempt 50', 'but dead, with the reason');
 
 SELECT * FROM finish();
 ROLLBACK;
