@@ -884,6 +884,20 @@ static void test_external_up_down(void)
              "migrate as %s: %d %s", weak, st, out);
     IT_Q0(it_fmt("DROP ROLE %s", weak));
 
+    /* a stack directory under one closed to other users (as /root is): up says so before
+     * initdb's permission error or nginx's 502 (as root only: the users who must pass are
+     * postgres and nobody) */
+    if (getuid() == 0) {
+        const char *closed = ops_var("closed");
+        it_run(it_fmt("rm -rf '%s' && mkdir -p '%s' && chmod 0700 '%s'", closed, closed, closed), &st);
+        stack c = own;
+        c.var = it_fmt("%s/var", closed);
+        out = fl(&c, "up", &st);
+        IT_CHECK(st != 0 && strstr(out, "cannot be reached by the postgres user: a directory above it is closed to "
+                                        "other users") != NULL, "up under a 0700 directory: %d %s", st, out);
+        it_run(it_fmt("rm -rf '%s'", closed), NULL);
+    }
+
     /* a webhook worker that cannot connect: up fails, naming it and its log, instead of
      * reporting a stack that sends no webhook as up (until the twenty-third session it did) */
     stack bad = ext;
