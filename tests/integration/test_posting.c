@@ -2062,7 +2062,7 @@ static void worker_stop_in_read(int before_params)
     if (port <= 0)
         return;
     const char *bin = it_fmt("%s/var/build/asan/modules/posting/fl-posting", it_env("FL_TEST_ROOT"));
-    const char *db = it_fmt("host=%s dbname=factorline user=fl_api", it_env("FL_TEST_RUN"));
+    const char *db = it_fmt("host=%s dbname=factorline user=fl_api", it_env("FL_TEST_PGHOST"));
     pid_t w = fork();
     if (w == 0) {
         setenv("FL_LISTEN", it_fmt("127.0.0.1:%d", port), 1);
