@@ -233,6 +233,11 @@ BEGIN
      ORDER BY cd.relation          -- 'debtor' before 'vendor'
      LIMIT 1;
     IF v_out IS NULL THEN
+        -- which key is unknown: the client's, or the debtor's at that client
+        IF NOT EXISTS (SELECT 1 FROM clients c
+                        WHERE c.tenant_id = p_tenant AND c.client_key = fl_txt(p_doc, 'ClientKey')) THEN
+            RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Client not found';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'FL404', MESSAGE = 'Debtor not found';
     END IF;
     RETURN v_out;
@@ -386,8 +391,9 @@ BEGIN
                v_client.client_key, d.debtor_key, v.debtor_key,
                fl_txt(e, 'InvoiceIntegrationId'), fl_txt(e, 'InvoiceNumber'),
                fl_txt(e, 'InvoiceAr')::numeric(18,2), fl_txt(e, 'InvoiceAr')::numeric(18,2),
-               coalesce(fl_txt(e, 'InvoiceDate')::date, current_date),
-               coalesce(fl_txt(e, 'DueDate')::date, current_date),
+               -- today in UTC, whatever the server's or the session's time zone
+               coalesce(fl_txt(e, 'InvoiceDate')::date, (now() AT TIME ZONE 'UTC')::date),
+               coalesce(fl_txt(e, 'DueDate')::date, (now() AT TIME ZONE 'UTC')::date),
                fl_txt(e, 'RefNum'),
                CASE WHEN v_broker THEN fl_txt(e, 'AdvanceAmount')::numeric(18,2) END,
                CASE WHEN v_broker THEN fl_txt(e, 'VendorInvoiceNumber') END,

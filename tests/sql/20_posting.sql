@@ -1,6 +1,6 @@
 -- create/get client, debtor, vendor, schedule rules and echo shapes.
 BEGIN;
-SELECT plan(51);
+SELECT plan(52);
 
 SELECT fl_tenant_add('Posting T', 'POST-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -164,6 +164,20 @@ SELECT is(array_agg(posting_create_debtor(:'t', jsonb_build_object('ClientKey', 
                                                                    'Name', 'Gamma Freight ' || g)) ->> 'CompCode' ORDER BY g),
           '{GAMMAF4,GAMMAF6}', 'the next ones fill the gap (4), then go past the requested one (6)')
   FROM generate_series(6, 7) g;
+
+-- an invoice without dates is dated today in UTC, whatever the session's time zone: one of
+-- UTC-12 and UTC+14 is on another date than UTC at any hour
+SET LOCAL timezone = 'Etc/GMT+12';
+SELECT posting_create_sched(:'t', '{"ClientKey":"CG","Amount":"5.00","PaymentMethod":"W","IntegrationBatchId":"STZ1",
+    "InvoiceArray":[{"DebtorKey":"G6","InvoiceNumber":"TZ1","InvoiceAr":"5.00","InvoiceIntegrationId":"ITZ1"}]}') IS NOT NULL AS x \gset
+SET LOCAL timezone = 'Pacific/Kiritimati';
+SELECT posting_create_sched(:'t', '{"ClientKey":"CG","Amount":"5.00","PaymentMethod":"W","IntegrationBatchId":"STZ2",
+    "InvoiceArray":[{"DebtorKey":"G6","InvoiceNumber":"TZ2","InvoiceAr":"5.00","InvoiceIntegrationId":"ITZ2"}]}') IS NOT NULL AS x \gset
+RESET timezone;
+SELECT is((SELECT string_agg(invoice_date::text || '/' || due_date::text, ' ' ORDER BY invoice_number) FROM invoices
+            WHERE invoice_integration_id IN ('ITZ1', 'ITZ2')),
+          (SELECT format('%1$s/%1$s %1$s/%1$s', (now() AT TIME ZONE 'UTC')::date)),
+          'an invoice without dates: today in UTC, in a session at UTC-12 and at UTC+14');
 
 SELECT * FROM finish();
 ROLLBACK;
