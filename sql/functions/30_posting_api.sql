@@ -180,8 +180,12 @@ BEGIN
         INSERT INTO client_debtors (tenant_id, client_id, debtor_id, relation, comp_code, notes)
         VALUES (p_tenant, v_client.id, v_debtor.id, p_relation, v_comp, fl_txt(p_doc, 'Notes'))
         RETURNING * INTO v_link;
-        -- A master created without a CompCode takes its first link's code.
-        IF v_debtor.comp_code IS NULL THEN
+        -- A master created without a CompCode takes its first link's code; so does one created
+        -- by this call with a CompCode its link could not have (another debtor of the client
+        -- has it): the master would show another debtor's code (created_at is the
+        -- transaction's start only for a row this transaction made).
+        IF v_debtor.comp_code IS NULL
+           OR (v_debtor.created_at = now() AND v_debtor.comp_code IS DISTINCT FROM v_link.comp_code) THEN
             UPDATE debtors SET comp_code = v_link.comp_code WHERE id = v_debtor.id RETURNING * INTO v_debtor;
         END IF;
     ELSE

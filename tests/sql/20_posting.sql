@@ -1,6 +1,6 @@
 -- create/get client, debtor, vendor, schedule rules and echo shapes.
 BEGIN;
-SELECT plan(52);
+SELECT plan(53);
 
 SELECT fl_tenant_add('Posting T', 'POST-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -36,6 +36,8 @@ SELECT is(posting_create_debtor(:'t', '{"ClientKey":"C1","DebtorKey":"D1","Name"
           'create-debtor echoes the sub-debtor');
 SELECT is(posting_create_debtor(:'t', '{"ClientKey":"C1","DebtorKey":"D2","Name":"Big Other","CompCode":"BIG"}') ->> 'CompCode',
           'BIGOTH1', 'a CompCode taken for the client is replaced by a generated one');
+SELECT is(posting_get_debtor_master(:'t', '{"DebtorKey":"D2"}') ->> 'CompCode', 'BIGOTH1',
+          'and the master that call created has the link''s code, not the refused one (another debtor''s)');
 SELECT is(posting_create_debtor(:'t', '{"ClientKey":"C2","DebtorKey":"D1","Name":"Big Shipper, Inc.","CompCode":"BIG"}') ->> 'ClientKey',
           'C2', 'an existing master debtor is linked to a second client');
 SELECT is((SELECT count(*) FROM debtors WHERE debtor_key = 'D1'), 1::bigint, 'still one master debtor');
