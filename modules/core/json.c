@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include "log.h"
 
 /* What json-c is not asked to judge, in one pass before it parses:
  *  - a NUL character, raw or as the escape \u0000 (-1, malformed).  json-c takes both,
@@ -273,6 +274,18 @@ static void put(json_object *out, const char *name, json_object *v)
     json_object_object_add_ex(out, name, v, JSON_C_OBJECT_ADD_CONSTANT_KEY);
 }
 
+/* A value made for the validated document. json-c answers NULL when out of memory, and a NULL
+ * member is what a clear looks like to the SQL upserts (a field sent null): the worker stops
+ * (its supervisor starts another; nginx answers 503) rather than clear a stored value. */
+json_object *json_need(json_object *v)
+{
+    if (v == NULL) {
+        log_msg("error", NULL, "out of memory building a JSON value: the worker stops");
+        abort();
+    }
+    return v;
+}
+
 /* White space trimmed from both ends of a scalar: blanks and line ends. */
 static int is_edge_space(char c)
 {
@@ -464,7 +477,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 for (char *p = u; *p; p++) *p = (char) toupper((unsigned char) *p);
                 txt = u;
             }
-            put(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_need(json_object_new_string(txt)));
             break;
         }
         case FT_MONEY:
@@ -478,7 +491,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "must be a positive number with at most 2 decimals");
                 break;
             }
-            put(out, f->name, json_object_new_string(norm));
+            put(out, f->name, json_need(json_object_new_string(norm)));
             break;
         }
         case FT_DATE: {
@@ -491,7 +504,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "can't be in the future");
                 break;
             }
-            put(out, f->name, json_object_new_string(d));
+            put(out, f->name, json_need(json_object_new_string(d)));
             break;
         }
         case FT_INT: {
@@ -502,7 +515,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid number");
                 break;
             }
-            put(out, f->name, json_object_new_int64(n));
+            put(out, f->name, json_need(json_object_new_int64(n)));
             break;
         }
         case FT_BOOL: {
@@ -514,7 +527,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "must be true or false");
                 break;
             }
-            put(out, f->name, json_object_new_boolean(b));
+            put(out, f->name, json_need(json_object_new_boolean(b)));
             break;
         }
         case FT_ENUM: {
@@ -526,7 +539,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not included in the list");
                 break;
             }
-            put(out, f->name, json_object_new_string(hit));
+            put(out, f->name, json_need(json_object_new_string(hit)));
             break;
         }
         case FT_BASE64:
@@ -534,7 +547,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not valid base64");
                 break;
             }
-            put(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_need(json_object_new_string(txt)));
             break;
         case FT_DIGITS: {
             char d[32];
@@ -561,7 +574,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 break;
             }
             d[n] = '\0';
-            put(out, f->name, json_object_new_string(d));
+            put(out, f->name, json_need(json_object_new_string(d)));
             break;
         }
         case FT_STATE: {
@@ -582,7 +595,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 break;
             }
             st[2] = '\0';
-            put(out, f->name, json_object_new_string(st));
+            put(out, f->name, json_need(json_object_new_string(st)));
             break;
         }
         case FT_ZIP: {
@@ -595,7 +608,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid zip code");
                 break;
             }
-            put(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_need(json_object_new_string(txt)));
             break;
         }
         case FT_PERCENT: {
@@ -605,7 +618,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "must be between 0 and 100, with at most 2 decimals");
                 break;
             }
-            put(out, f->name, json_object_new_string(norm));
+            put(out, f->name, json_need(json_object_new_string(norm)));
             break;
         }
         case FT_URL: {
@@ -618,7 +631,7 @@ static int validate(fl_arena *a, json_object *in, const fl_field *spec, json_obj
                 add_err(errs, a, prefix, f->name, "invalid", "is not a valid URL");
                 break;
             }
-            put(out, f->name, json_object_new_string(txt));
+            put(out, f->name, json_need(json_object_new_string(txt)));
             break;
         }
         case FT_OBJECT: {

@@ -88,6 +88,9 @@ int json_date_norm(const char *s, char out[11]);
 size_t json_utf8_chars(const char *s);
 /* s without the blanks, tabs and line ends at its ends, copied into a; NULL when out of memory. */
 const char *json_trim(fl_arena *a, const char *s);
+/* v, or the worker stops when it is NULL (json-c out of memory): for a value put into a
+ * document where a NULL member would mean "clear". */
+json_object *json_need(json_object *v);
 int json_base64_valid(const char *s, size_t *decoded_len);
 int json_email_valid(const char *s);
 

@@ -273,9 +273,9 @@ static int seal_pii(fl_req *r, json_object *doc)
             do
                 t--;
             while (t > plain && ((unsigned char) *t & 0xC0) == 0x80);
-        json_object_object_add(doc, "FedTaxNumLast4", json_object_new_string(t));
+        json_object_object_add(doc, "FedTaxNumLast4", json_need(json_object_new_string(t)));
     }
-    json_object_object_add(doc, "FedTaxNum", json_object_new_string(sealed));
+    json_object_object_add(doc, "FedTaxNum", json_need(json_object_new_string(sealed)));
     return 0;
 }
 
