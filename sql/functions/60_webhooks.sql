@@ -167,28 +167,28 @@ BEGIN
          ORDER BY x.ord
          LIMIT p_limit
            FOR UPDATE OF d SKIP LOCKED
-    ), claimed AS (
+    ), spent AS (
         -- A delivery whose lease ran out with no outcome recorded (its worker died on it, or
         -- could not reach the database) is claimed again; one that has reached 50 attempts so
         -- (past any retry schedule: ~21 in the default 3 days) is dead instead, so that a
         -- delivery that kills its worker every time is not sent for ever.
         UPDATE webhook_deliveries d
-           SET state = CASE WHEN d.state = 'delivering' AND d.attempts >= 50 THEN 'dead' ELSE 'delivering' END,
-               attempts = CASE WHEN d.state = 'delivering' AND d.attempts >= 50 THEN d.attempts
-                               ELSE d.attempts + 1 END,
-               last_error = CASE WHEN d.state = 'delivering' AND d.attempts >= 50
-                                 THEN 'no outcome recorded within the lease of attempt ' || d.attempts
-                                 ELSE d.last_error END,
+           SET state = 'dead', last_error = 'no outcome recorded within the lease of attempt ' || d.attempts
+         WHERE d.id = ANY (ARRAY(SELECT id FROM due)) AND d.state = 'delivering' AND d.attempts >= 50
+    ), claimed AS (
+        UPDATE webhook_deliveries d
+           SET state = 'delivering',
+               attempts = d.attempts + 1,
                next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
          WHERE d.id = ANY (ARRAY(SELECT id FROM due))    -- by key: the planner cannot size due
-        RETURNING d.id, d.event_id, d.subscription_id, d.url, d.attempts, d.state
+           AND NOT (d.state = 'delivering' AND d.attempts >= 50)
+        RETURNING d.id, d.event_id, d.subscription_id, d.url, d.attempts
     )
     SELECT c.id, c.event_id, e.type, e.family, c.url, e.payload::text, s.secret_enc,
            coalesce(s.signature, 'factorline'), c.attempts
       FROM claimed c
       JOIN events e ON e.id = c.event_id
-      LEFT JOIN webhook_subscriptions s ON s.id = c.subscription_id
-     WHERE c.state = 'delivering';
+      LEFT JOIN webhook_subscriptions s ON s.id = c.subscription_id;
 END
 $$;
 REVOKE ALL ON FUNCTION webhook_claim(int, int, int) FROM PUBLIC;

@@ -451,22 +451,21 @@ BEGIN
          LIMIT p_limit
            FOR UPDATE OF a SKIP LOCKED
     )
-    , claimed AS (
+    , spent AS (
         -- A fetch whose lease ran out on its third attempt (the worker that held it recorded
         -- no outcome: it died, or could not reach the database) fails here: a fetch is tried
         -- 3 times, whatever kept the outcomes from being recorded.
         UPDATE lead_attachments a
-           SET state = CASE WHEN a.state = 'fetching' AND a.attempts >= 3 THEN 'failed' ELSE 'fetching' END,
-               attempts = CASE WHEN a.state = 'fetching' AND a.attempts >= 3 THEN a.attempts
-                               ELSE a.attempts + 1 END,
-               error = CASE WHEN a.state = 'fetching' AND a.attempts >= 3
-                            THEN 'no outcome recorded within the lease of attempt ' || a.attempts
-                            ELSE a.error END,
+           SET state = 'failed', error = 'no outcome recorded within the lease of attempt ' || a.attempts
+         WHERE a.id = ANY (ARRAY(SELECT id FROM due)) AND a.state = 'fetching' AND a.attempts >= 3
+    ), claimed AS (
+        UPDATE lead_attachments a
+           SET state = 'fetching', attempts = a.attempts + 1,
                next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
-         WHERE a.id = ANY (ARRAY(SELECT id FROM due))
-        RETURNING a.id, a.source_url, a.attempts, a.state
+         WHERE a.id = ANY (ARRAY(SELECT id FROM due)) AND NOT (a.state = 'fetching' AND a.attempts >= 3)
+        RETURNING a.id, a.source_url, a.attempts
     )
-    SELECT c.id, c.source_url, c.attempts FROM claimed c WHERE c.state = 'fetching';
+    SELECT c.id, c.source_url, c.attempts FROM claimed c;
 END
 $$;
 REVOKE ALL ON FUNCTION attachment_claim(int, int, int) FROM PUBLIC;
