@@ -68,6 +68,13 @@ static int fail(char *err, size_t errsz, const char *msg)
     return -1;
 }
 
+int net_url_has_credentials(const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    return memchr(p, '@', strcspn(p, "/?#")) != NULL;
+}
+
 int net_url_check(const char *url, int allow_private, fl_url *out, char *err, size_t errsz)
 {
     const char *p;
@@ -84,7 +91,7 @@ int net_url_check(const char *url, int allow_private, fl_url *out, char *err, si
         return fail(err, errsz, "only http and https URLs are allowed");
     }
     size_t alen = strcspn(p, "/?#");
-    if (alen == 0 || memchr(p, '@', alen) != NULL)
+    if (alen == 0 || net_url_has_credentials(url))
         return fail(err, errsz, "the URL has no host, or carries credentials");
     for (const char *c = url; *c; c++)
         if ((unsigned char) *c <= 0x20 || *c == 0x7f || *c == '\\')

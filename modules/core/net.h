@@ -21,6 +21,8 @@ typedef struct fl_url {
  * the address it connects to with net_sockaddr_private (the worker does, in
  * curl's socket callback), which also defeats DNS rebinding.  0 and *out
  * filled, or -1 with a short reason in err. */
+/* Whether url's authority (after "scheme://", up to the path) carries user information. */
+int net_url_has_credentials(const char *url);
 int net_url_check(const char *url, int allow_private, fl_url *out, char *err, size_t errsz);
 /* 1 when the address is not publicly routable (see above), or not IPv4/IPv6. */
 int net_sockaddr_private(const struct sockaddr *sa);

@@ -330,8 +330,7 @@ static int attachment_url(fl_req *r)
     }
     /* credentials in the URL (user:password@host) would be stored in clear, where reporting
      * reads source_url: refused, as /webhook refuses them */
-    const char *au = str_field(doc, "attachment_url"), *auth = strstr(au, "://") + 3;
-    if (memchr(auth, '@', strcspn(auth, "/?#")) != NULL) {
+    if (net_url_has_credentials(str_field(doc, "attachment_url"))) {
         rc = serve_fail(r, 400, "attachment_url must be an http or https URL without credentials");
         goto out;
     }

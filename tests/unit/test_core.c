@@ -759,6 +759,12 @@ static void test_ssrf(void)
         if (rc == 0)
             fprintf(stderr, "not refused: %s\n", *p);
     }
+    /* credentials: before the host only (an @ in the path or query is none) */
+    CU_ASSERT(net_url_has_credentials("https://user:pw@files.example/a.pdf"));
+    CU_ASSERT(net_url_has_credentials("http://user@files.example"));
+    CU_ASSERT(!net_url_has_credentials("http://files.example/a@b.pdf?by=x@y"));
+    CU_ASSERT(!net_url_has_credentials("http://files.example#a@b"));
+    CU_ASSERT_EQUAL(net_url_check("https://user:pw@files.example/a.pdf", 1, &u, err, sizeof(err)), -1);
     /* allowed explicitly, as the dev and test stacks do */
     CU_ASSERT_EQUAL(net_url_check("http://127.0.0.1:9999/hook", 1, &u, err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(u.host, "127.0.0.1");
