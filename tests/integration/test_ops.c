@@ -41,12 +41,17 @@ static const char *ops_var(const char *name)
 
 /* ./factorline ARGS for stack s, stderr sent where stderr_to says (a shell redirection);
  * returns stdout, *st the exit status. */
+static const char *fl_cmdline(const stack *s, const char *args)
+{
+    return it_fmt("env -u DATABASE_URL FL_VAR='%s' FL_HTTP_PORT=%s FL_HTTPS_PORT=%s FL_WORKERS=1 "
+                  "FL_WORKERS_LEADS=2 FL_WEBHOOK_WORKERS=1 %s '%s/factorline' %s",
+                  s->var, it_env("FL_TEST_OPS_HTTP_PORT"), it_env("FL_TEST_OPS_HTTPS_PORT"), s->env,
+                  it_env("FL_TEST_ROOT"), args);
+}
+
 static const char *fl_run(const stack *s, const char *args, const char *stderr_to, int *st)
 {
-    return it_run(it_fmt("env -u DATABASE_URL FL_VAR='%s' FL_HTTP_PORT=%s FL_HTTPS_PORT=%s FL_WORKERS=1 "
-                         "FL_WORKERS_LEADS=2 FL_WEBHOOK_WORKERS=1 %s '%s/factorline' %s %s",
-                         s->var, it_env("FL_TEST_OPS_HTTP_PORT"), it_env("FL_TEST_OPS_HTTPS_PORT"), s->env,
-                         it_env("FL_TEST_ROOT"), args, stderr_to), st);
+    return it_run(it_fmt("%s %s", fl_cmdline(s, args), stderr_to), st);
 }
 
 /* stdout and stderr together: for messages. */
@@ -345,6 +350,40 @@ static void test_up_again(void)
     IT_CHECK(test_post(demo_cred(&own, "posting")) == 201, "the demo credential stopped working after up");
     it_resp *r = it_get(demo_cred(&own, "posting"), "/api_factor/get-invoice/?InvoiceIntegrationId=demo-inv-20212131");
     IT_STATUS(r, 200);
+}
+
+/* Two stack commands on one var/ at once: while an up runs, a down and a second up stop at
+ * once, name the up and change nothing; the up finishes as if alone. */
+static void test_one_command_at_a_time(void)
+{
+    const char *owner = it_fmt("%s/.lock.owner", own.var), *out_file = it_fmt("%s/up-bg.out", own.var);
+    unlink(owner);
+    int st;
+    it_run(it_fmt("(%s >'%s' 2>&1; echo \"exit $?\" >>'%s') </dev/null >/dev/null 2>&1 &", fl_cmdline(&own, "up"),
+                  out_file, out_file), &st);
+    const char *who = "";
+    for (int i = 0; i < 600 && strncmp(who, "factorline up (pid ", 19) != 0; i++) {
+        usleep(50 * 1000);
+        who = file_text(owner);
+    }
+    IT_CHECK(strncmp(who, "factorline up (pid ", 19) == 0, "the background up never took the lock: '%s'", who);
+    const char *running = it_fmt("%.*s is running on %s", (int) strcspn(who, "\n"), who, own.var);
+    const char *out = fl(&own, "down", &st);
+    IT_CHECK(st != 0 && strstr(out, running) != NULL, "down during an up: %d '%s' (wanted '%s')", st, out, running);
+    out = fl(&own, "up", &st);
+    IT_CHECK(st != 0 && strstr(out, running) != NULL, "up during an up: %d '%s'", st, out);
+    const char *bg = "";
+    for (int i = 0; i < 1200 && strstr(bg, "exit ") == NULL; i++) {
+        usleep(100 * 1000);
+        bg = file_text(out_file);
+    }
+    IT_CHECK(strstr(bg, "exit 0") != NULL && strstr(bg, "factorline: up: ") != NULL, "the background up: %s", bg);
+    IT_CHECK(test_post(demo_cred(&own, "posting")) == 201, "the stack does not answer after the up");
+    IT_CHECK(workers(&own, "posting") == 1 && workers(&own, "leads") == 2,
+             "after the up: posting %d workers, leads %d", workers(&own, "posting"), workers(&own, "leads"));
+    /* nothing the up started holds the lock: a command may run again */
+    it_run(it_fmt("flock -n '%s/.lock' true", own.var), &st);
+    IT_CHECK(st == 0, "the lock is still held after the up finished (%d)", st);
 }
 
 static void test_tenant_and_key(void)
@@ -1038,6 +1077,7 @@ int main(void)
     CU_add_test(s, "up on a fresh var/: cluster, credentials, demo data", test_up_fresh);
     CU_add_test(s, "status: every process, pool sizes", test_status_running);
     CU_add_test(s, "up again: every process restarted, credentials kept", test_up_again);
+    CU_add_test(s, "one command at a time: a down and an up during an up refused, naming it", test_one_command_at_a_time);
     CU_add_test(s, "tenant add, key add", test_tenant_and_key);
     CU_add_test(s, "webhook add, webhooks", test_webhook_commands);
     CU_add_test(s, "key rotate, limit, revoke", test_key_commands);
