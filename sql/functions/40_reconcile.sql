@@ -9,9 +9,12 @@
 --     (a duplicate payment is never re-routed by amount). Unknown number: go on with 2.
 --  2. MemoLine tokens (fl_memo_tokens: its words, punctuation inside kept, as "inv-1001" or
 --     "2021/0042", and their alphanumeric runs of >= 3 chars) equal to open invoice numbers, same
---     narrowing, applied in memo order; a run counts only when its word named no open invoice
---     ("INV-1001" pays invoice INV-1001, not also an invoice 1001); any ambiguous token makes
---     the line an exception.
+--     narrowing, applied in memo order; a run counts only when its word names no invoice, open
+--     or not ("INV-1001" pays invoice INV-1001, not also an invoice 1001, nor invoice 1001 in
+--     its place once INV-1001 is paid); any ambiguous token makes the line an exception. A memo
+--     whose tokens name invoices, none of them open: exception 'Invoice <token> not open' (as
+--     in 1, never re-routed by amount; until the twenty-fourth session such a line went on to
+--     a run of the word or to rule 3).
 --  3. Amount: the single open invoice of the payer's debtor (or of the ClientCode client) whose
 --     open balance equals A exactly. Two or more: exception 'Ambiguous amount <A>' (the payer is
 --     known, the invoice is not: a person decides).
@@ -390,13 +393,18 @@ BEGIN
 
     -- Lock every open invoice that a line names, in id order (no deadlock between batches).
     -- The MemoLines are split into tokens here, once (for a long memo that is most of the
-    -- line's cost), and the tokens that named an open invoice are kept per line for rule 2:
-    -- the others name nothing, so the line-by-line step does not look them up again. (The
-    -- count is there so that every row of "locked" is read, and locked, whatever the rest.)
+    -- line's cost), and the tokens that name an invoice, open or not, are kept per line for
+    -- rule 2: the others name nothing, so the line-by-line step does not look them up again.
+    -- (The count is there so that every row of "locked" is read, and locked, whatever the rest.)
     WITH mt AS MATERIALIZED (
         SELECT u.ordinality AS k, t.tok, t.wn, t.pn, t.parent
           FROM unnest(p_lines) WITH ORDINALITY u, fl_memo_tokens(u.memo_line) t
          WHERE u.memo_line IS NOT NULL
+    ), named AS MATERIALIZED (
+        SELECT DISTINCT i.invoice_number_norm AS num
+          FROM invoices i
+         WHERE i.tenant_id = v_tenant
+           AND i.invoice_number_norm = ANY (ARRAY(SELECT mt.tok FROM mt))
     ), locked AS MATERIALIZED (
         SELECT i.invoice_number_norm AS num
           FROM invoices i
@@ -415,7 +423,7 @@ BEGIN
       FROM (SELECT mt.k, jsonb_agg(jsonb_build_object('tok', mt.tok, 'wn', mt.wn, 'pn', mt.pn,
                                                       'parent', mt.parent)) AS toks
               FROM mt
-             WHERE mt.tok IN (SELECT locked.num FROM locked)
+             WHERE mt.tok IN (SELECT named.num FROM named)
              GROUP BY mt.k) h;
 
     -- Which lines qualify for the fast path now (InvoiceRefNumber naming exactly one open invoice
@@ -543,7 +551,10 @@ BEGIN
                          SELECT m.tok, array_agg(m.id ORDER BY m.id) AS ids,
                                 array_agg(m.debtor_id ORDER BY m.id) AS dids
                            FROM m
-                          WHERE m.parent IS NULL OR NOT EXISTS (SELECT 1 FROM m w WHERE w.tok = m.parent)
+                          WHERE m.parent IS NULL
+                             OR NOT EXISTS (SELECT 1 FROM invoices w
+                                             WHERE w.tenant_id = v_tenant AND w.invoice_number_norm = m.parent
+                                               AND (v_clients IS NULL OR w.client_id = ANY (v_clients)))
                           GROUP BY m.tok, m.wn, m.pn
                           ORDER BY m.wn, m.pn
                 LOOP
@@ -566,6 +577,24 @@ BEGIN
                     v_targets := coalesce(v_targets, '{}') || v_ids[1];
                 END LOOP;
                 v_by_number := v_targets IS NOT NULL;
+                -- A memo that names invoices, none of them open (paid or cancelled): as for
+                -- InvoiceRefNumber, a duplicate payment is never re-routed by amount.
+                IF v_targets IS NULL AND v_status IS NULL THEN
+                    SELECT 'Invoice ' || t.tok || ' not open' INTO v_reason
+                      FROM jsonb_to_recordset(v_memo -> k::text) AS t(tok text, wn bigint, pn bigint, parent text)
+                     WHERE EXISTS (SELECT 1 FROM invoices i
+                                    WHERE i.tenant_id = v_tenant AND i.invoice_number_norm = t.tok
+                                      AND (v_clients IS NULL OR i.client_id = ANY (v_clients)))
+                       AND (t.parent IS NULL
+                            OR NOT EXISTS (SELECT 1 FROM invoices w
+                                            WHERE w.tenant_id = v_tenant AND w.invoice_number_norm = t.parent
+                                              AND (v_clients IS NULL OR w.client_id = ANY (v_clients))))
+                     ORDER BY t.wn, t.pn
+                     LIMIT 1;
+                    IF FOUND THEN
+                        v_status := 'exception';
+                    END IF;
+                END IF;
             END IF;
 
             -- 3. Exact open balance for the payer's debtor (or the ClientCode client).

@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(85);
+SELECT plan(89);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -212,6 +212,28 @@ SELECT is(:'r10'::jsonb #> '{PaymentDetails,2,Applications,0}' ->> 'InvoiceInteg
           'the remitter''s one open invoice with the amount is paid');
 SELECT is((SELECT count(*) FROM debtor_accounts WHERE account_number = 'ACC-NEW'), 0::bigint,
           'a line applied by amount does not teach its AccountNumber');
+-- A memo naming an invoice that is no longer open: an exception, neither a run of its word
+-- (invoice 2002 for INV-2002) nor the payer's invoice with the amount (rule 3). The same
+-- batch closes INV-2002 first; INV-1001 was paid by B6, before this batch.
+SELECT posting_create_sched(:'t', '{"ClientKey":"C1","Amount":"80.00","PaymentMethod":"A","IntegrationBatchId":"S5","InvoiceArray":[
+  {"DebtorKey":"D1","InvoiceNumber":"INV-2002","InvoiceAr":"40.00","InvoiceIntegrationId":"IN1"},
+  {"DebtorKey":"D1","InvoiceNumber":"2002","InvoiceAr":"40.00","InvoiceIntegrationId":"IN2"}]}') IS NOT NULL AS x \gset
+SELECT posting_post_payments(:'t', '{"BatchReference":"B11","BatchTotal":"160.00","RequestHash":"rh11","PaymentDetails":[
+  {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","InvoiceRefNumber":"INV-2002"},
+  {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","MemoLine":"Payment #INV-2002","RemitterName":"Alpha Foods Inc"},
+  {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","MemoLine":"again INV-1001","RemitterName":"Alpha Foods Inc"},
+  {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","MemoLine":"INV-1001 2002","RemitterName":"Alpha Foods Inc"}]}') AS r11 \gset
+SELECT is(ARRAY(SELECT e ->> 'Status' || ' ' || coalesce(e ->> 'ExceptionReason', '-')
+                  FROM jsonb_array_elements(:'r11'::jsonb -> 'PaymentDetails') e),
+          '{"applied -","exception Invoice inv-2002 not open","exception Invoice inv-1001 not open","applied -"}'::text[],
+          'memos naming only invoices no longer open: exceptions; a memo naming an open one as well pays it');
+SELECT is(:'r11'::jsonb #> '{PaymentDetails,3,Applications,0}' ->> 'InvoiceIntegrationId', 'IN2',
+          'the open invoice a memo names (2002) is paid, by its own word');
+SELECT is((SELECT count(*) FROM payment_applications a JOIN payment_lines l ON l.id = a.line_id
+             JOIN payment_batches b ON b.id = l.batch_id WHERE b.batch_reference = 'B11'),
+          2::bigint, 'the two exceptions apply nothing');
+SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'B11'))::text, :'r11',
+          'the answer is what was stored');
 RESET ROLE;
 
 -- A DBA re-running reconciliation (as the owner) changes nothing.
