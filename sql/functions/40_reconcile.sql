@@ -19,7 +19,8 @@
 --     open balance equals A exactly. Two or more: exception 'Ambiguous amount <A>' (the payer is
 --     known, the invoice is not: a person decides).
 -- Applying takes min(remaining, open_balance) per invoice; the rest stays unapplied ('partial').
--- Lines applied by invoice number teach debtor_accounts the payer's AccountNumber.
+-- Lines applied by invoice number teach debtor_accounts the payer's AccountNumber (unless another
+-- transaction is teaching it the same pair at that moment: fl_learn_lock).
 -- Only 'pending' lines are processed: running it again changes nothing.
 --
 -- fl_reconcile_lines(tenant, lines, insert) does the work on lines given as payment_lines rows in line
@@ -88,6 +89,21 @@ END
 $$;
 REVOKE ALL ON FUNCTION fl_payer_debtors(uuid, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fl_payer_debtors(uuid, text, text) TO fl_api, fl_report;
+
+-- Whether this transaction may learn (p_account, p_debtor) into debtor_accounts now: no other
+-- transaction is learning the same pair (a transaction-level advisory lock, tried, never waited
+-- for). When one is, it records the pair (or, rolled back, a later payment does) and this one
+-- leaves it, so that a batch never waits for another's uncommitted row: two batches paying by
+-- number that learned two new accounts in opposite orders waited for each other, and
+-- PostgreSQL cancelled one (40P01; until the twenty-fourth session).
+CREATE OR REPLACE FUNCTION fl_learn_lock(p_tenant uuid, p_debtor uuid, p_account text) RETURNS boolean
+    LANGUAGE sql VOLATILE
+AS $$
+    SELECT pg_try_advisory_xact_lock(hashtextextended(p_tenant::text || '/account/' || p_debtor::text
+                                                      || '/' || p_account, 0))
+$$;
+REVOKE ALL ON FUNCTION fl_learn_lock(uuid, uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fl_learn_lock(uuid, uuid, text) TO fl_api;
 
 -- The tokens of a MemoLine that may be invoice numbers, lower-case, each once (its first place),
 -- in memo order (wn: word, pn: 0 for the word itself, else its n-th alphanumeric run; a token
@@ -230,6 +246,7 @@ BEGIN
         SELECT v_tenant, s.did, s.acct
           FROM (SELECT DISTINCT ap.did, ap.acct, ap.x_batch FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL) s
          WHERE NOT EXISTS (SELECT 1 FROM payment_batches b WHERE b.id = s.x_batch AND b.account_number = s.acct)
+           AND fl_learn_lock(v_tenant, s.did, s.acct)
         ON CONFLICT DO NOTHING
     ), per_inv AS (
         SELECT inv, (array_agg(tid))[1] AS tid, (array_agg(xid))[1] AS xid, sum(amt) AS tot,
@@ -668,6 +685,7 @@ BEGIN
                        AND NOT EXISTS (SELECT 1 FROM payment_batches b
                                         WHERE b.id = l.batch_id AND b.account_number = l.account_number)
                     HAVING count(DISTINCT upd.debtor_id) = 1
+                       AND fl_learn_lock(v_tenant, (array_agg(upd.debtor_id))[1], l.account_number)
                     ON CONFLICT DO NOTHING
                 )
                 SELECT coalesce(sum(upd.amt), 0),

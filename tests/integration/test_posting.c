@@ -1715,6 +1715,59 @@ static void test_reconcile_deadlock(void)
     IT_STREQ(balance(A, i2), "180.00");
 }
 
+/* Two batches learning the same payer's account at once: the second does not wait for the
+ * first's uncommitted row (fl_learn_lock), so batches paying by number never wait for each
+ * other there (two that learned two new accounts in opposite orders deadlocked: 40P01). The
+ * test's own transaction plays the first batch: it holds the two pairs' learn locks and has
+ * inserted their rows, uncommitted. Line 1 learns on the fast path, line 2 (by its memo) on
+ * the line-by-line one. */
+static void test_reconcile_learn_no_wait(void)
+{
+    const char *ck = it_uniq("LN"), *dk = it_uniq("LND"), *n1 = it_uniq("LNA"), *n2 = it_uniq("LNB");
+    const char *i1 = it_uniq("IID"), *i2 = it_uniq("IID"), *ref = it_uniq("LNR");
+    const char *acc1 = it_uniq("ACC"), *acc2 = it_uniq("ACC");
+    mk_client(A, ck);
+    mk_debtor(A, ck, dk, it_fmt("Payer %s", dk));
+    IT_STATUS(sched(A, ck, it_uniq("SB"), "300.00",
+                    J("%s,%s", inv(dk, n1, "100.00", i1), inv(dk, n2, "200.00", i2))), 201);
+    const char *tenant = IT_Q("SELECT tenant_id::text FROM clients WHERE client_key = $1", ck);
+    const char *debtor = IT_Q("SELECT id::text FROM debtors WHERE debtor_key = $1", dk);
+    const char *body = batch(ref, "30.00", J("%s,%s", line("10.00", n1, NULL, NULL, acc1, NULL),
+                                              line("20.00", NULL, it_fmt("inv %s", n2), NULL, acc2, NULL)));
+    IT_Q0("BEGIN");
+    const char *acc[2] = { acc1, acc2 };
+    for (int i = 0; i < 2; i++) {
+        IT_STREQ(IT_Q("SELECT fl_learn_lock($1::uuid, $2::uuid, $3)::text", tenant, debtor, acc[i]), "true");
+        IT_Q("INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number) VALUES ($1::uuid, $2::uuid, $3) "
+             "RETURNING 1", tenant, debtor, acc[i]);
+    }
+    it_async p = pay_start(A, body);
+    int stored = 0, waited = 0;
+    for (double t0 = it_now(); !stored && !waited && it_now() - t0 < 10.0; it_sleep(0.02)) {
+        IT_Q0("SELECT pg_stat_clear_snapshot()");
+        const char *nb = IT_Q("SELECT count(*)::text FROM payment_batches WHERE batch_reference = $1", ref);
+        const char *nw = IT_Q("SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'fl-posting' "
+                              "AND wait_event_type = 'Lock'");
+        stored = nb != NULL && strcmp(nb, "1") == 0;
+        waited = nw != NULL && strcmp(nw, "0") != 0;
+    }
+    IT_CHECK(stored && !waited, "the batch %s while another transaction learned its accounts",
+             waited ? "waited" : "was not stored within 10 s");
+    IT_Q0("COMMIT");
+    double done_at = 0;
+    char rid[64] = "";
+    const char *answer;
+    long status = it_async_collect(p, &done_at, rid, &answer);
+    IT_CHECK(status == 201, "the batch: %ld %s", status, answer);
+    IT_CHECK(strstr(answer, "\"Status\":\"partial\"") == NULL && strstr(answer, "\"Status\":\"exception\"") == NULL,
+             "both lines applied: %s", answer);
+    IT_STREQ(balance(A, i1), "90.00");
+    IT_STREQ(balance(A, i2), "180.00");
+    for (int i = 0; i < 2; i++)
+        IT_STREQ(IT_Q("SELECT count(*)::text FROM debtor_accounts WHERE tenant_id = $1::uuid AND account_number = $2",
+                      tenant, acc[i]), "1");
+}
+
 static void test_reconcile_concurrent(void)
 {
     concurrent_round(0.5);
@@ -2335,7 +2388,8 @@ static const test t_reconcile[] = {
     { "memo line naming two invoices", test_reconcile_memo_two_invoices },
     { "ambiguous invoice number, resolved by ClientCode", test_reconcile_ambiguous },
     { "a batch paying invoices another transaction is paying", test_reconcile_concurrent },
-    { "a batch in a deadlock with a DBA's transaction: 503, nothing stored, then applied", test_reconcile_deadlock }, { NULL, NULL } };
+    { "a batch in a deadlock with a DBA's transaction: 503, nothing stored, then applied", test_reconcile_deadlock },
+    { "a batch learning an account another transaction is learning does not wait for it", test_reconcile_learn_no_wait }, { NULL, NULL } };
 static const test t_tenants[] = {
     { "tenant b sees and touches nothing of a", test_tenant_isolation }, { NULL, NULL } };
 static const test t_ops[] = {
