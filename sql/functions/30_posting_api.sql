@@ -547,7 +547,7 @@ BEGIN
             DETAIL = format('BatchReference %s was already posted with a different body.', v_ref);
     END IF;
 
-    IF v_total IS NULL OR v_total <= 0 THEN
+    IF v_total IS NULL OR v_total <= 0 OR v_total = 'NaN' THEN     -- NaN: > 0 and = itself in PostgreSQL
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid batchTotal';
     END IF;
     IF jsonb_typeof(v_lines) IS DISTINCT FROM 'array' OR jsonb_array_length(v_lines) = 0 THEN
@@ -565,7 +565,7 @@ BEGIN
         OR fl_txt(e, 'PaymentDate') IS NULL
         OR fl_txt(e, 'PaymentType') IS NULL
         OR upper(fl_txt(e, 'PaymentType')) NOT IN ('ACH', 'CHECK', 'WIRE')
-        OR coalesce(fl_txt(e, 'Amount')::numeric, 0) <= 0
+        OR NOT coalesce(fl_txt(e, 'Amount')::numeric BETWEEN 0.01 AND 9999999999999999.99, false)   -- NaN, Infinity
      ORDER BY n LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = v_bad;

@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(89);
+SELECT plan(91);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -135,6 +135,14 @@ SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B
                    "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"-1.00"},
                                      {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"2.00"}]}')$$, :'t'),
                  'FL400', 'Invalid Amount', 'a line amount must be positive');
+-- The API's parser refuses these; a caller of the function in SQL gets the same answers.
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B3","BatchTotal":"NaN",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"NaN","InvoiceRefNumber":"106"}]}')$$, :'t'),
+                 'FL400', 'Invalid batchTotal', 'BatchTotal NaN (greater than every number in PostgreSQL) is refused');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B3","BatchTotal":"60.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"NaN","InvoiceRefNumber":"106"},
+                                     {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"Infinity"}]}')$$, :'t'),
+                 'FL400', 'Invalid Amount', 'a line amount NaN or Infinity is refused');
 SELECT is((SELECT count(*) FROM events WHERE type = 'payment_batch.posted'), 5::bigint, 'payment_batch.posted events (B1, B2, B7-B9)');
 SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'B1'))::text, :'r1',
           'the answer is the batch read back (fl_batch_json), byte for byte');
