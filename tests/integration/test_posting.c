@@ -946,6 +946,27 @@ static void test_vendor(void)
     r = sched(A, ck, sb, "10.00", inv(vk, it_uniq("N"), "10.00", it_uniq("IID")));
     IT_STATUS(r, 400);
     IT_MESSAGE(r, it_fmt("400 Bad Request Invalid DebtorKey %s", vk));
+
+    /* one master record per DebtorKey (docs/posting.md): a debtor of another client made a
+     * vendor here with a new name and address renames it for both clients */
+    const char *ck2 = it_uniq("VC"), *dk = it_uniq("VD");
+    mk_client(A, ck2);
+    mk_debtor(A, ck2, dk, "Shared Freight");
+    r = it_post(A, "/api_factor/create-vendor/",
+                J("{'ClientKey':'%s','DebtorKey':'%s','Name':'Shared Freight LLC','City':'Tulsa'}", ck, dk));
+    IT_STATUS(r, 201);
+    r = it_get(A, it_fmt("/api_factor/get-client-debtor/?clientkey=%s&debtorkey=%s", ck2, dk));
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "Name", "Shared Freight LLC");
+    IT_JSTR(r->json, "City", "Tulsa");
+    r = it_get(A, it_fmt("/api_factor/get-debtor-master/?debtorkey=%s", dk));
+    IT_STATUS(r, 200);
+    IT_JSTR(r->json, "Name", "Shared Freight LLC");
+    /* still a debtor of the first client (a schedule bills it), a vendor of this one */
+    IT_STATUS(sched(A, ck2, it_uniq("SV"), "10.00", inv(dk, it_uniq("N"), "10.00", it_uniq("IID"))), 201);
+    r = sched(A, ck, it_uniq("SV"), "10.00", inv(dk, it_uniq("N"), "10.00", it_uniq("IID")));
+    IT_STATUS(r, 400);
+    IT_MESSAGE(r, it_fmt("400 Bad Request Invalid DebtorKey %s", dk));
 }
 
 /* ------------------------------------------------------------- schedules --- */
