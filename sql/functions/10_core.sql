@@ -24,8 +24,9 @@ DECLARE
     v_id uuid;
     v_con text;
 BEGIN
-    IF p_name IS NULL OR btrim(p_name) = '' THEN
-        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid tenant name';
+    IF p_name IS NULL OR btrim(p_name) = '' OR p_name ~ '^[[:space:]]|[[:space:]]$|[[:cntrl:]]' THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid tenant name',
+            DETAIL = 'A tenant name is not blank, has no control characters and no space at either end.';
     END IF;
     IF p_factor_id IS NULL OR btrim(p_factor_id) = '' OR length(p_factor_id) > 64 THEN
         RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid FactorID',

@@ -31,6 +31,16 @@ AS $$
 DECLARE
     v_id uuid;
 BEGIN
+    -- NaN passes "> 0" (it sorts above every number) and would lift the limit; under a
+    -- millionth the workers' six decimals read 0, a bucket that never fills again
+    IF p_rate IS NOT NULL AND NOT coalesce(p_rate BETWEEN 0.000001 AND 1000000, false) THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid rate',
+            DETAIL = 'A rate is 0.000001 to 1000000 requests a second (or --unlimited).';
+    END IF;
+    IF p_burst IS NOT NULL AND NOT p_burst BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'FL400', MESSAGE = 'Invalid burst',
+            DETAIL = 'A burst is 1 to 1000000 requests.';
+    END IF;
     UPDATE credentials SET rate_per_sec = p_rate, burst = coalesce(p_burst, burst)
      WHERE family = p_family AND public_id = p_public_id AND revoked_at IS NULL
     RETURNING id INTO v_id;

@@ -460,6 +460,33 @@ static void test_webhook_commands(void)
     IT_CHECK(st != 0, "an ftp:// subscription was taken: %s", out);
     out = fl(&own, it_fmt("webhook add --tenant %s --family posting", name), &st);
     IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "webhook add without --url: %d %s", st, out);
+    /* the URL rules of the API and the worker (docs/webhooks.md): no credentials; no private
+     * address unless FL_WEBHOOK_ALLOW_PRIVATE=1, which the script sets as up does */
+    const char *nsubs = it_fmt("psql -XAtc \"SELECT count(*) FROM webhook_subscriptions s JOIN tenants t ON "
+                               "t.id = s.tenant_id WHERE t.name = '%s'\"", name);
+    out = fl(&own, it_fmt("webhook add --tenant %s --family posting --url https://user:pw@hooks.example.com/x", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "--url refused") != NULL, "a URL with credentials: %d %s", st, out);
+    stack strict = own;
+    strict.env = it_fmt("%s FL_WEBHOOK_ALLOW_PRIVATE=0", own.env);
+    out = fl(&strict, it_fmt("webhook add --tenant %s --family posting --url http://127.0.0.1:9/x", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "--url refused") != NULL, "a private address, not allowed: %d %s", st, out);
+    out = fl(&own, it_fmt("webhook add --tenant %s --family posting --url https://hooks.example.com/x --events ''", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "empty name") != NULL, "--events '': %d %s", st, out);
+    out = fl(&own, it_fmt("webhook add --tenant %s --family posting --url https://hooks.example.com/x --events a,,b", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "empty name") != NULL, "--events a,,b: %d %s", st, out);
+    out = fl(&own, it_fmt("webhook add --tenant %s --family posting --url https://hooks.example.com/x --evnets a", name), &st);
+    IT_CHECK(st != 0 && strstr(out, "unknown option --evnets") != NULL, "--evnets: %d %s", st, out);
+    /* a secret that cannot be written out: no subscription made */
+    out = fl_run(&own, it_fmt("webhook add --tenant %s --family posting --url https://hooks.example.com/x", name),
+                 "2>&1 >/dev/full", &st);
+    IT_CHECK(st != 0 && strstr(out, "could not be written out") != NULL, "webhook add >/dev/full: %d %s", st, out);
+    IT_STREQ(fl_out(&own, nsubs, &st), "1\n");     /* the first one above */
+    /* an event named NULL is a name, not SQL's NULL in the array (which matched nothing) */
+    out = fl_out(&own, it_fmt("webhook add --tenant %s --family posting --url https://hooks.example.com/n "
+                              "--events NULL,client.upserted", name), &st);
+    IT_CHECK(st == 0, "webhook add --events NULL,client.upserted: %d %s", st, out);
+    IT_STREQ(fl_out(&own, "psql -XAtc \"SELECT event_types::text FROM webhook_subscriptions "
+                          "WHERE url = 'https://hooks.example.com/n'\"", &st), "{\"NULL\",client.upserted}\n");
 
     const it_cred *c = it_cred_parse(fl_out(&own, it_fmt("key add --tenant %s --family posting", name), &st));
     IT_CHECK(c != NULL, "key add for %s failed", name);
@@ -515,6 +542,18 @@ static void test_key_commands(void)
         IT_CHECK(status_until(old, "POST", "/api_factor/test-post/", "{\"TestValue\":\"ops\"}", 401, 6.0),
                  "the old secret still authenticates 6 s after key rotate");
     }
+    /* a secret that cannot be written out (a full disk): nothing changes, the secret in use
+     * keeps working (a rotation used to commit, leaving nobody with the new secret) */
+    const char *nkeys = it_fmt("psql -XAtc \"SELECT count(*) FROM credentials c JOIN tenants t ON t.id = c.tenant_id "
+                               "WHERE t.name = '%s'\"", name);
+    const char *keys_before = fl_out(&own, nkeys, &st);
+    out = fl_run(&own, it_fmt("key rotate --family posting --public-id '%s'", sys), "2>&1 >/dev/full", &st);
+    IT_CHECK(st != 0 && strstr(out, "could not be written out") != NULL, "key rotate >/dev/full: %d %s", st, out);
+    if (c != NULL)
+        IT_CHECK(test_post(c) == 201, "the secret in use stopped working after a rotation that failed");
+    out = fl_run(&own, it_fmt("key add --tenant %s --family posting", name), "2>&1 >/dev/full", &st);
+    IT_CHECK(st != 0 && strstr(out, "could not be written out") != NULL, "key add >/dev/full: %d %s", st, out);
+    IT_STREQ(fl_out(&own, nkeys, &st), keys_before);
     out = fl(&own, "key rotate --family posting", &st);
     IT_CHECK(st != 0 && strstr(out, "usage") != NULL, "key rotate without --public-id: %d %s", st, out);
     out = fl(&own, "key rotate --family posting --public-id no-such-key", &st);
@@ -537,6 +576,26 @@ static void test_key_commands(void)
     IT_CHECK(free_run == 10, "still limited 8 s after key limit --unlimited");
     out = fl(&own, "key limit --family leads --public-id nope --unlimited", &st);
     IT_CHECK(st != 0, "key limit of an unknown key: %d %s", st, out);
+    /* rates that are no limit (NaN sorts above every number), or none the workers can keep
+     * (under a millionth reads 0), bursts out of range, mistyped options: refused, and the
+     * key stays unlimited */
+    static const char *const bad_limits[][2] = {
+        { "--rate NaN", "Invalid rate" }, { "--rate Infinity", "Invalid rate" },
+        { "--rate 0.0000001", "Invalid rate" }, { "--rate 0", "Invalid rate" },
+        { "--rate 5 --burst 0", "Invalid burst" }, { "--rate 5 --brust 10", "unknown option --brust" },
+        { "--rate --burst 5", "--rate lacks its value" }, { "--unlimited --burst 5", "usage" },
+    };
+    for (size_t i = 0; i < sizeof(bad_limits) / sizeof(bad_limits[0]); i++) {
+        out = fl(&own, it_fmt("key limit --family leads --public-id '%s' %s", pub, bad_limits[i][0]), &st);
+        IT_CHECK(st != 0 && strstr(out, bad_limits[i][1]) != NULL, "key limit %s: %d %s", bad_limits[i][0], st, out);
+    }
+    IT_STREQ(fl_out(&own, it_fmt("psql -XAtc \"SELECT rate_per_sec IS NULL FROM credentials WHERE family = 'leads' "
+                                 "AND public_id = '%s'\"", pub), &st), "t\n");
+    /* tenant names: no control characters, no space at either end */
+    out = fl(&own, "tenant add \"$(printf 'acme\\tco')\"", &st);
+    IT_CHECK(st != 0 && strstr(out, "Invalid tenant name") != NULL, "a tenant name with a tab: %d %s", st, out);
+    out = fl(&own, "tenant add 'acme '", &st);
+    IT_CHECK(st != 0 && strstr(out, "Invalid tenant name") != NULL, "a tenant name ending in a space: %d %s", st, out);
     out = fl(&own, it_fmt("key revoke --family leads --public-id '%s'", pub), &st);
     IT_CHECK(st == 0 && strcmp(out, "revoked\n") == 0, "key revoke: %d %s", st, out);
     IT_CHECK(status_until(l, "GET", "/deal_status/none", NULL, 401, 6.0), "the revoked key works 6 s after key revoke");
