@@ -59,12 +59,14 @@ typedef struct sub {
     const char *id, *secret;
 } sub;
 
-/* fl-admin webhook add; extra: more options (--events, --signature), or "". */
+/* fl-admin webhook add; extra: more options (--events, --signature), or "". Private addresses
+ * allowed, as `./factorline webhook add` allows them for the stacks it starts (the receivers
+ * run on 127.0.0.1; the SSRF tests below run a worker that refuses them). */
 static sub subscribe(const char *tenant_name, const char *family, const char *url, const char *extra)
 {
     sub s = { NULL, NULL };
     int st;
-    const char *out = it_run(it_fmt("FL_DATA_KEY_FILE='%s' '%s' webhook add --tenant '%s' --family %s "
+    const char *out = it_run(it_fmt("FL_WEBHOOK_ALLOW_PRIVATE=1 FL_DATA_KEY_FILE='%s' '%s' webhook add --tenant '%s' --family %s "
                                     "--url '%s' --name test %s",
                                     it_env("FL_TEST_DATA_KEY"), it_env("FL_TEST_ADMIN"), tenant_name,
                                     family, url, extra), &st);
