@@ -386,6 +386,17 @@ static void test_one_command_at_a_time(void)
     IT_CHECK(st == 0, "the lock is still held after the up finished (%d)", st);
 }
 
+/* A stack's directory with a blank in its path: refused at once, nothing made (up used to stop
+ * at PostgreSQL's start with the cluster made). */
+static void test_blank_in_path(void)
+{
+    stack blank = { "blank", ops_var("with blank"), "", NULL };
+    int st;
+    const char *out = fl(&blank, "up", &st);
+    IT_CHECK(st != 0 && strstr(out, "a blank in the path") != NULL, "up in '%s': %d %s", blank.var, st, out);
+    IT_CHECK(!file_exists(blank.var), "up in '%s' made the directory", blank.var);
+}
+
 static void test_tenant_and_key(void)
 {
     int st;
@@ -1137,6 +1148,7 @@ int main(void)
     CU_add_test(s, "status: every process, pool sizes", test_status_running);
     CU_add_test(s, "up again: every process restarted, credentials kept", test_up_again);
     CU_add_test(s, "one command at a time: a down and an up during an up refused, naming it", test_one_command_at_a_time);
+    CU_add_test(s, "a blank in the stack's path: refused at once, nothing made", test_blank_in_path);
     CU_add_test(s, "tenant add, key add", test_tenant_and_key);
     CU_add_test(s, "webhook add, webhooks", test_webhook_commands);
     CU_add_test(s, "key rotate, limit, revoke", test_key_commands);
