@@ -216,11 +216,11 @@ static void test_up_fresh(void)
     IT_CHECK(strstr(out, "credentials written to") != NULL, "up did not write credentials: %s", out);
     IT_CHECK(file_exists(it_fmt("%s/pg/data/PG_VERSION", own.var)), "no PostgreSQL cluster under %s/pg",
              own.var);
-    IT_CHECK(file_exists(it_fmt("%s/pg/run/.s.PGSQL.5432", own.var)), "no PostgreSQL socket in %s/pg/run", own.var);
+    IT_CHECK(file_exists(it_fmt("%s/run/pg/.s.PGSQL.5432", own.var)), "no PostgreSQL socket in %s/run/pg", own.var);
     /* root's pid files, sockets and logs are in directories root owns (the postgres account
      * cannot put a link where root writes); PostgreSQL has its own socket directory */
     if (getuid() == 0) {
-        const char *owners = it_run(it_fmt("stat -c '%%U %%a' '%s/run' '%s/log' '%s/pg/run' '%s/log/postgresql.log'",
+        const char *owners = it_run(it_fmt("stat -c '%%U %%a' '%s/run' '%s/log' '%s/run/pg' '%s/log/postgresql.log'",
                                            own.var, own.var, own.var, own.var), NULL);
         IT_STREQ(owners, "root 755\nroot 755\npostgres 700\npostgres 600\n");
     }
