@@ -12,9 +12,9 @@
 --     narrowing, applied in memo order; a run counts only when its word names no invoice, open
 --     or not ("INV-1001" pays invoice INV-1001, not also an invoice 1001, nor invoice 1001 in
 --     its place once INV-1001 is paid); any ambiguous token makes the line an exception. A memo
---     whose tokens name invoices, none of them open: exception 'Invoice <token> not open' (as
---     in 1, never re-routed by amount; until the twenty-fourth session such a line went on to
---     a run of the word or to rule 3).
+--     whose tokens name invoices of the payer's debtor (else of the ClientCode client), none of
+--     them open: exception 'Invoice <token> not open' (as in 1, never re-routed by amount;
+--     until the twenty-fourth session such a line went on to a run of the word or to rule 3).
 --  3. Amount: the single open invoice of the payer's debtor (or of the ClientCode client) whose
 --     open balance equals A exactly. Two or more: exception 'Ambiguous amount <A>' (the payer is
 --     known, the invoice is not: a person decides).
@@ -90,17 +90,28 @@ $$;
 REVOKE ALL ON FUNCTION fl_payer_debtors(uuid, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fl_payer_debtors(uuid, text, text) TO fl_api, fl_report;
 
--- Whether this transaction may learn (p_account, p_debtor) into debtor_accounts now: no other
--- transaction is learning the same pair (a transaction-level advisory lock, tried, never waited
--- for). When one is, it records the pair (or, rolled back, a later payment does) and this one
--- leaves it, so that a batch never waits for another's uncommitted row: two batches paying by
--- number that learned two new accounts in opposite orders waited for each other, and
--- PostgreSQL cancelled one (40P01; until the twenty-fourth session).
+-- Whether this transaction may learn a new (p_account, p_debtor) into debtor_accounts now: no
+-- other transaction is learning the same pair (a transaction-level advisory lock, tried, never
+-- waited for). When one is, it records the pair (or, rolled back, a later payment does) and
+-- this one leaves it, so that a batch never waits for another's uncommitted row: two batches
+-- paying by number that learned two new accounts in opposite orders waited for each other, and
+-- PostgreSQL cancelled one (40P01; until the twenty-fourth session). Called only for pairs not
+-- yet known. At most 256 such locks a transaction (advisory locks share PostgreSQL's lock
+-- table: a first bank file of 10,000 new payers must not fill it); past that the pair is
+-- learned without one, and may wait as before (counted in fl.learn_locks, for the transaction).
 CREATE OR REPLACE FUNCTION fl_learn_lock(p_tenant uuid, p_debtor uuid, p_account text) RETURNS boolean
-    LANGUAGE sql VOLATILE
+    LANGUAGE plpgsql VOLATILE
 AS $$
-    SELECT pg_try_advisory_xact_lock(hashtextextended(p_tenant::text || '/account/' || p_debtor::text
-                                                      || '/' || p_account, 0))
+DECLARE
+    n int := coalesce(nullif(current_setting('fl.learn_locks', true), ''), '0')::int;
+BEGIN
+    IF n >= 256 THEN
+        RETURN true;
+    END IF;
+    PERFORM set_config('fl.learn_locks', (n + 1)::text, true);
+    RETURN pg_try_advisory_xact_lock(hashtextextended(p_tenant::text || '/account/' || p_debtor::text
+                                                      || '/' || p_account, 0));
+END
 $$;
 REVOKE ALL ON FUNCTION fl_learn_lock(uuid, uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fl_learn_lock(uuid, uuid, text) TO fl_api;
@@ -245,8 +256,12 @@ BEGIN
         INSERT INTO debtor_accounts (tenant_id, debtor_id, account_number)
         SELECT v_tenant, s.did, s.acct
           FROM (SELECT DISTINCT ap.did, ap.acct, ap.x_batch FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL) s
-         WHERE NOT EXISTS (SELECT 1 FROM payment_batches b WHERE b.id = s.x_batch AND b.account_number = s.acct)
-           AND fl_learn_lock(v_tenant, s.did, s.acct)
+         -- a CASE, so that the lock is tried last, and only for a pair to insert
+         WHERE CASE WHEN EXISTS (SELECT 1 FROM payment_batches b WHERE b.id = s.x_batch AND b.account_number = s.acct)
+                      OR EXISTS (SELECT 1 FROM debtor_accounts k
+                                  WHERE k.tenant_id = v_tenant AND k.account_number = s.acct AND k.debtor_id = s.did)
+                    THEN false
+                    ELSE fl_learn_lock(v_tenant, s.did, s.acct) END
         ON CONFLICT DO NOTHING
     ), per_inv AS (
         SELECT inv, (array_agg(tid))[1] AS tid, (array_agg(xid))[1] AS xid, sum(amt) AS tot,
@@ -418,10 +433,9 @@ BEGIN
           FROM unnest(p_lines) WITH ORDINALITY u, fl_memo_tokens(u.memo_line) t
          WHERE u.memo_line IS NOT NULL
     ), named AS MATERIALIZED (
-        SELECT DISTINCT i.invoice_number_norm AS num
-          FROM invoices i
-         WHERE i.tenant_id = v_tenant
-           AND i.invoice_number_norm = ANY (ARRAY(SELECT mt.tok FROM mt))
+        SELECT t.tok AS num
+          FROM (SELECT DISTINCT mt.tok FROM mt) t
+         WHERE EXISTS (SELECT 1 FROM invoices i WHERE i.tenant_id = v_tenant AND i.invoice_number_norm = t.tok)
     ), locked AS MATERIALIZED (
         SELECT i.invoice_number_norm AS num
           FROM invoices i
@@ -594,14 +608,22 @@ BEGIN
                     v_targets := coalesce(v_targets, '{}') || v_ids[1];
                 END LOOP;
                 v_by_number := v_targets IS NOT NULL;
-                -- A memo that names invoices, none of them open (paid or cancelled): as for
-                -- InvoiceRefNumber, a duplicate payment is never re-routed by amount.
+                -- A memo that names invoices of the payer (of the ClientCode client when the
+                -- payer is not known), none of them open (paid or cancelled): as for
+                -- InvoiceRefNumber, a duplicate payment is never re-routed by amount. Closed
+                -- invoices of others do not count (a check number, a year in the memo).
                 IF v_targets IS NULL AND v_status IS NULL THEN
+                    IF NOT v_dset_done THEN
+                        v_debtors := fl_payer_debtors(v_tenant, l.account_number, l.remitter_name);
+                        v_dset_done := true;
+                    END IF;
                     SELECT 'Invoice ' || t.tok || ' not open' INTO v_reason
                       FROM jsonb_to_recordset(v_memo -> k::text) AS t(tok text, wn bigint, pn bigint, parent text)
                      WHERE EXISTS (SELECT 1 FROM invoices i
                                     WHERE i.tenant_id = v_tenant AND i.invoice_number_norm = t.tok
-                                      AND (v_clients IS NULL OR i.client_id = ANY (v_clients)))
+                                      AND (v_clients IS NULL OR i.client_id = ANY (v_clients))
+                                      AND CASE WHEN v_debtors IS NOT NULL THEN i.debtor_id = ANY (v_debtors)
+                                               ELSE v_clients IS NOT NULL END)
                        AND (t.parent IS NULL
                             OR NOT EXISTS (SELECT 1 FROM invoices w
                                             WHERE w.tenant_id = v_tenant AND w.invoice_number_norm = t.parent
@@ -685,7 +707,11 @@ BEGIN
                        AND NOT EXISTS (SELECT 1 FROM payment_batches b
                                         WHERE b.id = l.batch_id AND b.account_number = l.account_number)
                     HAVING count(DISTINCT upd.debtor_id) = 1
-                       AND fl_learn_lock(v_tenant, (array_agg(upd.debtor_id))[1], l.account_number)
+                       AND CASE WHEN EXISTS (SELECT 1 FROM debtor_accounts k
+                                              WHERE k.tenant_id = v_tenant AND k.account_number = l.account_number
+                                                AND k.debtor_id = (array_agg(upd.debtor_id))[1])
+                                THEN false
+                                ELSE fl_learn_lock(v_tenant, (array_agg(upd.debtor_id))[1], l.account_number) END
                     ON CONFLICT DO NOTHING
                 )
                 SELECT coalesce(sum(upd.amt), 0),

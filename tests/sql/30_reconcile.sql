@@ -226,15 +226,17 @@ SELECT is((SELECT count(*) FROM debtor_accounts WHERE account_number = 'ACC-NEW'
 SELECT posting_create_sched(:'t', '{"ClientKey":"C1","Amount":"80.00","PaymentMethod":"A","IntegrationBatchId":"S5","InvoiceArray":[
   {"DebtorKey":"D1","InvoiceNumber":"INV-2002","InvoiceAr":"40.00","InvoiceIntegrationId":"IN1"},
   {"DebtorKey":"D1","InvoiceNumber":"2002","InvoiceAr":"40.00","InvoiceIntegrationId":"IN2"}]}') IS NOT NULL AS x \gset
-SELECT posting_post_payments(:'t', '{"BatchReference":"B11","BatchTotal":"160.00","RequestHash":"rh11","PaymentDetails":[
+SELECT posting_post_payments(:'t', '{"BatchReference":"B11","BatchTotal":"172.34","RequestHash":"rh11","PaymentDetails":[
   {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","InvoiceRefNumber":"INV-2002"},
   {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","MemoLine":"Payment #INV-2002","RemitterName":"Alpha Foods Inc"},
   {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","MemoLine":"again INV-1001","RemitterName":"Alpha Foods Inc"},
-  {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","MemoLine":"INV-1001 2002","RemitterName":"Alpha Foods Inc"}]}') AS r11 \gset
+  {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"40.00","MemoLine":"INV-1001 2002","RemitterName":"Alpha Foods Inc"},
+  {"PaymentDate":"2024-03-11","PaymentType":"ACH","Amount":"12.34","MemoLine":"ref AMT-1","RemitterName":"Alpha Foods Inc"}]}') AS r11 \gset
 SELECT is(ARRAY(SELECT e ->> 'Status' || ' ' || coalesce(e ->> 'ExceptionReason', '-')
                   FROM jsonb_array_elements(:'r11'::jsonb -> 'PaymentDetails') e),
-          '{"applied -","exception Invoice inv-2002 not open","exception Invoice inv-1001 not open","applied -"}'::text[],
-          'memos naming only invoices no longer open: exceptions; a memo naming an open one as well pays it');
+          '{"applied -","exception Invoice inv-2002 not open","exception Invoice inv-1001 not open","applied -","unapplied -"}'::text[],
+          'memos naming only the payer''s invoices no longer open: exceptions; one naming an open one as well pays it; '
+          'a closed invoice of another debtor (AMT-1, Beta''s) is no reason: rule 3 goes on');
 SELECT is(:'r11'::jsonb #> '{PaymentDetails,3,Applications,0}' ->> 'InvoiceIntegrationId', 'IN2',
           'the open invoice a memo names (2002) is paid, by its own word');
 SELECT is((SELECT count(*) FROM payment_applications a JOIN payment_lines l ON l.id = a.line_id
