@@ -892,7 +892,8 @@ static void test_down(void)
     IT_CHECK(nlw >= 1 && kill(lw[0], SIGSTOP) == 0, "no leads worker to stop");
     const char *down_out = it_fmt("%s/down.out", own.var);
     unlink(down_out);
-    fl_run(&own, "down", it_fmt(">'%s' 2>&1 &", down_out), NULL);
+    it_run(it_fmt("(%s >'%s' 2>&1; echo \"exit $?\" >>'%s') </dev/null >/dev/null 2>&1 &", fl_cmdline(&own, "down"),
+                  down_out, down_out), NULL);
     /* nginx's workers take the title "worker process is shutting down" on QUIT */
     pid_t ngx = before[NPIDFILES - 1];
     int quitting = 0;
@@ -917,12 +918,13 @@ static void test_down(void)
         IT_CHECK(done_at > quit_at, "it was answered before nginx took QUIT: the test proves nothing");
     }
     const char *out = "";
-    for (int i = 0; i < 300 && strstr(out, "factorline: down") == NULL; i++) {
+    for (int i = 0; i < 300 && strstr(out, "exit ") == NULL; i++) {      /* the command ended, its lock free */
         out = file_text(down_out);
-        if (strstr(out, "factorline: down") == NULL)
+        if (strstr(out, "exit ") == NULL)
             it_sleep(0.1);
     }
-    IT_CHECK(strstr(out, "factorline: down") != NULL, "down did not finish within 30 s: %s", out);
+    IT_CHECK(strstr(out, "factorline: down") != NULL && strstr(out, "exit 0") != NULL,
+             "down did not finish within 30 s: %s", out);
     for (int i = 0; i < NPIDFILES; i++)
         IT_CHECK(gone(before[i]), "%s: process %d still running after down", pidfiles[i], (int) before[i]);
     IT_CHECK(pgpid > 0 && gone(pgpid), "PostgreSQL (%d) still running after down", (int) pgpid);
