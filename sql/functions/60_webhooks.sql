@@ -142,20 +142,8 @@ BEGIN
                  -- further probe
                  WHERE subs.first_at <= now()) o
          WHERE o.k <= p_per_subscription - o.n
-        UNION ALL
-        -- deliveries without a subscription (only a DBA makes them): one group
-        SELECT o.id, o.k, o.due_at
-          FROM (SELECT d.id, d.next_attempt_at AS due_at, busy.n, row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS k
-                  FROM (SELECT count(*) AS n FROM webhook_deliveries b
-                         WHERE b.subscription_id IS NULL AND b.state = 'delivering'
-                           AND b.next_attempt_at > now()) busy
-                 CROSS JOIN LATERAL (
-                       SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
-                        WHERE d.subscription_id IS NULL AND d.state IN ('pending','delivering')
-                          AND d.next_attempt_at <= now()
-                        ORDER BY d.next_attempt_at
-                        LIMIT 64) d) o
-         WHERE o.k <= p_per_subscription - o.n
+        -- (deliveries without a subscription were one more group until migration 0021, which
+        -- refuses them: nothing could sign them)
     ), due AS (
         -- round robin: every subscription's first offered delivery before anyone's second,
         -- so that the subscriptions at their cap do not take the free slots first
