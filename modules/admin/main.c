@@ -415,8 +415,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fl-admin: %s", PQerrorMessage(conn));
         return 2;
     }
-    if (strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "add") == 0 && argc >= 4)
-        rc = tenant_add(argv[3]);
+    if (strcmp(argv[1], "tenant") == 0 && strcmp(argv[2], "add") == 0)
+        rc = argc == 4 ? tenant_add(argv[3]) : die("usage: tenant add NAME");
     else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "add") == 0)
         rc = key_add(argc - 3, argv + 3);
     else if (strcmp(argv[1], "key") == 0 && strcmp(argv[2], "rotate") == 0)
