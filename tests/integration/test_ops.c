@@ -1092,10 +1092,19 @@ static void test_production_example(void)
     memset(body, 'a', big);
     const it_header bin[] = { { "Content-Type", "application/octet-stream" } };
     IT_STATUS(it_request("POST", it_fmt("%s/leads/attachment?filename=a.bin&lead_id=x", h), bin, 1, body, big), 403);
+    /* posting too: its credentials are not to travel in clear (until the twenty-fourth
+     * session a 301, which a client followed after sending them) */
     r = it_request("POST", it_fmt("%s/posting/api_factor/test-post/", h), NULL, 0, "{}", 2);
+    IT_STATUS(r, 403);
+    IT_MESSAGE(r, "403 Forbidden HTTPS is required");
+    IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "no X-Request-Id on posting's plain-HTTP 403");
+    r = it_request("GET", it_fmt("%s/elsewhere", h), NULL, 0, NULL, 0);
     IT_STATUS(r, 301);
-    IT_STREQ(it_header_get(r, "Location"), "https://127.0.0.1/posting/api_factor/test-post/");
+    IT_STREQ(it_header_get(r, "Location"), "https://127.0.0.1/elsewhere");
     IT_CHECK(it_header_get(r, "X-Request-Id") != NULL, "no X-Request-Id on the redirect");
+    r = it_request("TRACE", it_fmt("%s/posting/x", h), NULL, 0, NULL, 0);
+    IT_STATUS(r, 405);
+    IT_MESSAGE(r, "405 Method Not Allowed");
 
     /* HTTPS: posting through the example to the test stack's pool */
     const it_cred *a = it_cred_get("a", "posting");
@@ -1122,6 +1131,11 @@ static void test_production_example(void)
     r = it_request("GET", it_fmt("%s/nope", hs), NULL, 0, NULL, 0);
     IT_STATUS(r, 404);
     IT_MESSAGE(r, "404 Not Found");
+    r = it_request("TRACE", it_fmt("%s/leads/v1/lead", hs), NULL, 0, NULL, 0);
+    IT_STATUS(r, 405);
+    IT_MESSAGE(r, "405 Method Not Allowed");
+    IT_CHECK(it_header_get(r, "X-Request-Id") && it_header_get(r, "Strict-Transport-Security"),
+             "X-Request-Id or HSTS missing on nginx's 405");
     /* nginx's own refusals: JSON */
     char *longq = it_alloc(9001);
     memset(longq, 'q', 9000);

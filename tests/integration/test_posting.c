@@ -556,6 +556,27 @@ static void test_payload_too_large(void)
     IT_MESSAGE(r, "400 Bad Request Invalid TestValue");
 }
 
+/* req sent whole to the stack's plain-HTTP port; the answer (up to 4 kB) until nginx closes. */
+static const char *raw_http(const char *req)
+{
+    int port = atoi(strrchr(it_env("FL_TEST_HTTP"), ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char out[4096];
+    size_t got = 0;
+    if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0
+        && send(fd, req, strlen(req), 0) == (ssize_t) strlen(req)) {
+        ssize_t k;
+        while (got < sizeof(out) - 1 && (k = recv(fd, out + got, sizeof(out) - 1 - got, 0)) > 0)
+            got += (size_t) k;
+    }
+    if (fd >= 0)
+        close(fd);
+    out[got] = '\0';
+    return it_fmt("%s", out);
+}
+
 /* nginx's own refusals, before any family's location: JSON with the request id, not nginx's
  * HTML page (a request line over 8 kB, a header over 8 kB) */
 static void test_nginx_refusals(void)
@@ -576,31 +597,33 @@ static void test_nginx_refusals(void)
     /* a 400 found inside a family's location, while nginx reads the body (a chunk size that
      * is not hexadecimal): JSON too (until the twenty-third session nginx's HTML page, the
      * family locations having error pages of their own). Raw, as no client library sends it. */
-    int port = atoi(strrchr(it_env("FL_TEST_HTTP"), ':') + 1);
     static const char *const paths[] = { "/posting/api_factor/test-post/", "/leads/v1/lead" };
     for (size_t i = 0; i < 2; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        char out[4096];
-        size_t got = 0;
-        if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
-            const char *req = it_fmt("POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                                     "Connection: close\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n", paths[i]);
-            if (send(fd, req, strlen(req), 0) == (ssize_t) strlen(req)) {
-                ssize_t k;
-                while (got < sizeof(out) - 1 && (k = recv(fd, out + got, sizeof(out) - 1 - got, 0)) > 0)
-                    got += (size_t) k;
-            }
-        }
-        if (fd >= 0)
-            close(fd);
-        out[got] = '\0';
+        const char *out = raw_http(it_fmt("POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                                          "Connection: close\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n", paths[i]));
         const char *body = strstr(out, "\r\n\r\n");
         IT_CHECK(strncmp(out, "HTTP/1.1 400 ", 13) == 0 && strstr(out, "Content-Type: application/json") != NULL
                      && strstr(out, "X-Request-Id: ") != NULL && body != NULL
                      && strcmp(body + 4, "{\"message\":\"400 Bad Request\"}") == 0,
                  "a malformed chunked body to %s: <%.400s>", paths[i], out);
+    }
+    /* what else nginx refuses itself: TRACE (405), a Transfer-Encoding other than chunked
+     * (501), an HTTP version it does not speak (505): JSON too (until the twenty-fourth session
+     * nginx's HTML pages) */
+    static const struct { const char *req, *status, *body; } more[] = {
+        { "TRACE /posting/api_factor/test-post/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          "HTTP/1.1 405 ", "{\"message\":\"405 Method Not Allowed\"}" },
+        { "POST /leads/v1/lead HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nabc",
+          "HTTP/1.1 501 ", "{\"message\":\"501 Not Implemented\"}" },
+        { "GET /posting/api_factor/test-post/ HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n",
+          "HTTP/1.1 505 ", "{\"message\":\"505 HTTP Version Not Supported\"}" },
+    };
+    for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
+        const char *out = raw_http(more[i].req), *body = strstr(out, "\r\n\r\n");
+        IT_CHECK(strncmp(out, more[i].status, strlen(more[i].status)) == 0
+                     && strstr(out, "Content-Type: application/json") != NULL && strstr(out, "X-Request-Id: ") != NULL
+                     && body != NULL && strcmp(body + 4, more[i].body) == 0,
+                 "%.40s...: <%.400s>", more[i].req, out);
     }
 }
 
