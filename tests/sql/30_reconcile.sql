@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(91);
+SELECT plan(93);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -341,5 +341,13 @@ SELECT is((SELECT count(*) FROM payment_applications a
 INSERT INTO payment_batches (tenant_id, batch_reference, batch_total) VALUES (:'t', 'EMPTY', 1.00);
 SELECT lives_ok($$DELETE FROM payment_batches WHERE batch_reference = 'EMPTY'$$, 'a batch without lines can be deleted');
 
+-- fl_learn_lock: at most 256 advisory locks a transaction (the lock table is shared); past
+-- that a new pair is still learned, without one
+SELECT coalesce(nullif(current_setting('fl.learn_locks', true), ''), '0')::int AS learn_prev,
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS adv_prev \gset
+SELECT is((SELECT count(*) FILTER (WHERE fl_learn_lock(:'t', gen_random_uuid(), 'cap-' || i))
+             FROM generate_series(1, 300) i), 300::bigint, 'fl_learn_lock: 300 new pairs, each may be learned');
+SELECT is((SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) - :adv_prev,
+          (256 - :learn_prev)::bigint, 'with no more than 256 learn locks in the transaction');
 SELECT * FROM finish();
 ROLLBACK;
