@@ -90,13 +90,13 @@ $$;
 REVOKE ALL ON FUNCTION fl_payer_debtors(uuid, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fl_payer_debtors(uuid, text, text) TO fl_api, fl_report;
 
--- Whether this transaction may learn a new (p_account, p_debtor) into debtor_accounts now: no
--- other transaction is learning the same pair (a transaction-level advisory lock, tried, never
--- waited for). When one is, it records the pair (or, rolled back, a later payment does) and
+-- Whether this transaction may learn (p_account, p_debtor) into debtor_accounts now: the pair
+-- is not known yet, and no other transaction is learning it (a transaction-level advisory lock,
+-- tried, never waited for). When one is, it records the pair (or, rolled back, a later payment does) and
 -- this one leaves it, so that a batch never waits for another's uncommitted row: two batches
 -- paying by number that learned two new accounts in opposite orders waited for each other, and
--- PostgreSQL cancelled one (40P01; until the twenty-fourth session). Called only for pairs not
--- yet known. At most 256 such locks a transaction (advisory locks share PostgreSQL's lock
+-- PostgreSQL cancelled one (40P01; until the twenty-fourth session). Known pairs take no lock.
+-- At most 256 such locks a transaction (advisory locks share PostgreSQL's lock
 -- table: a first bank file of 10,000 new payers must not fill it); past that the pair is
 -- learned without one, and may wait as before (counted in fl.learn_locks, for the transaction).
 CREATE OR REPLACE FUNCTION fl_learn_lock(p_tenant uuid, p_debtor uuid, p_account text) RETURNS boolean
@@ -105,6 +105,10 @@ AS $$
 DECLARE
     n int := coalesce(nullif(current_setting('fl.learn_locks', true), ''), '0')::int;
 BEGIN
+    IF EXISTS (SELECT 1 FROM debtor_accounts k
+                WHERE k.tenant_id = p_tenant AND k.account_number = p_account AND k.debtor_id = p_debtor) THEN
+        RETURN false;
+    END IF;
     IF n >= 256 THEN
         RETURN true;
     END IF;
@@ -258,8 +262,6 @@ BEGIN
           FROM (SELECT DISTINCT ap.did, ap.acct, ap.x_batch FROM ap WHERE ap.amt > 0 AND ap.acct IS NOT NULL) s
          -- a CASE, so that the lock is tried last, and only for a pair to insert
          WHERE CASE WHEN EXISTS (SELECT 1 FROM payment_batches b WHERE b.id = s.x_batch AND b.account_number = s.acct)
-                      OR EXISTS (SELECT 1 FROM debtor_accounts k
-                                  WHERE k.tenant_id = v_tenant AND k.account_number = s.acct AND k.debtor_id = s.did)
                     THEN false
                     ELSE fl_learn_lock(v_tenant, s.did, s.acct) END
         ON CONFLICT DO NOTHING
@@ -568,7 +570,8 @@ BEGIN
 
             -- 2. MemoLine
             IF v_targets IS NULL AND v_status IS NULL AND l.memo_line IS NOT NULL THEN
-                -- a run of a word counts only if the word itself named no open invoice
+                -- a run of a word counts only if the word itself names no invoice, open or not (in
+                -- the tenant: v_memo keeps a line's tokens that name one, its words among them)
                 FOR r IN WITH m AS (
                              SELECT t.tok, t.wn, t.pn, t.parent, i.id, i.debtor_id
                                FROM jsonb_to_recordset(v_memo -> k::text)
@@ -583,9 +586,8 @@ BEGIN
                                 array_agg(m.debtor_id ORDER BY m.id) AS dids
                            FROM m
                           WHERE m.parent IS NULL
-                             OR NOT EXISTS (SELECT 1 FROM invoices w
-                                             WHERE w.tenant_id = v_tenant AND w.invoice_number_norm = m.parent
-                                               AND (v_clients IS NULL OR w.client_id = ANY (v_clients)))
+                             OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_memo -> k::text) w
+                                             WHERE w ->> 'tok' = m.parent)
                           GROUP BY m.tok, m.wn, m.pn
                           ORDER BY m.wn, m.pn
                 LOOP
@@ -625,9 +627,8 @@ BEGIN
                                       AND CASE WHEN v_debtors IS NOT NULL THEN i.debtor_id = ANY (v_debtors)
                                                ELSE v_clients IS NOT NULL END)
                        AND (t.parent IS NULL
-                            OR NOT EXISTS (SELECT 1 FROM invoices w
-                                            WHERE w.tenant_id = v_tenant AND w.invoice_number_norm = t.parent
-                                              AND (v_clients IS NULL OR w.client_id = ANY (v_clients))))
+                            OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_memo -> k::text) w
+                                            WHERE w ->> 'tok' = t.parent))
                      ORDER BY t.wn, t.pn
                      LIMIT 1;
                     IF FOUND THEN
@@ -707,11 +708,7 @@ BEGIN
                        AND NOT EXISTS (SELECT 1 FROM payment_batches b
                                         WHERE b.id = l.batch_id AND b.account_number = l.account_number)
                     HAVING count(DISTINCT upd.debtor_id) = 1
-                       AND CASE WHEN EXISTS (SELECT 1 FROM debtor_accounts k
-                                              WHERE k.tenant_id = v_tenant AND k.account_number = l.account_number
-                                                AND k.debtor_id = (array_agg(upd.debtor_id))[1])
-                                THEN false
-                                ELSE fl_learn_lock(v_tenant, (array_agg(upd.debtor_id))[1], l.account_number) END
+                       AND fl_learn_lock(v_tenant, (array_agg(upd.debtor_id))[1], l.account_number)
                     ON CONFLICT DO NOTHING
                 )
                 SELECT coalesce(sum(upd.amt), 0),
