@@ -78,58 +78,46 @@ AS $$
 DECLARE
     v_lead uuid;
     a jsonb := p_doc->'account_attributes';
+    aa jsonb := p_doc->'account_attributes'->'current_address_attributes';
     ap jsonb := p_doc->'application_attributes';
     ln jsonb := p_doc->'loan_attributes';
 BEGIN
     PERFORM fl_set_tenant(p_tenant);
-    -- One statement for the lead and every child row: each statement of a PL/pgSQL function
-    -- costs its own executor start and snapshot, which was a tenth of a lead's time.  The
-    -- children read the lead's id from l, so a duplicate reference_id (no row in l) writes
-    -- nothing; the foreign keys are checked at the end of the statement, when every row exists.
+    -- One statement for the lead, its contacts and its first history row: each statement of a
+    -- PL/pgSQL function costs its own executor start and snapshot. The account, the application
+    -- and the prior loan are the lead's columns, a contact's address its contact's (migration
+    -- 0022). The children read the lead's id from l, so a duplicate reference_id (no row in l)
+    -- writes nothing; the foreign keys are checked at the end of the statement.
     WITH l AS (
-        INSERT INTO leads (tenant_id, credential_id, public_id, reference_id)
-        VALUES (p_tenant, p_credential, p_doc->>'public_id', ap->>'reference_id')
+        INSERT INTO leads (tenant_id, credential_id, public_id, reference_id,
+                           entity_type, business_name, started_on, legal_name, business_phone, business_email,
+                           website, fein_enc, fein_last4, monthly_revenue, industry_name,
+                           street1, street2, city, state, zip,
+                           has_current_loan, applicant_is_owner, loan_use, capital_needed,
+                           owner_1_percent_ownership, owner_2_percent_ownership, notes,
+                           prior_loan_company, prior_loan_daily_payment, prior_loan_balance)
+        VALUES (p_tenant, p_credential, p_doc->>'public_id', ap->>'reference_id',
+                a->>'entity_type', a->>'name', (a->>'started_on')::date, a->>'legal_name', a->>'phone',
+                a->>'email', a->>'website', a->>'fein', a->>'fein_last4', a->>'monthly_revenue',
+                a->>'industry_name',
+                aa->>'street1', aa->>'street2', aa->>'city', aa->>'state', aa->>'zip',
+                (ap->>'has_current_loan')::boolean, (ap->>'applicant_is_owner')::boolean, ap->>'loan_use',
+                (ap->>'capital_needed')::numeric, (ap->>'owner_1_percent_ownership')::numeric,
+                (ap->>'owner_2_percent_ownership')::numeric, ap->>'notes',
+                ln->>'company_name', (ln->>'daily_payment_amount')::numeric, (ln->>'balance')::numeric)
         ON CONFLICT (tenant_id, credential_id, reference_id) DO NOTHING
         RETURNING id
-    ), acc AS (
-        INSERT INTO lead_accounts (lead_id, tenant_id, entity_type, name, started_on, legal_name, phone,
-                                   email, website, fein_enc, fein_last4, monthly_revenue, industry_name)
-        SELECT l.id, p_tenant, a->>'entity_type', a->>'name', (a->>'started_on')::date,
-               a->>'legal_name', a->>'phone', a->>'email', a->>'website', a->>'fein', a->>'fein_last4',
-               a->>'monthly_revenue', a->>'industry_name'
-          FROM l
     ), c AS (
         INSERT INTO lead_contacts (tenant_id, lead_id, position, first_name, last_name, email, title,
-                                   born_on_enc, home_phone, cell_phone, ssn_enc, ssn_last4, ownership_date)
+                                   born_on_enc, home_phone, cell_phone, ssn_enc, ssn_last4, ownership_date,
+                                   street1, street2, city, state, zip)
         SELECT p_tenant, l.id, e.n, e.x->>'first_name', e.x->>'last_name', e.x->>'email', e.x->>'title',
                e.x->>'born_on', e.x->>'home_phone', e.x->>'cell_phone', e.x->>'ssn', e.x->>'ssn_last4',
-               (e.x->>'ownership_date')::date
+               (e.x->>'ownership_date')::date,
+               e.x->'current_address_attributes'->>'street1', e.x->'current_address_attributes'->>'street2',
+               e.x->'current_address_attributes'->>'city', e.x->'current_address_attributes'->>'state',
+               e.x->'current_address_attributes'->>'zip'
           FROM l, jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
-        RETURNING id, lead_id, position
-    ), addr AS (
-        -- every address: each contact's, and the business's
-        INSERT INTO lead_addresses (tenant_id, lead_id, contact_id, street1, street2, city, state, zip)
-        SELECT p_tenant, s.lead_id, s.contact_id, s.x->>'street1', s.x->>'street2', s.x->>'city',
-               s.x->>'state', s.x->>'zip'
-          FROM (SELECT c.lead_id, c.id AS contact_id, e.x->'current_address_attributes' AS x
-                  FROM c JOIN jsonb_array_elements(p_doc->'contacts_attributes') WITH ORDINALITY AS e(x, n)
-                    ON e.n = c.position
-                 WHERE e.x ? 'current_address_attributes'
-                UNION ALL
-                SELECT l.id, NULL, a->'current_address_attributes'
-                  FROM l WHERE a ? 'current_address_attributes') s
-    ), pl AS (
-        INSERT INTO lead_prior_loans (tenant_id, lead_id, company_name, daily_payment_amount, balance)
-        SELECT p_tenant, l.id, ln->>'company_name', (ln->>'daily_payment_amount')::numeric,
-               (ln->>'balance')::numeric
-          FROM l WHERE ln IS NOT NULL AND ln <> '{}'::jsonb
-    ), app AS (
-        INSERT INTO lead_applications (lead_id, tenant_id, has_current_loan, applicant_is_owner, loan_use,
-                                       capital_needed, owner_1_percent_ownership, owner_2_percent_ownership, notes)
-        SELECT l.id, p_tenant, (ap->>'has_current_loan')::boolean, (ap->>'applicant_is_owner')::boolean,
-               ap->>'loan_use', (ap->>'capital_needed')::numeric, (ap->>'owner_1_percent_ownership')::numeric,
-               (ap->>'owner_2_percent_ownership')::numeric, ap->>'notes'
-          FROM l
     ), h AS (
         INSERT INTO lead_stage_history (tenant_id, lead_id, from_stage, to_stage, changed_by)
         SELECT p_tenant, l.id, NULL, 'Working', 'partner' FROM l
@@ -542,11 +530,10 @@ GRANT EXECUTE ON FUNCTION attachment_record(uuid, bytea, text, text, text, boole
 -- DBA views.  Partners are credentials: shown by label and public id.
 CREATE OR REPLACE VIEW lead_pipeline AS
 SELECT l.tenant_id, t.name AS tenant, c.public_id AS partner, c.label AS partner_label, l.stage,
-       count(*) AS deals, sum(ap.capital_needed) AS capital_needed, max(l.stage_changed_at) AS last_change
+       count(*) AS deals, sum(l.capital_needed) AS capital_needed, max(l.stage_changed_at) AS last_change
   FROM leads l
   JOIN tenants t ON t.id = l.tenant_id
   JOIN credentials c ON c.id = l.credential_id
-  LEFT JOIN lead_applications ap ON ap.lead_id = l.id
  GROUP BY l.tenant_id, t.name, c.public_id, c.label, l.stage;
 
 -- Approval rate over decided deals (approved or declined), per partner.
@@ -574,11 +561,10 @@ SELECT l.tenant_id, t.name AS tenant, d.driver, count(*) AS deals
 CREATE OR REPLACE VIEW lead_contacts_masked AS
 SELECT c.tenant_id, l.public_id AS lead_id, c.position, c.first_name, c.last_name, c.email,
        CASE WHEN c.ssn_last4 IS NOT NULL THEN '***-**-' || c.ssn_last4 END AS ssn,
-       CASE WHEN a.fein_last4 IS NOT NULL THEN '**-***' || a.fein_last4 END AS fein,
+       CASE WHEN l.fein_last4 IS NOT NULL THEN '**-***' || l.fein_last4 END AS fein,
        CASE WHEN c.born_on_enc IS NOT NULL THEN '****-**-**' END AS born_on
   FROM lead_contacts c
-  JOIN leads l ON l.id = c.lead_id
-  LEFT JOIN lead_accounts a ON a.lead_id = c.lead_id;
+  JOIN leads l ON l.id = c.lead_id;
 
 GRANT SELECT ON lead_pipeline, lead_approval_rate, lead_decline_driver_counts, lead_contacts_masked
     TO fl_report;

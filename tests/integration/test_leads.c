@@ -231,13 +231,20 @@ static void test_example_lead(void)
     IT_STREQ(IT_Q("SELECT (id::text <> public_id)::text FROM leads WHERE public_id = $1", example_id), "true");
     IT_STREQ(IT_Q("SELECT reference_id FROM leads WHERE public_id = $1", example_id), "ANYTHING_YOUWANT_AS_A_STRING");
     /* every part of the document was stored */
-    IT_STREQ(IT_Q("SELECT a.name || '|' || a.fein_last4 || '|' || ap.capital_needed || '|' || ap.owner_1_percent_ownership "
-                  "|| '|' || pl.balance || '|' || c.first_name || '|' || c.ssn_last4 || '|' || "
-                  "(SELECT count(*) FROM lead_addresses x WHERE x.lead_id = l.id) "
-                  "FROM leads l JOIN lead_accounts a ON a.lead_id = l.id JOIN lead_applications ap ON ap.lead_id = l.id "
-                  "JOIN lead_prior_loans pl ON pl.lead_id = l.id JOIN lead_contacts c ON c.lead_id = l.id "
-                  "WHERE l.public_id = $1", example_id),
-             "Pied Piper|0000|50000.00|56.00|15000.23|Erlich|5566|2");
+    IT_STREQ(IT_Q("SELECT concat_ws('|', l.entity_type, l.business_name, l.started_on, l.legal_name, l.business_phone, "
+                  "l.business_email, l.website, l.fein_last4, l.monthly_revenue, l.industry_name, l.street1, l.street2, "
+                  "l.city, l.state, l.zip, l.has_current_loan, l.applicant_is_owner, l.loan_use, l.capital_needed, "
+                  "l.owner_1_percent_ownership, l.owner_2_percent_ownership, l.notes, l.prior_loan_company, "
+                  "l.prior_loan_daily_payment, l.prior_loan_balance) FROM leads l WHERE l.public_id = $1", example_id),
+             "Limited Liability Company (LLC)|Pied Piper|2015-01-01|Pied Piper LLC|6176781000|support@piedpiper.com|"
+             "https://www.piedpiper.com/|0000|Less than $5,000|Compression Algorithms|36 Bromfield St|Second Floor|"
+             "Boston|MA|00112|t|t|Debt Refinancing|50000.00|56.00|9.00|We think this is a great deal!|"
+             "Wells Fargo|25.00|15000.23");
+    IT_STREQ(IT_Q("SELECT concat_ws('|', c.position, c.first_name, c.last_name, c.email, c.title, c.home_phone, "
+                  "c.cell_phone, c.ssn_last4, c.ownership_date, c.street1, c.street2, c.city, c.state, c.zip) "
+                  "FROM leads l JOIN lead_contacts c ON c.lead_id = l.id WHERE l.public_id = $1", example_id),
+             "1|Erlich|Bachman|erlich@piedpiper.com|COO and Spiritual Advisor|6176781000|6176781000|5566|"
+             "2015-01-01|36 Bromfield St|Second Floor|Boston|MA|00112");
     /* two leads never get the same id */
     const char *other = create_lead(A(), NULL);
     IT_CHECK(other && strcmp(other, example_id) != 0, "two leads with id %s", example_id);
@@ -313,8 +320,7 @@ static void test_required(void)
              "empty contacts_attributes not reported: %s", r->body);
     ERR_HAS(r, "account_attributes", "can't be blank");
     ERR_HAS(r, "application_attributes", "can't be blank");
-    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id LIKE 'REF%' AND NOT EXISTS "
-                  "(SELECT 1 FROM lead_accounts a WHERE a.lead_id = leads.id)"), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id LIKE 'REF%' AND business_name IS NULL"), "0");
 }
 
 /* Every invalid field reported at once, under its attribute name. */
@@ -356,10 +362,10 @@ static void test_dates_and_percentages(void)
     jset(d, "lead.application_attributes.has_current_loan", "\"False\"");
     jset(d, "lead.application_attributes.applicant_is_owner", "\"true\"");
     IT_STATUS(it_post(A(), "/lead", jtext(d)), 201);
-    IT_STREQ(IT_Q("SELECT c.ownership_date::text || ' ' || ap.owner_1_percent_ownership || ' ' || "
-                  "ap.owner_2_percent_ownership || ' ' || ap.has_current_loan || ' ' || ap.applicant_is_owner "
+    IT_STREQ(IT_Q("SELECT c.ownership_date::text || ' ' || l.owner_1_percent_ownership || ' ' || "
+                  "l.owner_2_percent_ownership || ' ' || l.has_current_loan || ' ' || l.applicant_is_owner "
                   "FROM leads l JOIN lead_contacts c ON c.lead_id = l.id AND c.position = 1 "
-                  "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.reference_id = $1", ref),
+                  "WHERE l.reference_id = $1", ref),
              "2015-07-15 33.33 66.67 false true");
 }
 
@@ -455,10 +461,9 @@ static void test_validation_all_at_once(void)
     jset(d, "lead.contacts_attributes[0].born_on", "\"1996-02-29\"");
     jset(d, "lead.application_attributes.notes", "\"Strong deal.\\r\\nSee:\\tstatements\\n\"");
     const char *id = create_lead(A(), d);
-    IT_STREQ(IT_Q("SELECT c.home_phone || '|' || c.cell_phone || '|' || x.state || '|' || x.zip || '|' || ap.capital_needed "
-                  "|| '|' || ap.notes FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
-                  "JOIN lead_addresses x ON x.contact_id = c.id "
-                  "JOIN lead_applications ap ON ap.lead_id = l.id WHERE l.public_id = $1", id ? id : ""),
+    IT_STREQ(IT_Q("SELECT c.home_phone || '|' || c.cell_phone || '|' || c.state || '|' || c.zip || '|' || l.capital_needed "
+                  "|| '|' || l.notes FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                  "WHERE l.public_id = $1", id ? id : ""),
              "6176781000|6176781000|MA|00112-1234|50000.50|Strong deal.\r\nSee:\tstatements");
 }
 
@@ -485,13 +490,13 @@ static void test_member_names(void)
     it_resp *r = it_post(p, "/lead", text);
     IT_STATUS(r, 201);
     const char *id = it_jstr(r->json, "id");
-    IT_STREQ(IT_Q("SELECT l.reference_id || '|' || a.name || '|' || c.first_name FROM leads l "
-                  "JOIN lead_accounts a ON a.lead_id = l.id JOIN lead_contacts c ON c.lead_id = l.id "
+    IT_STREQ(IT_Q("SELECT l.reference_id || '|' || l.business_name || '|' || c.first_name FROM leads l "
+                  "JOIN lead_contacts c ON c.lead_id = l.id "
                   "WHERE l.public_id = $1 ORDER BY c.id LIMIT 1", id ? id : ""),
              it_fmt("42|%s|%s", it_jstr(it_json(EXAMPLE), "lead.account_attributes.name"),
                     it_jstr(it_json(EXAMPLE), "lead.contacts_attributes[0].first_name")));
-    IT_STREQ(IT_Q("SELECT count(*)::text FROM lead_addresses x JOIN leads l ON l.id = x.lead_id "
-                  "WHERE l.public_id = $1 AND x.street1 = '1 Lost St'", id ? id : ""), "0");
+    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads l LEFT JOIN lead_contacts c ON c.lead_id = l.id "
+                  "WHERE l.public_id = $1 AND '1 Lost St' IN (l.street1, c.street1)", id ? id : ""), "0");
     /* a byte order mark before the document */
     d = lead_doc();
     r = it_post(p, "/lead", it_fmt("\xEF\xBB\xBF%s", jtext(d)));
@@ -1808,38 +1813,37 @@ static void test_pii_at_rest(void)
     const char *id2 = create_lead(A(), d);
     if (id == NULL || id2 == NULL)
         return;
-    static const char *const cols[] = { "c.ssn_enc", "c.born_on_enc", "a.fein_enc" };
+    static const char *const cols[] = { "c.ssn_enc", "c.born_on_enc", "l.fein_enc" };
     for (int i = 0; i < 3; i++) {
         const char *v = IT_Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
-                                    "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id);
+                                    "WHERE l.public_id = $1", cols[i]), id);
         IT_CHECK(v != NULL && strlen(v) > 12 && strncmp(v, "v1:", 3) == 0 && strspn(v + 3, "0123456789abcdef") == 8
                  && v[11] == ':', "%s = %s: not v1:<8 hex key id>:...", cols[i], v ? v : "(null)");
         IT_CHECK(v && !strstr(v, "987654321") && !strstr(v, "123456789") && !strstr(v, "1980-07-15")
                  && !strstr(v, "19800715"), "%s holds clear text: %s", cols[i], v ? v : "");
         /* the same value sealed twice gives two ciphertexts */
         const char *v2 = IT_Q(it_fmt("SELECT %s FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
-                                     "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", cols[i]), id2);
+                                     "WHERE l.public_id = $1", cols[i]), id2);
         IT_CHECK(v && v2 && strcmp(v, v2) != 0, "%s: same ciphertext twice", cols[i]);
     }
     /* no column of any lead table, no event, no history row holds the clear values */
     IT_STREQ(IT_Q("SELECT (SELECT count(*) FROM lead_contacts x WHERE x::text ~ '987654321|1980-07-15') + "
-                  "(SELECT count(*) FROM lead_accounts x WHERE x::text ~ '123456789') + "
                   "(SELECT count(*) FROM leads x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
                   "(SELECT count(*) FROM lead_stage_history x WHERE x::text ~ '987654321|123456789|1980-07-15') + "
                   "(SELECT count(*) FROM events x WHERE x::text ~ '987654321|123456789|1980-07-15')"), "0");
-    IT_STREQ(IT_Q("SELECT c.ssn_last4 || '|' || a.fein_last4 FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
-                  "JOIN lead_accounts a ON a.lead_id = l.id WHERE l.public_id = $1", id), "4321|6789");
+    IT_STREQ(IT_Q("SELECT c.ssn_last4 || '|' || l.fein_last4 FROM leads l JOIN lead_contacts c ON c.lead_id = l.id "
+                  "WHERE l.public_id = $1", id), "4321|6789");
     /* the DBA view: the last four only */
     IT_STREQ(IT_Q("SELECT ssn || '|' || fein || '|' || born_on FROM lead_contacts_masked WHERE lead_id = $1", id),
              "***-**-4321|**-***6789|****-**-**");
     /* and the key id is the one key of the stack, the same for all three */
     IT_STREQ(IT_Q("SELECT count(DISTINCT split_part(v, ':', 2))::text FROM (SELECT c.ssn_enc AS v FROM lead_contacts c "
-                  "UNION ALL SELECT c.born_on_enc FROM lead_contacts c UNION ALL SELECT a.fein_enc FROM lead_accounts a) s "
+                  "UNION ALL SELECT c.born_on_enc FROM lead_contacts c UNION ALL SELECT l.fein_enc FROM leads l) s "
                   "WHERE v IS NOT NULL"), "1");
     /* fl_report cannot read the sealed columns */
     IT_STREQ(IT_Q("SELECT (has_column_privilege('fl_report', 'lead_contacts', 'ssn_enc', 'SELECT') OR "
                   "has_column_privilege('fl_report', 'lead_contacts', 'born_on_enc', 'SELECT') OR "
-                  "has_column_privilege('fl_report', 'lead_accounts', 'fein_enc', 'SELECT'))::text"), "false");
+                  "has_column_privilege('fl_report', 'leads', 'fein_enc', 'SELECT'))::text"), "false");
 }
 
 /* A partner limited below 1 request/s is told when its next token comes: Retry-After is

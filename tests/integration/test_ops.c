@@ -819,8 +819,8 @@ static void test_migrate(void)
      * session) loses them; one without keeps its @ in the path */
     const char *ref = it_uniq("M20");
     fl_out(&own, it_fmt("psql -XAtc \"WITH c AS (SELECT id, tenant_id FROM credentials WHERE family = 'leads' LIMIT 1), "
-                        "l AS (INSERT INTO leads (tenant_id, credential_id, public_id, reference_id) "
-                        "SELECT tenant_id, id, '%s', '%s' FROM c RETURNING id, tenant_id, credential_id) "
+                        "l AS (INSERT INTO leads (tenant_id, credential_id, public_id, reference_id, business_name) "
+                        "SELECT tenant_id, id, '%s', '%s', 'Acme' FROM c RETURNING id, tenant_id, credential_id) "
                         "INSERT INTO lead_attachments (tenant_id, lead_id, credential_id, filename, source_url, state, error) "
                         "SELECT tenant_id, id, credential_id, 'a.pdf', u, 'failed', 'refused' FROM l, "
                         "unnest(ARRAY['https://user:s3cret@files.example/a.pdf', 'http://files.example/p@q.pdf']) u; "

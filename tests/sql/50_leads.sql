@@ -1,18 +1,18 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(104);
+SELECT plan(107);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
-SELECT is((SELECT array_agg(t ORDER BY t) FROM unnest(ARRAY['leads','lead_stipulations','lead_accounts',
-              'lead_contacts','lead_addresses','lead_prior_loans','lead_applications','lead_stage_history',
+SELECT is((SELECT array_agg(t ORDER BY t) FROM unnest(ARRAY['leads','lead_stipulations',
+              'lead_contacts','lead_stage_history',
               'lead_attachments','rate_buckets']) t
             WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t::regclass
                                 AND c.relrowsecurity AND c.relforcerowsecurity)),
           NULL, 'RLS is enabled and forced on every leads table and on rate_buckets');
-SELECT is((SELECT array_agg(t ORDER BY t) FROM unnest(ARRAY['leads','lead_stipulations','lead_accounts',
-              'lead_contacts','lead_addresses','lead_prior_loans','lead_applications','lead_stage_history',
+SELECT is((SELECT array_agg(t ORDER BY t) FROM unnest(ARRAY['leads','lead_stipulations',
+              'lead_contacts','lead_stage_history',
               'lead_attachments']) t
             WHERE NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t::regclass
                                 AND 'fl_api'::regrole = ANY (p.polroles)
@@ -37,10 +37,13 @@ SELECT ok(NOT has_table_privilege('fl_api', 'lead_decline_drivers', 'INSERT')
           'fl_api cannot add decline drivers or delete leads');
 SELECT ok(NOT has_column_privilege('fl_report', 'lead_contacts', 'ssn_enc', 'SELECT')
           AND NOT has_column_privilege('fl_report', 'lead_contacts', 'born_on_enc', 'SELECT')
-          AND NOT has_column_privilege('fl_report', 'lead_accounts', 'fein_enc', 'SELECT')
+          AND NOT has_column_privilege('fl_report', 'leads', 'fein_enc', 'SELECT')
           AND NOT has_column_privilege('fl_report', 'lead_attachments', 'content', 'SELECT')
-          AND has_column_privilege('fl_report', 'lead_contacts', 'ssn_last4', 'SELECT'),
-          'fl_report reads no sealed PII and no documents, only the last four');
+          AND has_column_privilege('fl_report', 'lead_contacts', 'ssn_last4', 'SELECT')
+          AND has_column_privilege('fl_report', 'leads', 'fein_last4', 'SELECT')
+          AND has_column_privilege('fl_report', 'leads', 'capital_needed', 'SELECT')
+          AND has_column_privilege('fl_report', 'lead_contacts', 'zip', 'SELECT'),
+          'fl_report reads no sealed PII and no documents, only the last four (and every other column)');
 SELECT ok(has_table_privilege('fl_report', 'lead_pipeline', 'SELECT')
           AND has_table_privilege('fl_report', 'lead_approval_rate', 'SELECT')
           AND has_table_privilege('fl_report', 'lead_decline_driver_counts', 'SELECT')
@@ -79,6 +82,12 @@ SELECT is(leads_create(:'ta', :'p1', '{"public_id":"pt-lead-1","application_attr
             "ssn":"v1:0000000a:sealed","ssn_last4":"4321","born_on":"v1:0000000a:sealed",
             "current_address_attributes":{"street1":"1 Main","city":"Boston","state":"MA","zip":"02110"}}]}'),
           '{"id":"pt-lead-1"}'::jsonb, 'leads_create returns the public id');
+SELECT fl_set_tenant(:'ta') IS NULL AS x \gset
+SELECT is((SELECT concat_ws('|', l.business_name, l.capital_needed, l.owner_1_percent_ownership, l.fein_last4,
+                            l.prior_loan_balance IS NULL, c.first_name, c.street1, c.city, c.state, c.zip)
+             FROM leads l JOIN lead_contacts c ON c.lead_id = l.id WHERE l.public_id = 'pt-lead-1'),
+          'Acme|1000.00|50.00|6789|t|A|1 Main|Boston|MA|02110',
+          'leads_create: the account and application in the lead''s row, the address in the contact''s (0022)');
 SELECT throws_ok(format($$SELECT leads_create(%L, %L, '{"public_id":"pt-lead-dup","application_attributes":
                           {"reference_id":"R1"},"account_attributes":{"name":"Acme"},"contacts_attributes":[]}')$$,
                         :'ta', :'p1'),
@@ -320,31 +329,37 @@ SELECT is((SELECT string_agg(driver || ':' || deals, ',' ORDER BY driver) FROM l
 SELECT is((SELECT ssn || ' ' || fein || ' ' || born_on FROM lead_contacts_masked WHERE lead_id = 'pt-lead-1'),
           '***-**-4321 **-***6789 ****-**-**', 'lead_contacts_masked shows the last four only');
 
--- Migration 0009: the one-column rules are domains, checked as before (23514, nothing written);
--- the two-column ownership rule is still a CHECK; the children are keyed by (lead_id, id).
+-- Migrations 0009 and 0022: the one-column rules are domains, checked as before (23514, nothing
+-- written); the two-column ownership rule is a CHECK; a lead is one row (its account, application
+-- and prior loan are columns), a contact's address its columns; the children are keyed by
+-- (lead_id, id).
 RESET ROLE;
 SELECT is((SELECT array_agg(c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                             ORDER BY c.relname, a.attname)
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-            WHERE c.relname IN ('leads', 'lead_accounts', 'lead_contacts', 'lead_prior_loans', 'lead_applications')
+            WHERE c.relname IN ('leads', 'lead_contacts')
               AND a.attname IN ('stage', 'max_approval', 'max_payments', 'fein_last4', 'ssn_last4',
-                                'daily_payment_amount', 'balance', 'capital_needed',
+                                'prior_loan_daily_payment', 'prior_loan_balance', 'capital_needed',
                                 'owner_1_percent_ownership', 'owner_2_percent_ownership')),
-          ARRAY['lead_accounts.fein_last4 fl_last4', 'lead_applications.capital_needed fl_money_pos',
-                'lead_applications.owner_1_percent_ownership fl_percent',
-                'lead_applications.owner_2_percent_ownership fl_percent',
-                'lead_contacts.ssn_last4 fl_last4', 'lead_prior_loans.balance fl_money_nonneg',
-                'lead_prior_loans.daily_payment_amount fl_money_nonneg', 'leads.max_approval fl_money_pos',
-                'leads.max_payments fl_count_pos', 'leads.stage lead_stage'],
+          ARRAY['lead_contacts.ssn_last4 fl_last4', 'leads.capital_needed fl_money_pos', 'leads.fein_last4 fl_last4',
+                'leads.max_approval fl_money_pos', 'leads.max_payments fl_count_pos',
+                'leads.owner_1_percent_ownership fl_percent', 'leads.owner_2_percent_ownership fl_percent',
+                'leads.prior_loan_balance fl_money_nonneg', 'leads.prior_loan_daily_payment fl_money_nonneg',
+                'leads.stage lead_stage'],
           'the one-column rules of the leads tables are domains');
 SELECT is((SELECT array_agg(c.conrelid::regclass::text || '.' || c.conname::text
                             ORDER BY c.conrelid::regclass::text, c.conname)
              FROM pg_constraint c
             WHERE c.contype = 'c' AND cardinality(c.conkey) = 1
-              AND c.conrelid IN ('leads'::regclass, 'lead_accounts'::regclass, 'lead_contacts'::regclass,
-                                 'lead_addresses'::regclass, 'lead_prior_loans'::regclass,
-                                 'lead_applications'::regclass, 'lead_stage_history'::regclass)),
+              AND c.conrelid IN ('leads'::regclass, 'lead_contacts'::regclass, 'lead_stage_history'::regclass)),
           NULL, 'no one-column CHECK left on the tables POST /lead writes');
+SELECT is(ARRAY(SELECT t FROM unnest(ARRAY['lead_accounts', 'lead_applications', 'lead_prior_loans',
+                                           'lead_addresses']) t WHERE to_regclass(t) IS NOT NULL),
+          '{}'::text[], 'the one-to-one tables are gone: a lead is one row (0022)');
+SELECT is((SELECT array_agg(c.conname::text || ' ' || pg_get_constraintdef(c.oid) ORDER BY c.conname)
+             FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = 'leads'::regclass),
+          ARRAY['leads_credential_id_fkey FOREIGN KEY (tenant_id, credential_id) REFERENCES credentials(tenant_id, id)'],
+          'a lead''s one key is its partner''s, which carries the tenant (no second key locking the tenant''s row)');
 SELECT throws_ok($$UPDATE leads SET stage = 'Funded' WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
                  'lead_stage refuses an unknown stage');
 SELECT throws_ok($$UPDATE leads SET max_approval = 0 WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
@@ -353,25 +368,21 @@ SELECT throws_ok($$UPDATE leads SET max_payments = 0 WHERE public_id = 'pt-lead-
                  'fl_count_pos refuses 0 (leads.max_payments)');
 SELECT throws_ok($$UPDATE lead_contacts SET ssn_last4 = '12a4'$$, '23514', NULL,
                  'fl_last4 refuses a non-digit (lead_contacts.ssn_last4)');
-SELECT throws_ok($$UPDATE lead_accounts SET fein_last4 = '123'$$, '23514', NULL,
-                 'fl_last4 refuses three digits (lead_accounts.fein_last4)');
-SELECT throws_ok($$INSERT INTO lead_prior_loans (tenant_id, lead_id, balance)
-                   SELECT tenant_id, id, -1 FROM leads WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
-                 'fl_money_nonneg refuses a negative balance (lead_prior_loans)');
-SELECT throws_ok($$UPDATE lead_applications SET capital_needed = 0$$, '23514', NULL,
-                 'fl_money_pos refuses 0 (lead_applications.capital_needed)');
-SELECT throws_ok($$UPDATE lead_applications SET owner_2_percent_ownership = 100.5$$, '23514', NULL,
+SELECT throws_ok($$UPDATE leads SET fein_last4 = '123'$$, '23514', NULL,
+                 'fl_last4 refuses three digits (leads.fein_last4)');
+SELECT throws_ok($$UPDATE leads SET prior_loan_balance = -1 WHERE public_id = 'pt-lead-1'$$, '23514', NULL,
+                 'fl_money_nonneg refuses a negative balance (leads.prior_loan_balance)');
+SELECT throws_ok($$UPDATE leads SET capital_needed = 0$$, '23514', NULL,
+                 'fl_money_pos refuses 0 (leads.capital_needed)');
+SELECT throws_ok($$UPDATE leads SET owner_2_percent_ownership = 100.5$$, '23514', NULL,
                  'fl_percent refuses 100.5');
-SELECT throws_ok($$UPDATE lead_applications SET owner_1_percent_ownership = 60, owner_2_percent_ownership = 50$$,
+SELECT throws_ok($$UPDATE leads SET owner_1_percent_ownership = 60, owner_2_percent_ownership = 50$$,
                  '23514', NULL, 'the ownership percentages still add up to at most 100 (a CHECK)');
 SELECT is((SELECT array_agg(i.indexrelid::regclass::text || ' ' || replace(pg_get_indexdef(i.indexrelid), 'public.', '')
                             ORDER BY i.indexrelid::regclass::text)
              FROM pg_index i
-            WHERE i.indrelid IN ('lead_addresses'::regclass, 'lead_prior_loans'::regclass,
-                                 'lead_stage_history'::regclass, 'lead_stipulations'::regclass)),
-          ARRAY['lead_addresses_pkey CREATE UNIQUE INDEX lead_addresses_pkey ON lead_addresses USING btree (lead_id, id)',
-                'lead_prior_loans_pkey CREATE UNIQUE INDEX lead_prior_loans_pkey ON lead_prior_loans USING btree (lead_id, id)',
-                'lead_stage_history_pkey CREATE UNIQUE INDEX lead_stage_history_pkey ON lead_stage_history USING btree (lead_id, id)',
+            WHERE i.indrelid IN ('lead_stage_history'::regclass, 'lead_stipulations'::regclass)),
+          ARRAY['lead_stage_history_pkey CREATE UNIQUE INDEX lead_stage_history_pkey ON lead_stage_history USING btree (lead_id, id)',
                 'lead_stipulations_pkey CREATE UNIQUE INDEX lead_stipulations_pkey ON lead_stipulations USING btree (lead_id, id)'],
           'the lead''s child tables have one index each: PRIMARY KEY (lead_id, id)');
 
