@@ -95,6 +95,8 @@ ALTER TABLE leads ADD CONSTRAINT leads_ownership_check
     CHECK (coalesce(owner_1_percent_ownership, 0) + coalesce(owner_2_percent_ownership, 0) <= 100);
 
 DROP TABLE lead_addresses, lead_prior_loans, lead_applications, lead_accounts;
+-- The key an address named its contact by (0018); no table refers to a contact now.
+ALTER TABLE lead_contacts DROP CONSTRAINT lead_contacts_lead_id_id_key;
 
 -- DBAs read everything but the sealed PII (the views show the last four digits).
 REVOKE SELECT ON leads FROM fl_report;

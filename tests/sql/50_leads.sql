@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(107);
+SELECT plan(108);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -356,6 +356,10 @@ SELECT is((SELECT array_agg(c.conrelid::regclass::text || '.' || c.conname::text
 SELECT is(ARRAY(SELECT t FROM unnest(ARRAY['lead_accounts', 'lead_applications', 'lead_prior_loans',
                                            'lead_addresses']) t WHERE to_regclass(t) IS NOT NULL),
           '{}'::text[], 'the one-to-one tables are gone: a lead is one row (0022)');
+SELECT is((SELECT array_agg(i.indexrelid::regclass::text ORDER BY i.indexrelid::regclass::text)
+             FROM pg_index i WHERE i.indrelid = 'lead_contacts'::regclass),
+          ARRAY['lead_contacts_lead_id_position_key', 'lead_contacts_pkey'],
+          'a contact has two index entries: the key an address named it by went with the addresses (0022)');
 SELECT is((SELECT array_agg(c.conname::text || ' ' || pg_get_constraintdef(c.oid) ORDER BY c.conname)
              FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = 'leads'::regclass),
           ARRAY['leads_credential_id_fkey FOREIGN KEY (tenant_id, credential_id) REFERENCES credentials(tenant_id, id)'],
