@@ -92,7 +92,7 @@ BEGIN
         INSERT INTO leads (tenant_id, credential_id, public_id, reference_id,
                            entity_type, business_name, started_on, legal_name, business_phone, business_email,
                            website, fein_enc, fein_last4, monthly_revenue, industry_name,
-                           street1, street2, city, state, zip,
+                           business_street1, business_street2, business_city, business_state, business_zip,
                            has_current_loan, applicant_is_owner, loan_use, capital_needed,
                            owner_1_percent_ownership, owner_2_percent_ownership, notes,
                            prior_loan_company, prior_loan_daily_payment, prior_loan_balance)

@@ -232,8 +232,8 @@ static void test_example_lead(void)
     IT_STREQ(IT_Q("SELECT reference_id FROM leads WHERE public_id = $1", example_id), "ANYTHING_YOUWANT_AS_A_STRING");
     /* every part of the document was stored */
     IT_STREQ(IT_Q("SELECT concat_ws('|', l.entity_type, l.business_name, l.started_on, l.legal_name, l.business_phone, "
-                  "l.business_email, l.website, l.fein_last4, l.monthly_revenue, l.industry_name, l.street1, l.street2, "
-                  "l.city, l.state, l.zip, l.has_current_loan, l.applicant_is_owner, l.loan_use, l.capital_needed, "
+                  "l.business_email, l.website, l.fein_last4, l.monthly_revenue, l.industry_name, l.business_street1, "
+                  "l.business_street2, l.business_city, l.business_state, l.business_zip, l.has_current_loan, l.applicant_is_owner, l.loan_use, l.capital_needed, "
                   "l.owner_1_percent_ownership, l.owner_2_percent_ownership, l.notes, l.prior_loan_company, "
                   "l.prior_loan_daily_payment, l.prior_loan_balance) FROM leads l WHERE l.public_id = $1", example_id),
              "Limited Liability Company (LLC)|Pied Piper|2015-01-01|Pied Piper LLC|6176781000|support@piedpiper.com|"
@@ -295,6 +295,7 @@ static void test_missing_address(void)
 /* Required members: reference_id, a contact's names, the account's name. */
 static void test_required(void)
 {
+    const char *before = IT_Q0("SELECT count(*)::text FROM leads");
     json_object *d = lead_doc();
     jset(d, "lead.application_attributes.reference_id", NULL);
     jset(d, "lead.contacts_attributes[0].first_name", NULL);
@@ -320,7 +321,8 @@ static void test_required(void)
              "empty contacts_attributes not reported: %s", r->body);
     ERR_HAS(r, "account_attributes", "can't be blank");
     ERR_HAS(r, "application_attributes", "can't be blank");
-    IT_STREQ(IT_Q("SELECT count(*)::text FROM leads WHERE reference_id LIKE 'REF%' AND business_name IS NULL"), "0");
+    /* neither refused document stored anything */
+    IT_STREQ(IT_Q0("SELECT count(*)::text FROM leads"), before ? before : "?");
 }
 
 /* Every invalid field reported at once, under its attribute name. */
@@ -496,7 +498,7 @@ static void test_member_names(void)
              it_fmt("42|%s|%s", it_jstr(it_json(EXAMPLE), "lead.account_attributes.name"),
                     it_jstr(it_json(EXAMPLE), "lead.contacts_attributes[0].first_name")));
     IT_STREQ(IT_Q("SELECT count(*)::text FROM leads l LEFT JOIN lead_contacts c ON c.lead_id = l.id "
-                  "WHERE l.public_id = $1 AND '1 Lost St' IN (l.street1, c.street1)", id ? id : ""), "0");
+                  "WHERE l.public_id = $1 AND '1 Lost St' IN (l.business_street1, c.street1)", id ? id : ""), "0");
     /* a byte order mark before the document */
     d = lead_doc();
     r = it_post(p, "/lead", it_fmt("\xEF\xBB\xBF%s", jtext(d)));

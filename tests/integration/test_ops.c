@@ -831,6 +831,27 @@ static void test_migrate(void)
     out = fl_out(&own, it_fmt("psql -XAtc \"SELECT string_agg(a.source_url, ' ' ORDER BY a.source_url) FROM lead_attachments a "
                               "JOIN leads l ON l.id = a.lead_id WHERE l.public_id = '%s'\"", ref), &st);
     IT_CHECK(strcmp(out, "http://files.example/p@q.pdf https://files.example/a.pdf\n") == 0, "after 0020: %s", out);
+
+    /* 0022 on leads of the shape before it, in a scratch database (its old tables are gone
+     * from this one): every part moved into its column, a second prior loan or a lead without
+     * an account refused with nothing changed */
+    out = it_run(it_fmt("sh '%s/tests/integration/migration_0022.sh' '%s' '%s' 2>&1", it_env("FL_TEST_ROOT"),
+                        it_env("FL_TEST_PGHOST"), it_env("FL_TEST_ROOT")), &st);
+    IT_CHECK(st == 0, "tests/integration/migration_0022.sh: %d %s", st, out);
+    IT_CHECK(strcmp(out,
+                    "m22-1|LLC|Pied Piper|2015-01-01|Pied Piper LLC|6176781000|a@b.c|https://pp|v1:0000000a:f|6789|"
+                    "Low|Tech|36 Bromfield St|Floor 2|Boston|MA|00112|t|f|Debt|50000.00|56.00|9.00|great|Wells|25.00|"
+                    "15000.23\n"
+                    "m22-2|Hooli\n"
+                    "9001|1|Erlich|v1:0000000a:s|1 Home Rd|Palo Alto|CA|94301\n"
+                    "9002|2|Jared\n"
+                    "9003|1|Gavin|2 Campus Dr|Mountain View|CA|94043\n"
+                    "tables left: 0\n"
+                    "two prior loans: refused: lead m22-1 has two prior loans, two business addresses or a contact "
+                    "with two addresses\n"
+                    "prior loans kept: 2\n"
+                    "no account: refused: column \"business_name\" of relation \"leads\" contains null values\n") == 0,
+             "0022 on the old shape:\n%s", out);
 }
 
 /* A worker whose session is read-only (a standby after a failover; here fl_api's sessions made

@@ -75,9 +75,9 @@ SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                                  AND d.objid = c.oid AND d.deptype = 'e')
               AND has_table_privilege('fl_api', c.oid, 'UPDATE')),
-          ARRAY['client_debtors', 'clients', 'debtor_accounts', 'debtors', 'invoices', 'leads', 'payment_applications',
+          ARRAY['client_debtors', 'clients', 'debtor_accounts', 'debtors', 'invoices', 'payment_applications',
                 'payment_batches', 'payment_lines', 'schedules', 'webhook_subscriptions'],
-          'fl_api updates the posting tables, leads and webhook subscriptions, no other whole table');
+          'fl_api updates the posting tables and webhook subscriptions, no other whole table (leads: the owner''s set_stage, 0022)');
 SELECT ok(NOT has_function_privilege('fl_api', 'webhook_requeue(bigint)', 'EXECUTE')
           AND NOT has_function_privilege('fl_worker', 'webhook_requeue(bigint)', 'EXECUTE')
           AND NOT has_function_privilege('fl_report', 'webhook_requeue(bigint)', 'EXECUTE'),
