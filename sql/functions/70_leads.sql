@@ -566,5 +566,44 @@ SELECT c.tenant_id, l.public_id AS lead_id, c.position, c.first_name, c.last_nam
   FROM lead_contacts c
   JOIN leads l ON l.id = c.lead_id;
 
-GRANT SELECT ON lead_pipeline, lead_approval_rate, lead_decline_driver_counts, lead_contacts_masked
+-- The lead's parts, as the partner's document and the tables of 0004 named them: its account,
+-- its application, its prior loan and its addresses. Since 0022 they are columns of leads (a
+-- contact's address of lead_contacts), since the document gives a lead one of each; these views
+-- give each part back as a relation, with the columns those tables had (the sealed FEIN aside,
+-- and the addresses' and prior loans' serial ids, which no longer exist) and the lead's public id
+-- last. A part the partner did not send (every column NULL) has no row, as it had none then.
+-- security_invoker: the reader's privileges and row policies apply (fl_report reads every
+-- tenant; a role without a policy reads nothing).
+CREATE OR REPLACE VIEW lead_accounts WITH (security_invoker = true) AS
+SELECT l.id AS lead_id, l.tenant_id, l.entity_type, l.business_name AS name, l.started_on, l.legal_name,
+       l.business_phone AS phone, l.business_email AS email, l.website, l.fein_last4, l.monthly_revenue,
+       l.industry_name, l.public_id
+  FROM leads l;
+
+CREATE OR REPLACE VIEW lead_applications WITH (security_invoker = true) AS
+SELECT l.id AS lead_id, l.tenant_id, l.has_current_loan, l.applicant_is_owner, l.loan_use, l.capital_needed,
+       l.owner_1_percent_ownership, l.owner_2_percent_ownership, l.notes, l.public_id
+  FROM leads l;
+
+CREATE OR REPLACE VIEW lead_prior_loans WITH (security_invoker = true) AS
+SELECT l.tenant_id, l.id AS lead_id, l.prior_loan_company AS company_name,
+       l.prior_loan_daily_payment AS daily_payment_amount, l.prior_loan_balance AS balance, l.public_id
+  FROM leads l
+ WHERE num_nonnulls(l.prior_loan_company, l.prior_loan_daily_payment, l.prior_loan_balance) > 0;
+
+-- contact_id NULL: the business's address
+CREATE OR REPLACE VIEW lead_addresses WITH (security_invoker = true) AS
+SELECT l.tenant_id, l.id AS lead_id, NULL::bigint AS contact_id, l.business_street1 AS street1,
+       l.business_street2 AS street2, l.business_city AS city, l.business_state AS state, l.business_zip AS zip,
+       l.public_id
+  FROM leads l
+ WHERE num_nonnulls(l.business_street1, l.business_street2, l.business_city, l.business_state, l.business_zip) > 0
+UNION ALL
+SELECT c.tenant_id, c.lead_id, c.id, c.street1, c.street2, c.city, c.state, c.zip, l.public_id
+  FROM lead_contacts c
+  JOIN leads l ON l.id = c.lead_id
+ WHERE num_nonnulls(c.street1, c.street2, c.city, c.state, c.zip) > 0;
+
+GRANT SELECT ON lead_pipeline, lead_approval_rate, lead_decline_driver_counts, lead_contacts_masked,
+                lead_accounts, lead_applications, lead_prior_loans, lead_addresses
     TO fl_report;

@@ -40,15 +40,17 @@ SELECT is((SELECT count(*) FROM open_invoice_aging WHERE tenant_id = :'t'
           'each open invoice in exactly one bucket');
 RESET ROLE;
 
--- The posting views read through the caller's policies (security_invoker; the leads and webhook
--- DBA views run as their owner on purpose: they show fl_report masked columns of tables it
--- cannot read), and fl_report may read them.
+-- The posting views and the lead part views (lead_accounts and the like) read through the
+-- caller's policies (security_invoker; the other leads and the webhook DBA views run as their
+-- owner on purpose: they show fl_report masked columns of tables it cannot read), and fl_report
+-- may read them.
 SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
               AND coalesce(c.reloptions @> ARRAY['security_invoker=true'], false)),
-          ARRAY['client_aging', 'debtor_aging', 'open_invoice_aging', 'payment_exceptions', 'posting_invoice_docs',
+          ARRAY['client_aging', 'debtor_aging', 'lead_accounts', 'lead_addresses', 'lead_applications',
+                'lead_prior_loans', 'open_invoice_aging', 'payment_exceptions', 'posting_invoice_docs',
                 'unapplied_cash'],
-          'the posting views are security_invoker');
+          'the posting views and the lead part views are security_invoker');
 SELECT ok(has_table_privilege('fl_report', 'open_invoice_aging', 'SELECT')
           AND has_table_privilege('fl_report', 'debtor_aging', 'SELECT')
           AND has_table_privilege('fl_report', 'client_aging', 'SELECT')
