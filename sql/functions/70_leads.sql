@@ -571,7 +571,9 @@ SELECT c.tenant_id, l.public_id AS lead_id, c.position, c.first_name, c.last_nam
 -- contact's address of lead_contacts), since the document gives a lead one of each; these views
 -- give each part back as a relation, with the columns those tables had (the sealed FEIN aside,
 -- and the addresses' and prior loans' serial ids, which no longer exist) and the lead's public id
--- last. A part the partner did not send (every column NULL) has no row, as it had none then.
+-- last. A prior loan or an address with every column empty has no row. (Before 0022 a
+-- prior loan sent empty had none either, but an address sent as an empty object had a row
+-- of NULLs; 0022 folded those into NULL columns, which cannot tell them apart.)
 -- security_invoker: the reader's privileges and row policies apply (fl_report reads every
 -- tenant; a role without a policy reads nothing).
 CREATE OR REPLACE VIEW lead_accounts WITH (security_invoker = true) AS

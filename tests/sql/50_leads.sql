@@ -1,7 +1,7 @@
 -- leads: RLS on the new tables, the stage machine, set_stage and its events,
 -- the shared rate limiter, partner isolation, attachments and the DBA views.
 BEGIN;
-SELECT plan(117);
+SELECT plan(121);
 
 -- RLS forced on every table of the family (00_schema covers the tenant_id
 -- tables in general; rate_buckets has no tenant_id, so it is named here).
@@ -346,6 +346,7 @@ SELECT leads_create(:'tb', :'pb', '{"public_id":"pt-lead-parts","application_att
        IS NOT NULL AS x \gset
 SELECT throws_ok('SELECT * FROM lead_accounts', '42501', NULL, 'fl_api does not read the lead part views');
 RESET ROLE;
+SELECT count(*) AS all_leads FROM leads \gset
 SET LOCAL ROLE fl_report;
 SELECT is((SELECT concat_ws('|', a.name, a.entity_type, a.phone, a.fein_last4, a.tenant_id = :'tb', a.lead_id = l.id)
              FROM lead_accounts a JOIN leads l ON l.public_id = a.public_id WHERE a.public_id = 'pt-lead-parts'),
@@ -366,10 +367,34 @@ SELECT is((SELECT array_agg(concat_ws('|', a.contact_id IS NULL, a.street1, a.ci
 SELECT is((SELECT array_agg(public_id ORDER BY public_id) FROM lead_addresses WHERE contact_id IS NULL
              AND public_id LIKE 'pt-lead-%'),
           ARRAY['pt-lead-parts'], 'a lead sent without a business address has no business address row');
-SELECT is((SELECT ARRAY[(SELECT count(*) FROM lead_accounts), (SELECT count(*) FROM lead_applications)]),
-          ARRAY[(SELECT count(*) FROM leads l WHERE l.id IS NOT NULL), (SELECT count(*) FROM leads l WHERE l.id IS NOT NULL)],
-          'fl_report reads an account and an application for every lead of every tenant');
+SELECT is(ARRAY[(SELECT count(*) FROM lead_accounts), (SELECT count(*) FROM lead_applications),
+                (SELECT count(DISTINCT tenant_id) FROM lead_accounts WHERE public_id IN ('pt-lead-1', 'pt-lead-parts'))],
+          ARRAY[:all_leads, :all_leads, 2]::bigint[],
+          'fl_report reads an account and an application for every lead (counted as the owner), of both tenants');
 RESET ROLE;
+-- the columns of the tables 0004 made (with 0009's domains), for reports written against them
+SELECT is((SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+             FROM pg_attribute a WHERE a.attrelid = 'lead_accounts'::regclass AND a.attnum > 0),
+          ARRAY['lead_id uuid', 'tenant_id uuid', 'entity_type text', 'name text', 'started_on date',
+                'legal_name text', 'phone text', 'email text', 'website text', 'fein_last4 fl_last4',
+                'monthly_revenue text', 'industry_name text', 'public_id text'],
+          'lead_accounts: the old table''s columns, less fein_enc, and public_id');
+SELECT is((SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+             FROM pg_attribute a WHERE a.attrelid = 'lead_applications'::regclass AND a.attnum > 0),
+          ARRAY['lead_id uuid', 'tenant_id uuid', 'has_current_loan boolean', 'applicant_is_owner boolean',
+                'loan_use text', 'capital_needed fl_money_pos', 'owner_1_percent_ownership fl_percent',
+                'owner_2_percent_ownership fl_percent', 'notes text', 'public_id text'],
+          'lead_applications: the old table''s columns, and public_id');
+SELECT is((SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+             FROM pg_attribute a WHERE a.attrelid = 'lead_prior_loans'::regclass AND a.attnum > 0),
+          ARRAY['tenant_id uuid', 'lead_id uuid', 'company_name text', 'daily_payment_amount fl_money_nonneg',
+                'balance fl_money_nonneg', 'public_id text'],
+          'lead_prior_loans: the old table''s columns, less id, and public_id');
+SELECT is((SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+             FROM pg_attribute a WHERE a.attrelid = 'lead_addresses'::regclass AND a.attnum > 0),
+          ARRAY['tenant_id uuid', 'lead_id uuid', 'contact_id bigint', 'street1 text', 'street2 text', 'city text',
+                'state character(2)', 'zip text', 'public_id text'],
+          'lead_addresses: the old table''s columns, less id, and public_id');
 SELECT is((SELECT array_agg(a.attrelid::regclass::text || '.' || a.attname ORDER BY a.attname)
              FROM pg_attribute a
             WHERE a.attrelid IN ('lead_accounts'::regclass, 'lead_applications'::regclass,
