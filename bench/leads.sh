@@ -6,18 +6,39 @@
 #   bench/leads.sh            (builds the release build through ./factorline up)
 #
 # Own stack in var/bench-leads on ports 48080/48443, stopped at the end.
-# Environment: FL_WORKERS (2, FastCGI workers per family), FL_WORKERS_LEADS (the leads pool
-# alone; default FL_WORKERS), FL_BENCH_DURATION (15),
-# FL_BENCH_CONNECTIONS (32), FL_BENCH_THREADS (2), FL_BENCH_WARMUP (3),
-# FL_BENCH_STAY_UP=1 leaves the stack running.
-# Prints req/s, p50, p99, non-2xx count, the leads stored, and CPU by component over one second
-# in the middle of the run (bench/cpu.sh; "rest of machine" is other load); target >= 2,000 leads/s.
+# Environment: FL_WORKERS (2, FastCGI workers per family), FL_WORKERS_LEADS (measure only this
+# leads pool size; by default two passes on the same stack: the pool docs/operations.md
+# recommends for leads, 3 workers per core, then FL_WORKERS, the size ./factorline up starts),
+# FL_BENCH_DURATION (15), FL_BENCH_CONNECTIONS (32), FL_BENCH_THREADS (2), FL_BENCH_WARMUP (3),
+# FL_BENCH_STAY_UP=1 leaves the stack running (with the last pool measured).
+# Prints, per pool size, req/s, p50, p99, non-2xx count, the leads stored, and CPU by component
+# over one second in the middle of the run (bench/cpu.sh; "rest of machine" is other load), and
+# the target (>= 2,000 leads/s) for each.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export FL_VAR=$ROOT/var/bench-leads FL_HTTP_PORT=48080 FL_HTTPS_PORT=48443
 export FL_WORKERS=${FL_WORKERS:-2}
-LEADS_WORKERS=${FL_WORKERS_LEADS:-$FL_WORKERS}
+# Each lead is a small transaction that waits for its own WAL flush: with as many workers as
+# cores, the cores idle through those waits (docs/leads.md), so the leads pool is sized apart.
+RECOMMENDED=$((3 * $(nproc)))
+if [ -n "${FL_WORKERS_LEADS:-}" ]; then
+    POOLS=$FL_WORKERS_LEADS
+elif [ "$RECOMMENDED" -ne "$FL_WORKERS" ]; then
+    POOLS="$RECOMMENDED $FL_WORKERS"
+else
+    POOLS=$FL_WORKERS
+fi
+[[ "$POOLS" =~ ^[1-9][0-9]*( [1-9][0-9]*)?$ ]] || { echo "bench-leads: FL_WORKERS_LEADS must be a positive integer" >&2; exit 1; }
+pool_note() {   # pool_note N: why this pool size
+    if [ "$1" -eq "$RECOMMENDED" ] && [ -z "${FL_WORKERS_LEADS:-}" ]; then
+        echo "the recommended leads pool, 3 per core"
+    elif [ "$1" -eq "$FL_WORKERS" ] && [ -z "${FL_WORKERS_LEADS:-}" ]; then
+        echo "FL_WORKERS, the pool ./factorline up starts by default"
+    else
+        echo "FL_WORKERS_LEADS"
+    fi
+}
 DURATION=${FL_BENCH_DURATION:-15}
 WARMUP=${FL_BENCH_WARMUP:-3}
 CONNS=${FL_BENCH_CONNECTIONS:-32}
@@ -45,8 +66,9 @@ trap cleanup EXIT
 
 fl down >/dev/null 2>&1 || true
 rm -rf "$FL_VAR"
-say "starting the stack in $FL_VAR (release build, $LEADS_WORKERS leads workers)"
-fl up >&2
+FIRST=${POOLS%% *}
+say "starting the stack in $FL_VAR (release build, $FIRST leads workers)"
+FL_WORKERS_LEADS=$FIRST fl up >&2
 
 KEY=$(sed -n 's/.*"leads":{"base_url":"[^"]*","headers":{"api_key":"\([^"]*\)"}.*/\1/p' "$FL_VAR/credentials.json")
 [ -n "$KEY" ] || die "no leads credential in $FL_VAR/credentials.json"
@@ -114,33 +136,55 @@ export FL_BENCH_KEY=$KEY
 VAR=$FL_VAR CPU_GROUPS="postgres nginx fl-leads wrk"
 # shellcheck source=bench/cpu.sh
 . "$ROOT/bench/cpu.sh"
-say "warm-up ${WARMUP}s"
-FL_BENCH_TAG=warm$$ wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$LUA" "$BASE" >/dev/null
-before=$(sql -c "SELECT count(*) FROM leads")
-say "POST /leads/v1/lead: ${DURATION}s, $CONNS connections, $THREADS threads"
-cpu_sample "$FL_VAR/log/cpu-leads.txt" $((DURATION / 2)) &
-cpu=$!
-out=$(FL_BENCH_TAG=run$$ wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$BASE")
-wait "$cpu" || true
-after=$(sql -c "SELECT count(*) FROM leads")
-line=$(printf '%s\n' "$out" | grep '^FLBENCH') || die "wrk gave no summary: $out"
-get() { printf '%s\n' "$line" | sed -n "s/.* $1=\([0-9]*\).*/\1/p"; }
-req=$(printf '%s\n' "$line" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
-dur=$(get duration_us)
-rps=$(awk -v r="$req" -v d="$dur" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
-stored=$((after - before))
-sealed=$(sql -c "SELECT count(*) FILTER (WHERE ssn_enc LIKE 'v1:%') || '/' || count(*) FROM lead_contacts")
-printf 'leads POST /lead over HTTPS (%s leads workers, %s connections, %ss)\n' "$LEADS_WORKERS" "$CONNS" "$DURATION"
-printf '  requests   %s\n  req/s      %s\n  p50        %.2f ms\n  p99        %.2f ms\n  max        %.2f ms\n' \
-    "$req" "$rps" "$(awk -v v="$(get p50_us)" 'BEGIN{print v/1000}')" \
-    "$(awk -v v="$(get p99_us)" 'BEGIN{print v/1000}')" "$(awk -v v="$(get max_us)" 'BEGIN{print v/1000}')"
-printf '  non-2xx    %s\n  socket errors connect/read/write/timeout %s/%s/%s/%s\n' \
-    "$(get non2xx)" "$(get connect)" "$(get read)" "$(get write)" "$(get timeout)"
-printf '  leads stored during the run %s (contacts with sealed ssn %s)\n' "$stored" "$sealed"
-cpuline=$(cat "$FL_VAR/log/cpu-leads.txt" 2>/dev/null || echo n/a)
-printf '  CPU, 1 s in the middle (100%% = one core, %s cores): %s\n' "$(nproc)" "$cpuline"
-# the same second per lead: a component's share of a core divided by the rate
-printf '%s\n' "$cpuline" | tr ',' '\n' | sed -n 's/^ *\([a-z-]*\) \([0-9]*\)%.*/\1 \2/p' |
-    awk -v rps="$rps" 'rps > 0 { printf "%s%s %.0f us", (n++ ? ", " : "  CPU per lead: "), $1, $2 * 10000 / rps }
-                       END { if (n) print "" }'
-printf '  target >= 2000 leads/s: %s\n' "$([ "$rps" -ge 2000 ] && echo met || echo NOT met)"
+measure() {   # measure POOL: one warm-up and one measured run on the stack as it is
+    say "warm-up ${WARMUP}s"
+    FL_BENCH_TAG=warm$$-$1 wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$LUA" "$BASE" >/dev/null
+    before=$(sql -c "SELECT count(*) FROM leads")
+    say "POST /leads/v1/lead: ${DURATION}s, $CONNS connections, $THREADS threads"
+    cpu_sample "$FL_VAR/log/cpu-leads.txt" $((DURATION / 2)) &
+    cpu=$!
+    out=$(FL_BENCH_TAG=run$$-$1 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$BASE")
+    wait "$cpu" || true
+    after=$(sql -c "SELECT count(*) FROM leads")
+    line=$(printf '%s\n' "$out" | grep '^FLBENCH') || die "wrk gave no summary: $out"
+    get() { printf '%s\n' "$line" | sed -n "s/.* $1=\([0-9]*\).*/\1/p"; }
+    req=$(printf '%s\n' "$line" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
+    dur=$(get duration_us)
+    rps=$(awk -v r="$req" -v d="$dur" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+    stored=$((after - before))
+    sealed=$(sql -c "SELECT count(*) FILTER (WHERE ssn_enc LIKE 'v1:%') || '/' || count(*) FROM lead_contacts")
+    printf 'leads POST /lead over HTTPS (%s leads workers: %s; %s connections, %ss)\n' "$1" "$(pool_note "$1")" "$CONNS" "$DURATION"
+    printf '  requests   %s\n  req/s      %s\n  p50        %.2f ms\n  p99        %.2f ms\n  max        %.2f ms\n' \
+        "$req" "$rps" "$(awk -v v="$(get p50_us)" 'BEGIN{print v/1000}')" \
+        "$(awk -v v="$(get p99_us)" 'BEGIN{print v/1000}')" "$(awk -v v="$(get max_us)" 'BEGIN{print v/1000}')"
+    printf '  non-2xx    %s\n  socket errors connect/read/write/timeout %s/%s/%s/%s\n' \
+        "$(get non2xx)" "$(get connect)" "$(get read)" "$(get write)" "$(get timeout)"
+    printf '  leads stored during the run %s (contacts with sealed ssn %s)\n' "$stored" "$sealed"
+    cpuline=$(cat "$FL_VAR/log/cpu-leads.txt" 2>/dev/null || echo n/a)
+    printf '  CPU, 1 s in the middle (100%% = one core, %s cores): %s\n' "$(nproc)" "$cpuline"
+    # the same second per lead: a component's share of a core divided by the rate
+    printf '%s\n' "$cpuline" | tr ',' '\n' | sed -n 's/^ *\([a-z-]*\) \([0-9]*\)%.*/\1 \2/p' |
+        awk -v rps="$rps" 'rps > 0 { printf "%s%s %.0f us", (n++ ? ", " : "  CPU per lead: "), $1, $2 * 10000 / rps }
+                           END { if (n) print "" }'
+    printf '  target >= 2000 leads/s: %s\n' "$([ "$rps" -ge 2000 ] && echo met || echo NOT met)"
+    VERDICTS+=("$(printf '  %2s leads workers (%s): %5s leads/s, p99 %.2f ms, target %s' "$1" "$(pool_note "$1")" "$rps" \
+        "$(awk -v v="$(get p99_us)" 'BEGIN{print v/1000}')" "$([ "$rps" -ge 2000 ] && echo met || echo NOT met)")")
+}
+
+VERDICTS=()
+n=0
+for pool in $POOLS; do
+    if [ "$n" -gt 0 ]; then
+        echo
+        say "restarting the stack with $pool leads workers"
+        FL_WORKERS_LEADS=$pool fl up >/dev/null 2>&1 || die "factorline up with $pool leads workers failed"
+        sleep 1
+    fi
+    measure "$pool"
+    n=$((n + 1))
+done
+if [ "$n" -gt 1 ]; then
+    echo
+    echo "summary (same stack and data, one pool size after the other):"
+    printf '%s\n' "${VERDICTS[@]}"
+fi
