@@ -7,8 +7,9 @@
 #
 # Own stack in var/bench-leads on ports 48080/48443, stopped at the end.
 # Environment: FL_WORKERS (2, FastCGI workers per family), FL_WORKERS_LEADS (measure only this
-# leads pool size; by default two passes on the same stack: the pool docs/operations.md
-# recommends for leads, 3 workers per core, then FL_WORKERS, the size ./factorline up starts),
+# leads pool size; by default two passes on the same stack, the second on the tables the first
+# filled: the pool docs/operations.md recommends for leads, 3 workers per core, then
+# FL_WORKERS, the size ./factorline up starts; one pass when the two are equal),
 # FL_BENCH_DURATION (15), FL_BENCH_CONNECTIONS (32), FL_BENCH_THREADS (2), FL_BENCH_WARMUP (3),
 # FL_BENCH_STAY_UP=1 leaves the stack running (with the last pool measured).
 # Prints, per pool size, req/s, p50, p99, non-2xx count, the leads stored, and CPU by component
@@ -21,6 +22,9 @@ export FL_VAR=$ROOT/var/bench-leads FL_HTTP_PORT=48080 FL_HTTPS_PORT=48443
 export FL_WORKERS=${FL_WORKERS:-2}
 # Each lead is a small transaction that waits for its own WAL flush: with as many workers as
 # cores, the cores idle through those waits (docs/leads.md), so the leads pool is sized apart.
+for v in FL_WORKERS FL_WORKERS_LEADS; do
+    [ -z "${!v:-}" ] || [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench-leads: $v must be a positive integer" >&2; exit 1; }
+done
 RECOMMENDED=$((3 * $(nproc)))
 if [ -n "${FL_WORKERS_LEADS:-}" ]; then
     POOLS=$FL_WORKERS_LEADS
@@ -29,7 +33,6 @@ elif [ "$RECOMMENDED" -ne "$FL_WORKERS" ]; then
 else
     POOLS=$FL_WORKERS
 fi
-[[ "$POOLS" =~ ^[1-9][0-9]*( [1-9][0-9]*)?$ ]] || { echo "bench-leads: FL_WORKERS_LEADS must be a positive integer" >&2; exit 1; }
 pool_note() {   # pool_note N: why this pool size
     if [ "$1" -eq "$RECOMMENDED" ] && [ -z "${FL_WORKERS_LEADS:-}" ]; then
         echo "the recommended leads pool, 3 per core"
@@ -177,7 +180,7 @@ for pool in $POOLS; do
     if [ "$n" -gt 0 ]; then
         echo
         say "restarting the stack with $pool leads workers"
-        FL_WORKERS_LEADS=$pool fl up >/dev/null 2>&1 || die "factorline up with $pool leads workers failed"
+        FL_WORKERS_LEADS=$pool fl up >&2 || die "factorline up with $pool leads workers failed"
         sleep 1
     fi
     measure "$pool"
@@ -185,6 +188,6 @@ for pool in $POOLS; do
 done
 if [ "$n" -gt 1 ]; then
     echo
-    echo "summary (same stack and data, one pool size after the other):"
+    echo "summary (same stack, one pool size after the other):"
     printf '%s\n' "${VERDICTS[@]}"
 fi
