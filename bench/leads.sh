@@ -157,9 +157,11 @@ measure() {   # measure POOL: one warm-up and one measured run on the stack as i
     stored=$((after - before))
     sealed=$(sql -c "SELECT count(*) FILTER (WHERE ssn_enc LIKE 'v1:%') || '/' || count(*) FROM lead_contacts")
     printf 'leads POST /lead over HTTPS (%s leads workers: %s; %s connections, %ss)\n' "$1" "$(pool_note "$1")" "$CONNS" "$DURATION"
+    p99=$(awk -v v="$(get p99_us)" 'BEGIN{print v/1000}')
+    verdict=$([ "$rps" -ge 2000 ] && echo met || echo NOT met)
     printf '  requests   %s\n  req/s      %s\n  p50        %.2f ms\n  p99        %.2f ms\n  max        %.2f ms\n' \
         "$req" "$rps" "$(awk -v v="$(get p50_us)" 'BEGIN{print v/1000}')" \
-        "$(awk -v v="$(get p99_us)" 'BEGIN{print v/1000}')" "$(awk -v v="$(get max_us)" 'BEGIN{print v/1000}')"
+        "$p99" "$(awk -v v="$(get max_us)" 'BEGIN{print v/1000}')"
     printf '  non-2xx    %s\n  socket errors connect/read/write/timeout %s/%s/%s/%s\n' \
         "$(get non2xx)" "$(get connect)" "$(get read)" "$(get write)" "$(get timeout)"
     printf '  leads stored during the run %s (contacts with sealed ssn %s)\n' "$stored" "$sealed"
@@ -169,9 +171,9 @@ measure() {   # measure POOL: one warm-up and one measured run on the stack as i
     printf '%s\n' "$cpuline" | tr ',' '\n' | sed -n 's/^ *\([a-z-]*\) \([0-9]*\)%.*/\1 \2/p' |
         awk -v rps="$rps" 'rps > 0 { printf "%s%s %.0f us", (n++ ? ", " : "  CPU per lead: "), $1, $2 * 10000 / rps }
                            END { if (n) print "" }'
-    printf '  target >= 2000 leads/s: %s\n' "$([ "$rps" -ge 2000 ] && echo met || echo NOT met)"
-    VERDICTS+=("$(printf '  %2s leads workers (%s): %5s leads/s, p99 %.2f ms, target %s' "$1" "$(pool_note "$1")" "$rps" \
-        "$(awk -v v="$(get p99_us)" 'BEGIN{print v/1000}')" "$([ "$rps" -ge 2000 ] && echo met || echo NOT met)")")
+    printf '  target >= 2000 leads/s: %s\n' "$verdict"
+    VERDICTS+=("$(printf '  %2s leads workers (%s): %5s leads/s, p99 %.2f ms, target %s' \
+        "$1" "$(pool_note "$1")" "$rps" "$p99" "$verdict")")
 }
 
 VERDICTS=()
