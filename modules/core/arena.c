@@ -190,29 +190,37 @@ int buf_printf(fl_buf *b, const char *fmt, ...)
 int buf_json_str(fl_buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *run = (const unsigned char *) s, *p;
     if (buf_append(b, "\"", 1) < 0)
         return -1;
-    for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+    /* PostgreSQL's escape_json, byte for byte: the posting worker's answers must equal
+     * the same text built by to_json() in SQL (docs/posting.md, post-payments) */
+    for (p = run; *p; p++) {
         char esc[7];
-        const char *out = NULL;
-        size_t n = 0;
+        const char *out;
+        size_t n = 2;
         switch (*p) {
-        case '"': out = "\\\""; n = 2; break;
-        case '\\': out = "\\\\"; n = 2; break;
-        case '\n': out = "\\n"; n = 2; break;
-        case '\r': out = "\\r"; n = 2; break;
-        case '\t': out = "\\t"; n = 2; break;
+        case '"': out = "\\\""; break;
+        case '\\': out = "\\\\"; break;
+        case '\b': out = "\\b"; break;
+        case '\f': out = "\\f"; break;
+        case '\n': out = "\\n"; break;
+        case '\r': out = "\\r"; break;
+        case '\t': out = "\\t"; break;
         default:
-            if (*p < 0x20) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[*p >> 4];
-                esc[5] = hex[*p & 15];
-                out = esc;
-                n = 6;
-            }
+            if (*p >= 0x20)
+                continue;
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            out = esc;
+            n = 6;
         }
-        if (out != NULL ? buf_append(b, out, n) : buf_append(b, (const char *) p, 1))
+        if (buf_append(b, (const char *) run, (size_t) (p - run)) < 0 || buf_append(b, out, n) < 0)
             return -1;
+        run = p + 1;
     }
+    if (buf_append(b, (const char *) run, (size_t) (p - run)) < 0)
+        return -1;
     return buf_append(b, "\"", 1);
 }

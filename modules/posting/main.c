@@ -14,7 +14,7 @@ static const fl_route routes[] = {
     { "POST", "/api_factor/create-sched-broker/", posting_create, 0, &op_create_sched_broker },
     { "GET", "/api_factor/get-broker-sched/", posting_get, 0, &op_get_broker_sched },
     { "GET", "/api_factor/get-invoice/", posting_get, 0, &op_get_invoice },
-    { "POST", "/api_factor/post-payments/", posting_create, 0, &op_post_payments },
+    { "POST", "/api_factor/post-payments/", posting_post_payments, 0, &op_post_payments },
 };
 
 static const fl_family family = {

@@ -28,6 +28,7 @@ int posting_auth(fl_req *r);
 void posting_error(fl_req *r, int status, const char *reason);
 int posting_test_post(fl_req *r, const fl_route *route);
 int posting_create(fl_req *r, const fl_route *route);
+int posting_post_payments(fl_req *r, const fl_route *route);
 int posting_get(fl_req *r, const fl_route *route);
 
 extern const posting_op op_create_client, op_get_client, op_create_debtor, op_create_vendor,

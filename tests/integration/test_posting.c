@@ -1487,6 +1487,72 @@ static void test_payment_echo(void)
     IT_STREQ(balance(A, iid), "0.00");
 }
 
+/* The first answer to a batch is written by the worker from its document and each line's
+ * results; a retry's is the stored batch read back (fl_batch_echo). Text that JSON escapes,
+ * UTF-8, numbers sent for text, the date and amount spellings the parser normalises, members
+ * left out or blank, and every kind of result: the three texts are equal byte for byte. */
+static void test_payment_echo_is_stored(void)
+{
+    const char *n1, *n2, *n3, *n4;
+    mk_invoice(A, "10.00", &n1);
+    mk_invoice(A, "20.00", &n2);
+    mk_invoice(A, "20.00", &n3);
+    mk_invoice(A, "5.00", &n4);
+    const char *ref = it_uniq("ES");
+    const char *body = it_fmt(
+        "{\"BatchReference\":\" %s \",\"BatchTotal\":72.5,\"AccountNumber\":\"A\\/1 \\\"q\\\"\",\"PaymentDetails\":["
+        /* pays n1 in full; text with quotes, a backslash, a slash, \u escapes and raw UTF-8 */
+        "{\"PaymentDate\":\"03-31-21\",\"PaymentType\":\"ach\",\"Amount\":\"10\",\"TransactionNumber\":12345,"
+        "\"InvoiceRefNumber\":\"%s\",\"RemitterName\":\"Caf\\u00e9 \\\"Quote\\\" Ltd \\/ back\\\\slash \xf0\x9f\x98\x80\","
+        "\"BankBatchItem\":7,\"ClientCode\":\"\",\"FinancialDocs\":\"JVBERi0xLjQKJcOkw7zDtsOf\"},"
+        /* n1 again: the first line paid it */
+        "{\"PaymentDate\":\"04/02/2021\",\"PaymentType\":\"Check\",\"Amount\":5,\"TransactionNumber\":\"t2\","
+        "\"InvoiceRefNumber\":\"%s\",\"MemoLine\":\"tab\\there\\nnew line\\r\\nend\"},"
+        /* two invoices named in the memo: n2 in full, n3 in part */
+        "{\"PaymentDate\":\"2021-04-03\",\"PaymentType\":\"WIRE\",\"Amount\":\"30.0\",\"TransactionNumber\":\"t3\","
+        "\"MemoLine\":\"inv %s and %s\",\"BankRefNumber\":\"  padded  \",\"AccountNumber\":\"\\u00fc\"},"
+        /* more than n4's balance: the rest unapplied */
+        "{\"PaymentDate\":\"2021-04-04\",\"PaymentType\":\"ACH\",\"Amount\":\"7.50\",\"TransactionNumber\":\"t4\","
+        "\"InvoiceRefNumber\":\"%s\"},"
+        /* nothing to match */
+        "{\"PaymentDate\":\"2021-04-05\",\"PaymentType\":\"ACH\",\"Amount\":\"20.00\",\"TransactionNumber\":\"t5\","
+        "\"InvoiceRefNumber\":\"%s\"}]}", ref, n1, n1, n2, n3, n4, it_uniq("NOSUCH"));
+    it_resp *first = pay(A, body);
+    IT_STATUS(first, 201);
+    IT_JSTR(first->json, "BatchReference", ref);
+    IT_JSTR(first->json, "BatchTotal", "72.50");
+    IT_JSTR(first->json, "AccountNumber", "A/1 \"q\"");
+    IT_JSTR(first->json, "PaymentDetails[0].PaymentDate", "2021-03-31");
+    IT_JSTR(first->json, "PaymentDetails[0].PaymentType", "ACH");
+    IT_JSTR(first->json, "PaymentDetails[0].Amount", "10.00");
+    IT_JSTR(first->json, "PaymentDetails[0].TransactionNumber", "12345");
+    IT_JSTR(first->json, "PaymentDetails[0].RemitterName", "Caf\xc3\xa9 \"Quote\" Ltd / back\\slash \xf0\x9f\x98\x80");
+    IT_JSTR(first->json, "PaymentDetails[0].Status", "applied");
+    IT_CHECK(it_jhas(first->json, "PaymentDetails[0].ClientCode")
+             && it_jstr(first->json, "PaymentDetails[0].ClientCode") == NULL, "ClientCode \"\" is null: %s", first->body);
+    IT_JSTR(first->json, "PaymentDetails[1].PaymentDate", "2021-04-02");
+    IT_JSTR(first->json, "PaymentDetails[1].MemoLine", "tab\there\nnew line\r\nend");
+    IT_JSTR(first->json, "PaymentDetails[1].AppliedAmount", "0.00");
+    IT_JSTR(first->json, "PaymentDetails[2].Amount", "30.00");
+    IT_JSTR(first->json, "PaymentDetails[2].BankRefNumber", "padded");
+    IT_CHECK(it_jlen(first->json, "PaymentDetails[2].Applications") == 2, "the memo's two invoices: %s", first->body);
+    IT_JSTR(first->json, "PaymentDetails[2].AppliedAmount", "30.00");
+    IT_JSTR(first->json, "PaymentDetails[3].AppliedAmount", "5.00");
+    IT_JSTR(first->json, "PaymentDetails[3].UnappliedAmount", "2.50");
+    IT_JSTR(first->json, "PaymentDetails[4].UnappliedAmount", "20.00");
+    IT_CHECK(it_jlen(first->json, "PaymentDetails[4].Applications") == 0, "no applications: %s", first->body);
+    IT_CHECK(strstr(first->body, "\"Status\":null") == NULL, "every line has a status: %s", first->body);
+
+    const char *stored = IT_Q("SELECT '{\"message\":\"201 Created - v2.01.00\",' || substr(fl_batch_echo(id), 2) "
+                              "FROM payment_batches WHERE batch_reference = $1", ref);
+    IT_CHECK(stored != NULL && strcmp(first->body, stored) == 0,
+             "the first answer is the stored batch read back:\n%s\n%s", first->body, stored ? stored : "(none)");
+    it_resp *again = pay(A, body);
+    IT_STATUS(again, 201);
+    IT_CHECK(again->body_len == first->body_len && memcmp(again->body, first->body, first->body_len) == 0,
+             "the retry's answer is the first, byte for byte:\n%s\n%s", first->body, again->body);
+}
+
 /* The text of n items made by item(i) joined with commas (pool-owned). */
 static const char *joined(int n, const char *(*item)(int, const void *), const void *arg)
 {
@@ -2420,6 +2486,7 @@ static const test t_endpoints[] = {
 static const test t_payments[] = {
     { "post-payments errors store nothing", test_payment_errors },
     { "post-payments replay and 409", test_payment_replay_and_conflict },
+    { "post-payments: the first answer is the stored batch, byte for byte", test_payment_echo_is_stored },
     { "concurrent identical retries all get the replay", test_concurrent_retries },
     { "two debtors of one name at once: two CompCodes, no 409", test_concurrent_debtor_compcodes },
     { "two schedules naming one invoice at once: the documented 409", test_concurrent_sched_same_invoice },

@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(93);
+SELECT plan(94);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -117,8 +117,11 @@ SELECT is(:'r9'::jsonb #>> '{PaymentDetails,2,Status}', 'unapplied',
           'the batch''s own account does not drive the amount rule');
 
 -- Idempotency and validation.
-SELECT is(posting_post_payments(:'t', '{"BatchReference":"B1","BatchTotal":"1.00","RequestHash":"rh1","PaymentDetails":[]}')::text,
-          :'r1', 'same BatchReference and RequestHash: the first answer again, byte for byte');
+SELECT results_eq(format($$SELECT line_no, line_applied, line_status, line_apps, replay
+                            FROM posting_post_payments_lines(%L, '{"BatchReference":"B1","BatchTotal":"1.00",
+                                                               "RequestHash":"rh1","PaymentDetails":[]}')$$, :'t'),
+                  format('VALUES (NULL::int, NULL::text, NULL::text, NULL::text, %L::text)', :'r1'),
+                  'same BatchReference and RequestHash: one row, the stored batch (replay), as first answered');
 SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B1","BatchTotal":"1.00","RequestHash":"rh-other",
                    "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"1.00"}]}')$$, :'t'),
                  'FL409', 'Duplicate BatchReference', 'same BatchReference with another body is 409');
@@ -145,7 +148,17 @@ SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"B
                  'FL400', 'Invalid Amount', 'a line amount NaN or Infinity is refused');
 SELECT is((SELECT count(*) FROM events WHERE type = 'payment_batch.posted'), 5::bigint, 'payment_batch.posted events (B1, B2, B7-B9)');
 SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'B1'))::text, :'r1',
-          'the answer is the batch read back (fl_batch_json), byte for byte');
+          'fl_batch_json is the batch''s echo as json');
+-- What the API's worker gets for a new batch: a row per line, in line order, with its results.
+SELECT results_eq(format($$SELECT line_no, line_applied, line_unapplied, line_status, line_reason, line_apps, replay
+                            FROM posting_post_payments_lines(%L, '{"BatchReference":"B12","BatchTotal":"1100.00",
+                                "RequestHash":"rh12","PaymentDetails":[
+                                {"PaymentDate":"2024-03-09","PaymentType":"ACH","Amount":"100.00","InvoiceRefNumber":"nope"},
+                                {"PaymentDate":"2024-03-09","PaymentType":"ACH","Amount":"1000.00","InvoiceRefNumber":"104"}]}')$$,
+                          :'t'),
+                  $$VALUES (1, '0.00', '100.00', 'unapplied', NULL::text, '[]', NULL::text),
+                           (2, '0.00', '1000.00', 'exception', 'Invoice 104 not open', '[]', NULL::text)$$,
+                  'posting_post_payments_lines: each line''s results, in line order, and no replay');
 -- Two lines of one batch paying the same invoice: the second finds it paid by the first.
 SELECT posting_post_payments(:'t', '{"BatchReference":"B4","BatchTotal":"405.00","RequestHash":"rh4","PaymentDetails":[
   {"PaymentDate":"2024-03-05","PaymentType":"ACH","Amount":"400.00","InvoiceRefNumber":"200"},

@@ -38,7 +38,9 @@ SELECT n, k, i.num, i.d, i.c,
   FROM (SELECT n, floor(random() * 10)::int AS k, 1 + floor(random() * 300)::int AS pick
           FROM generate_series(1, 1000) n) s
   JOIN rnd_inv i ON i.g = s.pick;
-SELECT posting_post_payments(:'t', jsonb_build_object(
+-- The call the API makes: one row per line with its results (the worker writes the echo).
+CREATE TEMP TABLE rnd_out AS
+SELECT * FROM posting_post_payments_lines(:'t', (SELECT jsonb_build_object(
          'BatchReference', 'RB1', 'BatchTotal', sum(amt)::text, 'AccountNumber', '123', 'RequestHash', 'rh',
          'PaymentDetails', jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
              'PaymentDate', '2024-03-01', 'PaymentType', 'ACH', 'Amount', amt::text,
@@ -47,8 +49,8 @@ SELECT posting_post_payments(:'t', jsonb_build_object(
              'ClientCode', CASE WHEN k IN (2, 5) THEN 'K' || c END,
              'AccountNumber', CASE WHEN k IN (0, 6) THEN 'ACCT-' || d WHEN k = 3 THEN 'ACCT-UNKNOWN' END,
              'RemitterName', CASE WHEN k IN (1, 7) THEN 'DEBTOR number ' || substr(d, 2) || ' LLC' END))
-             ORDER BY n)))::text AS rb1
-  FROM rnd_line \gset
+             ORDER BY n))
+  FROM rnd_line)) WITH ORDINALITY;
 RESET ROLE;
 
 SELECT is((SELECT count(*) FROM payment_lines WHERE tenant_id = :'t'), 1000::bigint, '1,000 lines stored');
@@ -87,12 +89,20 @@ SELECT is((SELECT sum(amount) FROM payment_lines WHERE tenant_id = :'t'),
 SELECT is((SELECT count(*) FROM events WHERE tenant_id = :'t' AND type = 'invoice.paid'),
           (SELECT count(*) FROM invoices WHERE tenant_id = :'t' AND open_balance = 0),
           'one invoice.paid event per paid invoice');
-SELECT is((SELECT sum(x::numeric) FROM jsonb_path_query(:'rb1'::jsonb, '$.PaymentDetails[*].AppliedAmount') j,
-              LATERAL (SELECT j #>> '{}') s(x)),
-          (SELECT sum(applied_amount) FROM payment_lines WHERE tenant_id = :'t'),
-          'the answer agrees with the lines');
-SELECT is((SELECT fl_batch_json(id)::text FROM payment_batches WHERE tenant_id = :'t'), :'rb1',
-          'the answer is the batch read back (fl_batch_json), byte for byte');
+SELECT is((SELECT count(*) FROM rnd_out o
+             JOIN payment_lines l ON l.tenant_id = :'t' AND l.line_no = o.line_no
+            WHERE o.replay IS NULL AND o.line_unapplied = fl_money(l.unapplied_amount)
+              AND o.line_no = o.ordinality),
+          1000::bigint, 'the answer: a row per line, in line order, with its unapplied amount as stored');
+-- Each row's results with the line as stored make the stored batch read back (the answer to a
+-- retry): what was answered is what was stored, Applications included.
+SELECT is((SELECT fl_batch_echo_wrap(b.batch_reference, b.batch_total, b.account_number,
+                      string_agg(fl_payment_line_json(l, o.line_applied::numeric, o.line_status, o.line_reason,
+                                                      o.line_apps), ',' ORDER BY l.line_no))
+             FROM payment_batches b JOIN payment_lines l ON l.batch_id = b.id JOIN rnd_out o ON o.line_no = l.line_no
+            WHERE b.tenant_id = :'t' GROUP BY b.id),
+          (SELECT fl_batch_echo(id) FROM payment_batches WHERE tenant_id = :'t'),
+          'the answer''s results and the stored lines are the batch read back (fl_batch_echo), byte for byte');
 
 -- DBA views, read as fl_report through RLS.
 CREATE TEMP TABLE rnd_expect AS

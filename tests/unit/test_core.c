@@ -39,6 +39,14 @@ static void test_arena(void)
     b.len = 0;
     buf_json_str(&b, "a\"b\\c\n\x01");
     CU_ASSERT_STRING_EQUAL(b.data, "\"a\\\"b\\\\c\\n\\u0001\"");
+    /* PostgreSQL's escape_json: \b \f \n \r \t by name, other controls as \u00xx (lower-case
+     * hex), DEL and UTF-8 as they are; runs of plain bytes around the escapes kept whole */
+    b.len = 0;
+    buf_json_str(&b, "\b\f\r\t\x1f\x7f caf\xc3\xa9 \"\"end");
+    CU_ASSERT_STRING_EQUAL(b.data, "\"\\b\\f\\r\\t\\u001f\x7f caf\xc3\xa9 \\\"\\\"end\"");
+    b.len = 0;
+    buf_json_str(&b, "");
+    CU_ASSERT_STRING_EQUAL(b.data, "\"\"");
     arena_free(a);
 }
 

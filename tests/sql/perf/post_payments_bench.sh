@@ -1,8 +1,9 @@
 #!/bin/sh
-# SQL-only benchmark of posting_post_payments: 100-line batches against 100,000 open invoices,
-# each line paying a random open invoice by InvoiceRefNumber with a few cents (invoices stay
-# open), lines sorted by invoice number, unique BatchReference per batch: the workload of
-# bench/post-payments.lua without the HTTP stack.  Not run by pg_prove.
+# SQL-only benchmark of post-payments as the API calls it (posting_post_payments_lines): 100-line
+# batches against 100,000 open invoices, each line paying a random open invoice by
+# InvoiceRefNumber with a few cents (invoices stay open), lines sorted by invoice number, unique
+# BatchReference per batch: the workload of bench/post-payments.lua without the HTTP stack (and
+# without the echo, which the worker writes).  Not run by pg_prove.
 #
 #   tests/sql/perf/post_payments_bench.sh [-h host] [-d db] [-T seconds] [-c "1 2"] [--no-setup] [--cpu N]
 #                                         [--lc-collate C]
@@ -91,8 +92,8 @@ SCRIPT=$(mktemp)
 trap 'rm -f "$SCRIPT"' EXIT
 cat > "$SCRIPT" <<SQL
 \set n random(1, $DOCS)
-SELECT length(posting_post_payments('$TENANT', jsonb_set(doc, '{BatchReference}',
-       to_jsonb('bench-' || nextval('bench_seq'))))::text) FROM bench_docs WHERE n = :n;
+SELECT count(*) FROM bench_docs, posting_post_payments_lines('$TENANT', jsonb_set(doc, '{BatchReference}',
+       to_jsonb('bench-' || nextval('bench_seq')))) WHERE n = :n;
 SQL
 # Warm-up: some payment history, then fresh statistics (plans made on empty payment tables are
 # not representative; autovacuum would analyze them after a minute or so).
@@ -110,11 +111,11 @@ done
 if [ "$CPU" -gt 0 ]; then
     psql -X -q -h "$HOST" -U fl_api -d "$DB" -v ON_ERROR_STOP=1 -At <<SQL
 SELECT pg_backend_pid() AS pid \gset
-SELECT length(posting_post_payments('$TENANT', jsonb_set(doc, '{BatchReference}', to_jsonb('cpu-warm-' || nextval('bench_seq'))))::text) AS x FROM bench_docs WHERE n = 1 \gset
+SELECT count(*) AS x FROM bench_docs, posting_post_payments_lines('$TENANT', jsonb_set(doc, '{BatchReference}', to_jsonb('cpu-warm-' || nextval('bench_seq')))) WHERE n = 1 \gset
 \setenv PID :pid
 \! awk '{ print \$14 + \$15 }' /proc/\$PID/stat > /tmp/fl_bench_cpu.\$PID
 \o /dev/null
-SELECT format('SELECT length(posting_post_payments(%L, jsonb_set(doc, %L, to_jsonb(%L || nextval(%L))))::text) FROM bench_docs WHERE n = %s',
+SELECT format('SELECT count(*) FROM bench_docs, posting_post_payments_lines(%L, jsonb_set(doc, %L, to_jsonb(%L || nextval(%L)))) WHERE n = %s',
               '$TENANT', '{BatchReference}', 'cpu-', 'bench_seq', 1 + (g * 7919) % $DOCS) FROM generate_series(1, $CPU) g \gexec
 \o
 \! awk -v n=$CPU -v hz=\$(getconf CLK_TCK) -v t0=\$(cat /tmp/fl_bench_cpu.\$PID) '{ printf "cpu: %d batches, %.2f ms backend CPU per batch (%.0f lines/s per core)\\n", n, (\$14 + \$15 - t0) * 1000 / hz / n, n * 100 * hz / (\$14 + \$15 - t0) }' /proc/\$PID/stat; rm -f /tmp/fl_bench_cpu.\$PID
