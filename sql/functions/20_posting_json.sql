@@ -143,9 +143,11 @@ $$;
 -- batch (tests/sql/perf/post_payments_bench.sh --cpu, with and without it); the line objects
 -- by concatenation take half the time of json_build_object (0.32 against 0.65 ms for 100),
 -- and the text is sent as built (no json or jsonb value to encode). Keys keep the documented
--- order. The same functions build the first answer (posting_post_payments, from the lines in
--- memory) and the retry's (fl_batch_echo, from the stored rows): byte for byte the same text
--- by construction, which pgTAP checks.
+-- order. These functions build the answer to a retry (fl_batch_echo, from the stored rows); the
+-- first answer is written by the posting worker from its document and each line's results
+-- (posting_post_payments_lines; modules/posting/handlers.c, echo_batch) with the same keys,
+-- formats and escapes: the integration tests hold the two equal byte for byte, and pgTAP
+-- (tests/sql/40_random_batch.sql) the results returned equal to the results stored.
 -- Before migration 0005 these functions returned jsonb (and fl_reconcile_lines' line_apps was
 -- jsonb): a changed result type needs DROP, not CREATE OR REPLACE.
 DO $$
