@@ -365,9 +365,15 @@ out:
  * a batch formatting it (docs/posting.md).  Keys and formats are those of fl_batch_echo in
  * sql/functions/20_posting_json.sql, which answers a retry from the stored rows: the two
  * texts are equal byte for byte, and the integration tests hold them so. */
-static const char *const echo_line_fields[] = {
-    "PaymentDate", "BankBatchItem", "PaymentType", "Amount", "BankRefNumber", "AccountNumber",
-    "TransactionNumber", "RemitterName", "MemoLine", "InvoiceRefNumber", "ClientCode", "FinancialDocs", NULL
+#define ECHO_FIELD(name) { name, ",\"" name "\":" }
+static const struct echo_field {
+    const char *name;           /* the document's member */
+    const char *key;            /* ,"name": */
+} echo_line_fields[] = {
+    ECHO_FIELD("PaymentDate"), ECHO_FIELD("BankBatchItem"), ECHO_FIELD("PaymentType"), ECHO_FIELD("Amount"),
+    ECHO_FIELD("BankRefNumber"), ECHO_FIELD("AccountNumber"), ECHO_FIELD("TransactionNumber"),
+    ECHO_FIELD("RemitterName"), ECHO_FIELD("MemoLine"), ECHO_FIELD("InvoiceRefNumber"), ECHO_FIELD("ClientCode"),
+    ECHO_FIELD("FinancialDocs"), { NULL, NULL }
 };
 
 /* The member's text as a JSON string, or null when the document leaves it out. */
@@ -408,9 +414,10 @@ static int echo_batch(fl_buf *b, json_object *doc, const PGresult *res)
         if (PQgetisnull(res, row, C_LINE) || strtol(PQgetvalue(res, row, C_LINE), NULL, 10) != (long) i + 1
             || PQgetisnull(res, row, C_APPS))
             return -1;
-        for (const char *const *f = echo_line_fields; *f != NULL; f++) {
-            bad |= buf_printf(b, "%s\"%s\":", f == echo_line_fields ? (i ? ",{" : "{") : ",", *f);
-            bad |= echo_str(b, line, *f);
+        bad |= buf_puts(b, i ? ",{" : "{");
+        for (const struct echo_field *f = echo_line_fields; f->name != NULL; f++) {
+            bad |= buf_puts(b, f == echo_line_fields ? f->key + 1 : f->key);
+            bad |= echo_str(b, line, f->name);
         }
         bad |= buf_puts(b, ",\"AppliedAmount\":");
         bad |= echo_col(b, res, row, C_APPLIED);
