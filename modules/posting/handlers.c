@@ -361,8 +361,8 @@ out:
 
 /* post-payments' answer: the batch's echo, written here from the validated document (its
  * values normalised as the database stores them) and the results of each line that
- * posting_post_payments_lines returns, so that the shared database does not spend ~10 % of
- * a batch formatting it (docs/posting.md).  Keys and formats are those of fl_batch_echo in
+ * posting_post_payments_lines returns, so that the shared database does not spend ~6 % of
+ * a batch's CPU formatting it (docs/benchmarks.md, twenty-ninth session).  Keys and formats are those of fl_batch_echo in
  * sql/functions/20_posting_json.sql, which answers a retry from the stored rows: the two
  * texts are equal byte for byte, and the integration tests hold them so. */
 #define ECHO_FIELD(name) { name, ",\"" name "\":" }
@@ -458,8 +458,9 @@ int posting_post_payments(fl_req *r, const fl_route *route)
     /* the echo is the body's size again and the lines' results: one allocation, mostly */
     buf_init(&b, r->arena, r->body_len + 256 * (size_t) PQntuples(res) + 256);
     if (answer_open(&b, 201) < 0 || echo_batch(&b, doc, res) < 0) {
-        log_msg("error", r->request_id, "post-payments: the answer could not be written (%d result rows)",
-                PQntuples(res));
+        /* the batch is stored: the same body again is answered with its replay */
+        log_msg("error", r->request_id, "post-payments: the answer could not be written (%d result rows); "
+                "the batch is stored", PQntuples(res));
         rc = serve_fail(r, 500, NULL);
         goto out;
     }

@@ -523,7 +523,7 @@ $$;
 --   line_apps (the line's Applications, a JSON array as text), and replay NULL.
 -- A retry of a posted batch (same BatchReference and RequestHash) is one row with only replay
 -- set: the stored batch read back (fl_batch_echo), which the worker answers as it is.
--- Formatting the echo here was ~10 % of the backend's CPU for a 100-line batch; the workers
+-- Formatting the echo here cost ~6 % of the backend's CPU for a 100-line batch; the workers
 -- scale out, the database does not (docs/benchmarks.md, twenty-ninth session).
 -- posting_post_payments below is the same call for DBAs and tests, answered as text.
 CREATE OR REPLACE FUNCTION posting_post_payments_lines(p_tenant uuid, p_doc jsonb)
