@@ -391,14 +391,16 @@ static int echo_col(fl_buf *b, const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? buf_puts(b, "null") : buf_json_str(b, PQgetvalue(res, row, col));
 }
 
+/* posting_post_payments_lines' columns */
+enum { C_LINE, C_APPLIED, C_UNAPPLIED, C_STATUS, C_REASON, C_APPS, C_REPLAY, C_NCOLS };
+
 static int echo_batch(fl_buf *b, json_object *doc, const PGresult *res)
 {
-    enum { C_LINE, C_APPLIED, C_UNAPPLIED, C_STATUS, C_REASON, C_APPS };
     json_object *lines = json_object_object_get(doc, "PaymentDetails");
     size_t n = json_object_array_length(lines);
     int bad = 0;
 
-    if ((size_t) PQntuples(res) != n || PQnfields(res) < C_APPS + 1)
+    if ((size_t) PQntuples(res) != n)
         return -1;
     bad |= buf_puts(b, ",\"BatchReference\":");
     bad |= echo_str(b, doc, "BatchReference");
@@ -449,15 +451,14 @@ int posting_post_payments(fl_req *r, const fl_route *route)
         rc = serve_fail_pending(r);
         goto out;
     }
-    enum { C_REPLAY = 6 };
-    if (PQntuples(res) == 1 && PQnfields(res) > C_REPLAY && !PQgetisnull(res, 0, C_REPLAY)) {
+    if (PQnfields(res) == C_NCOLS && PQntuples(res) == 1 && !PQgetisnull(res, 0, C_REPLAY)) {
         answer(r, 201, PQgetvalue(res, 0, C_REPLAY));       /* a retry: the stored batch */
         goto out;
     }
     fl_buf b;
     /* the echo is the body's size again and the lines' results: one allocation, mostly */
     buf_init(&b, r->arena, r->body_len + 256 * (size_t) PQntuples(res) + 256);
-    if (answer_open(&b, 201) < 0 || echo_batch(&b, doc, res) < 0) {
+    if (PQnfields(res) != C_NCOLS || answer_open(&b, 201) < 0 || echo_batch(&b, doc, res) < 0) {
         /* the batch is stored: the same body again is answered with its replay */
         log_msg("error", r->request_id, "post-payments: the answer could not be written (%d result rows); "
                 "the batch is stored", PQntuples(res));
