@@ -1,6 +1,6 @@
 -- Reconciliation rules on a hand-made batch.
 BEGIN;
-SELECT plan(94);
+SELECT plan(106);
 
 SELECT fl_tenant_add('Recon T', 'RECON-T') AS t \gset
 SET LOCAL ROLE fl_api;
@@ -362,5 +362,54 @@ SELECT is((SELECT count(*) FILTER (WHERE fl_learn_lock(:'t', gen_random_uuid(), 
              FROM generate_series(1, 300) i), 300::bigint, 'fl_learn_lock: 300 new pairs, each may be learned');
 SELECT is((SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) - :adv_prev,
           (256 - :learn_prev)::bigint, 'with no more than 256 learn locks in the transaction');
+
+-- The lines' checks: on the lines as read into their types when every line passes them there,
+-- else on the document, in line order (posting_post_payments_lines); the same reasons as before
+-- the thirty-first session, and a refused batch stores nothing.
+SET LOCAL ROLE fl_api;
+SELECT count(*) AS lines_before FROM payment_lines \gset
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V1","BatchTotal":"1.01",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"1.00"},
+                                     {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"0.005"}]}')$$, :'t'),
+                 'FL400', 'Invalid Amount', 'an amount under 0.01 that would round to 0.01 is refused');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V2","BatchTotal":"2.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"1.00"},
+                                     {"PaymentDate":"2024-03-01","Amount":"1.00"}]}')$$, :'t'),
+                 'FL400', 'Invalid PaymentType', 'a line without PaymentType');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V3","BatchTotal":"1.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"1.00"},
+                                     {"PaymentDate":"2024-03-01","PaymentType":"ACH"}]}')$$, :'t'),
+                 'FL400', 'Invalid Amount', 'a line without Amount');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V4","BatchTotal":"1.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"1.00"},
+                                     "x"]}')$$, :'t'),
+                 'FL400', 'Invalid PaymentDetails', 'a line that is not an object');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V5","BatchTotal":"1.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-02-30","PaymentType":"ACH","Amount":"2.00"},
+                                     {"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"-1.00"}]}')$$, :'t'),
+                 'FL400', 'Invalid Amount', 'a line''s reason comes before another line''s unreadable date');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V6","BatchTotal":"9.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-02-30","PaymentType":"ACH","Amount":"2.00"}]}')$$, :'t'),
+                 'FL400', 'Invalid batchTotal', 'the total is checked before an unreadable date');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V7","BatchTotal":"2.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-02-30","PaymentType":"ACH","Amount":"2.00"}]}')$$, :'t'),
+                 '22008', NULL, 'an unreadable date: PostgreSQL''s own error');
+SELECT throws_ok(format($$SELECT posting_post_payments(%L, '{"BatchReference":"V8","BatchTotal":"2.00",
+                   "PaymentDetails":[{"PaymentDate":"2024-03-01","PaymentType":"ACH","Amount":"abc"}]}')$$, :'t'),
+                 '22P02', NULL, 'an unreadable amount: PostgreSQL''s own error');
+SELECT is((SELECT count(*) FROM payment_batches WHERE batch_reference LIKE 'V_'), 0::bigint,
+          'the refused batches stored nothing');
+SELECT is((SELECT count(*) FROM payment_lines), :lines_before::bigint, 'nor any line');
+SELECT posting_post_payments(:'t', '{"BatchReference":"V9","BatchTotal":"1.01","PaymentDetails":[
+  {"PaymentDate":"2024-03-01","PaymentType":"wire","Amount":"1.00"},
+  {"PaymentDate":"2024-03-02","PaymentType":"ACH","Amount":0.01}]}') AS r9 \gset
+SELECT is(ARRAY(SELECT format('%s %s %s %s', l.line_no, l.payment_date, l.payment_type, l.amount)
+                   FROM payment_lines l JOIN payment_batches b ON b.id = l.batch_id
+                  WHERE b.batch_reference = 'V9' ORDER BY l.line_no),
+          '{"1 2024-03-01 WIRE 1.00","2 2024-03-02 ACH 0.01"}'::text[],
+          'an amount of 0.01 (decided on the document) is taken; dates and types as stored');
+SELECT is(fl_batch_json((SELECT id FROM payment_batches WHERE batch_reference = 'V9'))::text, :'r9',
+          'and answered as stored');
+
 SELECT * FROM finish();
 ROLLBACK;
